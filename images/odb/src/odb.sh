@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "odb 2.5.0-b.23 ($(uname -m))"

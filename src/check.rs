@@ -1,0 +1,166 @@
+//! `mab check`: the manifest, and the files it names.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use dockerfile_parser::{Dockerfile, ImageRef, Instruction};
+use miette::SourceSpan;
+
+use crate::diag::{Diag, Diagnostics, Source};
+use crate::manifest::model::{Dep, ImageVersion, Model};
+
+/// Check that contexts and Dockerfiles exist, and that every Dockerfile `FROM`
+/// naming a manifest image is a declared dependency. `base` is the manifest's directory.
+pub fn files(model: &Model, manifest: &Source, base: &Path) -> Diagnostics {
+    let mut diags = Diagnostics::new();
+    let mut seen_contexts = BTreeSet::new();
+    let mut seen_dockerfiles = BTreeSet::new();
+    for v in &model.versions {
+        let context = base.join(&v.context);
+        if !context.is_dir() {
+            if seen_contexts.insert(v.context.clone()) {
+                diags.push(
+                    Diag::error(v.context_span.unwrap_or(v.image_span), format!("build context `{}` does not exist", v.context))
+                        .label(format!("needed by `{}`", v.key))
+                        .help("create the directory, or set `context` to where the image's files are")
+                        .in_source(manifest),
+                );
+            }
+            continue;
+        }
+        let dockerfile = base.join(&v.dockerfile);
+        let Ok(text) = std::fs::read_to_string(&dockerfile) else {
+            if seen_dockerfiles.insert(v.dockerfile.clone()) {
+                diags.push(
+                    Diag::error(v.dockerfile_span.unwrap_or(v.span), format!("Dockerfile `{}` does not exist", v.dockerfile))
+                        .label(format!("needed by `{}`", v.key))
+                        .help("`dockerfile` is relative to the context; the default is `Dockerfile`")
+                        .in_source(manifest),
+                );
+            }
+            continue;
+        };
+        if !seen_dockerfiles.insert(v.dockerfile.clone()) {
+            // Warnings about one Dockerfile are reported once, for its first user.
+            continue;
+        }
+        diags.extend(dockerfile_froms(model, v, &v.dockerfile, &text, manifest));
+    }
+    diags
+}
+
+fn span(s: dockerfile_parser::Span) -> SourceSpan {
+    SourceSpan::from(s.start..s.end)
+}
+
+/// The manifest image a reference names, if any: its last path component is an image name.
+fn manifest_image<'m>(model: &'m Model, reference: &str) -> Option<&'m str> {
+    let parsed = ImageRef::parse(reference);
+    let repo = parsed.image.rsplit('/').next().unwrap_or(&parsed.image).to_owned();
+    let full = match &parsed.registry {
+        Some(r) => format!("{r}/{}", parsed.image),
+        None => parsed.image.clone(),
+    };
+    model
+        .images
+        .iter()
+        .find(|name| **name == repo || full.ends_with(&format!("/{name}")) || full == **name)
+        .map(String::as_str)
+}
+
+fn dockerfile_froms(model: &Model, v: &ImageVersion, path: &str, text: &str, manifest: &Source) -> Diagnostics {
+    let mut diags = Diagnostics::new();
+    let source = Source::new(path, text);
+    let parsed = match Dockerfile::parse(text) {
+        Ok(d) => d,
+        Err(e) => {
+            diags.push(
+                Diag::error(SourceSpan::from(0..0), format!("cannot parse Dockerfile `{path}`"))
+                    .label("parse error")
+                    .help(e.to_string())
+                    .in_source(&source),
+            );
+            return diags;
+        }
+    };
+    let declared_args: BTreeSet<&str> = v.froms.iter().filter_map(|f| f.arg.as_deref()).collect();
+    let dep_images: BTreeSet<&str> = v
+        .froms
+        .iter()
+        .filter_map(|f| match f.dep {
+            Dep::Image(i) => Some(model.versions[i].image.as_str()),
+            Dep::Mirror(..) => None,
+        })
+        .collect();
+    let all_args: BTreeSet<&str> = parsed
+        .instructions
+        .iter()
+        .filter_map(Instruction::as_arg)
+        .map(|a| a.name.content.as_str())
+        .collect();
+    let stages: BTreeSet<String> = parsed
+        .instructions
+        .iter()
+        .filter_map(Instruction::as_from)
+        .filter_map(|f| f.alias.as_ref().map(|a| a.content.clone()))
+        .collect();
+    for from in parsed.instructions.iter().filter_map(Instruction::as_from) {
+        let image = from.image.content.as_str();
+        if stages.contains(image) {
+            continue;
+        }
+        // `FROM ${X}` / `FROM $X`: look at the default of the global `ARG X`.
+        let var = image
+            .strip_prefix("${")
+            .and_then(|r| r.strip_suffix('}'))
+            .or_else(|| image.strip_prefix('$'))
+            .filter(|n| n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+        let (reference, arg) = match var {
+            Some(name) => {
+                if declared_args.contains(name) {
+                    continue;
+                }
+                let default = parsed.get_global_arg(name).and_then(|a| a.value.as_ref()).map(|v| v.content.clone());
+                match default {
+                    Some(d) => (d, Some(name)),
+                    None => continue,
+                }
+            }
+            None => (image.to_owned(), None),
+        };
+        let Some(named) = manifest_image(model, &reference) else { continue };
+        if named == v.image {
+            continue;
+        }
+        let how = match arg {
+            Some(a) => format!("declare it: `from \"{named}:VERSION\" arg=\"{a}\"` in `{}`", v.image),
+            None => format!(
+                "declare it with `from \"{named}:VERSION\" arg=\"BASE_IMAGE\"` and write `ARG BASE_IMAGE` / `FROM ${{BASE_IMAGE}}`"
+            ),
+        };
+        let undeclared = if dep_images.contains(named) {
+            format!("`FROM {image}` names manifest image `{named}` without the pinned reference mab passes")
+        } else {
+            format!("`FROM {image}` names manifest image `{named}`, but `{}` declares no `from` for it", v.image)
+        };
+        diags.push(
+            Diag::warning(span(from.image.span), undeclared)
+                .label("undeclared dependency: mab cannot order or pin this build")
+                .help(how)
+                .in_source(&source),
+        );
+    }
+    for f in &v.froms {
+        if let Some(a) = &f.arg {
+            if !all_args.contains(a.as_str()) {
+                diags.push(
+                    Diag::warning(f.span, format!("`{path}` declares no `ARG {a}`"))
+                        .label(format!("passes --build-arg {a}"))
+                        .help(format!("add `ARG {a}` before the `FROM ${{{a}}}` that uses it"))
+                        .in_source(manifest),
+                );
+            }
+        }
+    }
+    diags
+}

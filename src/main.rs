@@ -1,0 +1,3 @@
+fn main() {
+    std::process::exit(mab::run(std::env::args_os()));
+}

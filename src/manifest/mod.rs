@@ -1,0 +1,42 @@
+//! The manifest layer: text → spanned syntax → resolved [`Model`].
+
+pub mod interpolate;
+pub mod kdl_node;
+pub mod model;
+pub mod platform;
+pub mod resolve;
+pub mod syntax;
+pub mod version_order;
+
+use std::path::Path;
+
+pub use model::Model;
+
+use crate::diag::{Diag, Diagnostics, Source};
+
+/// A manifest read from disk and resolved for one profile.
+pub struct Loaded {
+    pub source: Source,
+    pub raw: syntax::RawManifest,
+    pub model: Model,
+}
+
+/// Read, parse and resolve `path`; every error comes back located in the file.
+pub fn load(path: &Path, profile: Option<&str>) -> Result<Loaded, Diagnostics> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Diagnostics::from(
+            Diag::plain(format!("cannot read `{}`: {e}", path.display()))
+                .help("pass the manifest with `-f FILE`, or run mab in the directory that holds `images.kdl`"),
+        )
+    })?;
+    let source = Source::new(path.display().to_string(), text);
+    let (raw, model) = compile(&source, profile).map_err(|d| d.in_source(&source).sorted())?;
+    Ok(Loaded { source, raw, model })
+}
+
+/// Parse and resolve text already in memory.
+pub fn compile(source: &Source, profile: Option<&str>) -> Result<(syntax::RawManifest, Model), Diagnostics> {
+    let raw = syntax::parse(&source.text)?;
+    let model = resolve::resolve(&raw, &source.text, profile)?;
+    Ok((raw, model))
+}

@@ -1,0 +1,168 @@
+//! The resolved manifest: one profile chosen, settings cascaded, strings interpolated.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use miette::SourceSpan;
+use serde::Serialize;
+
+use super::platform::Platform;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Buildx,
+    Buildah,
+    Podman,
+}
+
+impl Backend {
+    pub const NAMES: &'static [&'static str] = &["buildx", "buildah", "podman"];
+
+    pub fn parse(s: &str) -> Option<Backend> {
+        match s {
+            "buildx" => Some(Backend::Buildx),
+            "buildah" => Some(Backend::Buildah),
+            "podman" => Some(Backend::Podman),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Buildx => "buildx",
+            Backend::Buildah => "buildah",
+            Backend::Podman => "podman",
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Profile {
+    pub name: String,
+    /// Profiles this one inherits from, nearest first.
+    pub inherits: Vec<String>,
+    pub registry: String,
+    pub insecure: bool,
+    pub backend: Backend,
+    pub push: bool,
+    /// Extra tags given to the newest version of each image (`latest`).
+    pub extra_tags: Vec<String>,
+}
+
+/// The registry cache of one build: `--cache-from`/`--cache-to` reference and mode.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Cache {
+    #[serde(rename = "ref")]
+    pub reference: String,
+    pub mode: String,
+}
+
+/// What a `from` points at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Dep {
+    /// Index into `Model::versions`.
+    Image(usize),
+    /// Index into `Model::mirrors`, and the tag.
+    Mirror(usize, String),
+}
+
+#[derive(Clone, Debug)]
+pub struct From {
+    pub dep: Dep,
+    /// The build arg that receives the pinned reference; `None` orders the build only.
+    pub arg: Option<String>,
+    pub span: SourceSpan,
+}
+
+/// Settings that may differ per platform (they can use `${platform}`, `${os}`, `${arch}`).
+#[derive(Clone, Debug)]
+pub struct PlatformSettings {
+    pub platform: Platform,
+    pub args: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub test: Option<Vec<String>>,
+    pub cache: Option<Cache>,
+}
+
+/// One buildable unit: an image, one of its versions, optionally a variant.
+#[derive(Clone, Debug)]
+pub struct ImageVersion {
+    pub image: String,
+    pub version: String,
+    pub variant: Option<String>,
+    pub suffix: String,
+    /// `image:version[suffix]`, the name selectors and `from` use.
+    pub key: String,
+    /// Directory of the build context, relative to the manifest.
+    pub context: String,
+    /// Where `context` was set, if it was.
+    pub context_span: Option<SourceSpan>,
+    /// Where `dockerfile` was set, if it was.
+    pub dockerfile_span: Option<SourceSpan>,
+    /// Dockerfile path, relative to the manifest.
+    pub dockerfile: String,
+    pub target: Option<String>,
+    pub platforms: Vec<PlatformSettings>,
+    pub tags: Vec<String>,
+    pub froms: Vec<From>,
+    /// `${registry}/${image}`.
+    pub repository: String,
+    pub span: SourceSpan,
+    pub image_span: SourceSpan,
+}
+
+impl ImageVersion {
+    pub fn platform_names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.platforms.iter().map(|p| p.platform.as_str())
+    }
+
+    /// The tag the version is known by (version plus variant suffix).
+    pub fn primary_tag(&self) -> String {
+        format!("{}{}", self.version, self.suffix)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Mirror {
+    pub name: String,
+    /// Upstream repository, e.g. `docker.io/library/alpine`.
+    pub source: String,
+    pub tags: Vec<String>,
+    /// Platforms to copy; `None` copies the whole index.
+    pub platforms: Option<Vec<Platform>>,
+    /// `${registry}/thirdparty/${name}`.
+    pub repository: String,
+    pub span: SourceSpan,
+}
+
+#[derive(Clone, Debug)]
+pub struct Builder {
+    pub name: String,
+    pub platforms: Vec<Platform>,
+    pub endpoint: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Model {
+    pub profile: Profile,
+    pub profiles: Vec<String>,
+    pub vars: BTreeMap<String, String>,
+    pub mirrors: Vec<Mirror>,
+    /// Image names in manifest order.
+    pub images: Vec<String>,
+    pub versions: Vec<ImageVersion>,
+    pub builders: Vec<Builder>,
+}
+
+impl Model {
+    pub fn builder_for(&self, platform: &Platform) -> Option<&Builder> {
+        self.builders.iter().find(|b| b.platforms.contains(platform))
+    }
+}

@@ -1,0 +1,45 @@
+//! Mermaid flowchart: renders in a pull-request comment.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use crate::plan::{Kind, Plan};
+
+/// Mermaid labels are quoted; quotes inside become `#quot;`.
+fn label(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "#quot;"))
+}
+
+pub fn render(plan: &Plan) -> String {
+    let ids: HashMap<&str, String> = plan.nodes.iter().enumerate().map(|(i, n)| (n.id.as_str(), format!("n{i}"))).collect();
+    let mut out = String::new();
+    let _ = writeln!(out, "flowchart LR");
+    for (i, (key, nodes)) in super::groups(plan).iter().enumerate() {
+        let mirror = nodes.iter().all(|n| n.kind == Kind::Mirror);
+        if mirror {
+            for n in nodes {
+                let _ = writeln!(out, "  {}[({})]", ids[n.id.as_str()], label(&n.id));
+            }
+            continue;
+        }
+        let _ = writeln!(out, "  subgraph g{i}[{}]", label(key));
+        for n in nodes {
+            let id = &ids[n.id.as_str()];
+            let _ = match n.kind {
+                Kind::Build => writeln!(out, "    {id}[{}]", label(n.platform.as_deref().unwrap_or(""))),
+                Kind::Test => writeln!(out, "    {id}([{}])", label(&format!("test {}", n.platform.as_deref().unwrap_or("")))),
+                Kind::Merge => writeln!(out, "    {id}[[{}]]", label(&format!("merge :{}", n.tags.join(" :")))),
+                Kind::Mirror => writeln!(out, "    {id}[({})]", label(&n.id)),
+            };
+        }
+        let _ = writeln!(out, "  end");
+    }
+    for n in &plan.nodes {
+        for need in &n.needs {
+            if let Some(from) = ids.get(need.as_str()) {
+                let _ = writeln!(out, "  {from} --> {}", ids[n.id.as_str()]);
+            }
+        }
+    }
+    out
+}

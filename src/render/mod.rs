@@ -1,0 +1,50 @@
+//! Output formats of `mab plan`.
+
+pub mod dot;
+pub mod markdown;
+pub mod mermaid;
+pub mod shell;
+pub mod text;
+
+use std::collections::BTreeMap;
+
+use crate::plan::{Kind, Node, Plan};
+
+/// Serialize the plan as pretty JSON, newline-terminated.
+pub fn json(plan: &Plan) -> String {
+    let mut s = serde_json::to_string_pretty(plan).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    s.push('\n');
+    s
+}
+
+/// Nodes grouped per image version (`image:version[-variant]`), in plan order; mirrors grouped per mirror.
+pub fn groups(plan: &Plan) -> Vec<(String, Vec<&Node>)> {
+    let mut order: Vec<String> = Vec::new();
+    let mut map: BTreeMap<String, Vec<&Node>> = BTreeMap::new();
+    for n in &plan.nodes {
+        let key = match n.kind {
+            Kind::Mirror => n.id.clone(),
+            _ => n.key().unwrap_or_else(|| n.id.clone()),
+        };
+        if !map.contains_key(&key) {
+            order.push(key.clone());
+        }
+        map.entry(key).or_default().push(n);
+    }
+    order
+        .into_iter()
+        .map(|k| {
+            let v = map.remove(&k).unwrap_or_default();
+            (k, v)
+        })
+        .collect()
+}
+
+/// "3 mirror, 8 build, 2 test, 4 merge".
+pub fn counts(plan: &Plan) -> String {
+    [Kind::Mirror, Kind::Build, Kind::Test, Kind::Merge]
+        .iter()
+        .map(|k| format!("{} {k}", plan.count(*k)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,66 @@
+//! A POSIX shell script of the exact commands, in plan order.
+
+use std::borrow::Cow;
+use std::fmt::Write;
+
+use crate::plan::command::{digest_file, Arg, Command, DigestOut, Part};
+use crate::plan::Plan;
+
+fn quote(s: &str) -> Cow<'_, str> {
+    // `try_quote` only fails on NUL bytes, which a manifest string cannot hold.
+    shlex::try_quote(s).unwrap_or(Cow::Borrowed("''"))
+}
+
+fn arg(a: &Arg) -> String {
+    a.0.iter()
+        .map(|p| match p {
+            Part::Lit(s) if s.is_empty() => String::new(),
+            Part::Lit(s) => quote(s).into_owned(),
+            Part::Digest(id) => format!("\"$(cat {})\"", quote(&digest_file(id))),
+        })
+        .collect()
+}
+
+fn command(c: &Command) -> String {
+    c.0.iter().map(arg).collect::<Vec<_>>().join(" ")
+}
+
+pub fn render(plan: &Plan) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "#!/bin/sh");
+    let _ = writeln!(
+        out,
+        "# mab plan --format shell: profile `{}`, backend {}, registry {}",
+        plan.profile, plan.backend, plan.registry
+    );
+    let _ = writeln!(out, "# {} nodes ({}). Run from the directory that holds the manifest;", plan.nodes.len(), super::counts(plan));
+    let _ = writeln!(out, "# each node's digest lands in .mab/digests/ for the nodes that pin it.");
+    let _ = writeln!(out, "set -eu");
+    let _ = writeln!(out, "mkdir -p .mab/digests .mab/metadata .mab/oci");
+    let mut level = usize::MAX;
+    for n in &plan.nodes {
+        if n.level != level {
+            level = n.level;
+            let _ = writeln!(out, "\n# ---- level {level}");
+        }
+        let _ = writeln!(out, "\n# {}", n.id);
+        let last = n.commands.len().saturating_sub(1);
+        for (i, c) in n.commands.iter().enumerate() {
+            let line = command(c);
+            if i == last && n.digest == DigestOut::Stdout {
+                let _ = writeln!(out, "{line} > {}", quote(&digest_file(&n.id)));
+            } else {
+                let _ = writeln!(out, "{line}");
+            }
+        }
+        if let DigestOut::BuildxMetadata(path) = &n.digest {
+            let _ = writeln!(
+                out,
+                "jq -er '.\"containerimage.digest\"' {} > {}",
+                quote(path),
+                quote(&digest_file(&n.id))
+            );
+        }
+    }
+    out
+}

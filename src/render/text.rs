@@ -1,0 +1,61 @@
+//! The reviewer's view: nodes grouped by the level at which they can run.
+
+use std::fmt::Write;
+
+use crate::plan::{Kind, Node, Plan};
+
+pub fn render(plan: &Plan) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "plan for profile `{}`: registry {}, backend {}{}",
+        plan.profile,
+        plan.registry,
+        plan.backend,
+        if plan.push { "" } else { ", push disabled" }
+    );
+    if !plan.platforms.is_empty() {
+        let _ = writeln!(out, "platforms: {}", plan.platforms.join(", "));
+    }
+    let _ = writeln!(out, "{} nodes ({}) in {} levels", plan.nodes.len(), super::counts(plan), plan.levels());
+    let width = plan.nodes.iter().map(|n| n.id.len()).max().unwrap_or(0);
+    let mut level = usize::MAX;
+    for n in &plan.nodes {
+        if n.level != level {
+            level = n.level;
+            let _ = writeln!(out, "\nlevel {level}");
+        }
+        let _ = writeln!(out, "  {:width$}  {}", n.id, describe(n));
+    }
+    out
+}
+
+fn describe(n: &Node) -> String {
+    match n.kind {
+        Kind::Mirror => {
+            let filter = if n.platforms.is_empty() {
+                "all platforms".to_owned()
+            } else {
+                n.platforms.join(", ")
+            };
+            format!("{}:{} -> {}:{} ({filter})", n.source.as_deref().unwrap_or(""), n.tags.join(","), n.reference, n.tags.join(","))
+        }
+        Kind::Build => {
+            let mut s = format!("{} by digest", n.reference);
+            if let Some(b) = &n.builder {
+                s.push_str(&format!(", on builder `{b}`"));
+            }
+            if let Some(t) = &n.target {
+                s.push_str(&format!(", target `{t}`"));
+            }
+            s
+        }
+        Kind::Test => format!("runs `{}`", n.test.as_deref().unwrap_or_default().join(" ")),
+        Kind::Merge => format!(
+            "{} tags {} ({})",
+            n.reference,
+            n.tags.iter().map(|t| format!(":{t}")).collect::<Vec<_>>().join(" "),
+            n.platforms.join(", ")
+        ),
+    }
+}
