@@ -20,10 +20,13 @@ pub fn files(model: &Model, manifest: &Source, base: &Path) -> Diagnostics {
         if !context.is_dir() {
             if seen_contexts.insert(v.context.clone()) {
                 diags.push(
-                    Diag::error(v.context_span.unwrap_or(v.image_span), format!("build context `{}` does not exist", v.context))
-                        .label(format!("needed by `{}`", v.key))
-                        .help("create the directory, or set `context` to where the image's files are")
-                        .in_source(manifest),
+                    Diag::error(
+                        v.context_span.unwrap_or(v.image_span),
+                        format!("build context `{}` does not exist", v.context),
+                    )
+                    .label(format!("needed by `{}`", v.key))
+                    .help("create the directory, or set `context` to where the image's files are")
+                    .in_source(manifest),
                 );
             }
             continue;
@@ -32,10 +35,13 @@ pub fn files(model: &Model, manifest: &Source, base: &Path) -> Diagnostics {
         let Ok(text) = std::fs::read_to_string(&dockerfile) else {
             if seen_dockerfiles.insert(v.dockerfile.clone()) {
                 diags.push(
-                    Diag::error(v.dockerfile_span.unwrap_or(v.span), format!("Dockerfile `{}` does not exist", v.dockerfile))
-                        .label(format!("needed by `{}`", v.key))
-                        .help("`dockerfile` is relative to the context; the default is `Dockerfile`")
-                        .in_source(manifest),
+                    Diag::error(
+                        v.dockerfile_span.unwrap_or(v.span),
+                        format!("Dockerfile `{}` does not exist", v.dockerfile),
+                    )
+                    .label(format!("needed by `{}`", v.key))
+                    .help("`dockerfile` is relative to the context; the default is `Dockerfile`")
+                    .in_source(manifest),
                 );
             }
             continue;
@@ -56,7 +62,12 @@ fn span(s: dockerfile_parser::Span) -> SourceSpan {
 /// The manifest image a reference names, if any: its last path component is an image name.
 fn manifest_image<'m>(model: &'m Model, reference: &str) -> Option<&'m str> {
     let parsed = ImageRef::parse(reference);
-    let repo = parsed.image.rsplit('/').next().unwrap_or(&parsed.image).to_owned();
+    let repo = parsed
+        .image
+        .rsplit('/')
+        .next()
+        .unwrap_or(&parsed.image)
+        .to_owned();
     let full = match &parsed.registry {
         Some(r) => format!("{r}/{}", parsed.image),
         None => parsed.image.clone(),
@@ -68,17 +79,26 @@ fn manifest_image<'m>(model: &'m Model, reference: &str) -> Option<&'m str> {
         .map(String::as_str)
 }
 
-fn dockerfile_froms(model: &Model, v: &ImageVersion, path: &str, text: &str, manifest: &Source) -> Diagnostics {
+fn dockerfile_froms(
+    model: &Model,
+    v: &ImageVersion,
+    path: &str,
+    text: &str,
+    manifest: &Source,
+) -> Diagnostics {
     let mut diags = Diagnostics::new();
     let source = Source::new(path, text);
     let parsed = match Dockerfile::parse(text) {
         Ok(d) => d,
         Err(e) => {
             diags.push(
-                Diag::error(SourceSpan::from(0..0), format!("cannot parse Dockerfile `{path}`"))
-                    .label("parse error")
-                    .help(e.to_string())
-                    .in_source(&source),
+                Diag::error(
+                    SourceSpan::from(0..0),
+                    format!("cannot parse Dockerfile `{path}`"),
+                )
+                .label("parse error")
+                .help(e.to_string())
+                .in_source(&source),
             );
             return diags;
         }
@@ -120,7 +140,10 @@ fn dockerfile_froms(model: &Model, v: &ImageVersion, path: &str, text: &str, man
                 if declared_args.contains(name) {
                     continue;
                 }
-                let default = parsed.get_global_arg(name).and_then(|a| a.value.as_ref()).map(|v| v.content.clone());
+                let default = parsed
+                    .get_global_arg(name)
+                    .and_then(|a| a.value.as_ref())
+                    .map(|v| v.content.clone());
                 match default {
                     Some(d) => (d, Some(name)),
                     None => continue,
@@ -128,20 +151,30 @@ fn dockerfile_froms(model: &Model, v: &ImageVersion, path: &str, text: &str, man
             }
             None => (image.to_owned(), None),
         };
-        let Some(named) = manifest_image(model, &reference) else { continue };
+        let Some(named) = manifest_image(model, &reference) else {
+            continue;
+        };
         if named == v.image {
             continue;
         }
         let how = match arg {
-            Some(a) => format!("declare it: `from \"{named}:VERSION\" arg=\"{a}\"` in `{}`", v.image),
+            Some(a) => format!(
+                "declare it: `from \"{named}:VERSION\" arg=\"{a}\"` in `{}`",
+                v.image
+            ),
             None => format!(
                 "declare it with `from \"{named}:VERSION\" arg=\"BASE_IMAGE\"` and write `ARG BASE_IMAGE` / `FROM ${{BASE_IMAGE}}`"
             ),
         };
         let undeclared = if dep_images.contains(named) {
-            format!("`FROM {image}` names manifest image `{named}` without the pinned reference mab passes")
+            format!(
+                "`FROM {image}` names manifest image `{named}` without the pinned reference mab passes"
+            )
         } else {
-            format!("`FROM {image}` names manifest image `{named}`, but `{}` declares no `from` for it", v.image)
+            format!(
+                "`FROM {image}` names manifest image `{named}`, but `{}` declares no `from` for it",
+                v.image
+            )
         };
         diags.push(
             Diag::warning(span(from.image.span), undeclared)
@@ -151,15 +184,17 @@ fn dockerfile_froms(model: &Model, v: &ImageVersion, path: &str, text: &str, man
         );
     }
     for f in &v.froms {
-        if let Some(a) = &f.arg {
-            if !all_args.contains(a.as_str()) {
-                diags.push(
-                    Diag::warning(f.span, format!("`{path}` declares no `ARG {a}`"))
-                        .label(format!("passes --build-arg {a}"))
-                        .help(format!("add `ARG {a}` before the `FROM ${{{a}}}` that uses it"))
-                        .in_source(manifest),
-                );
-            }
+        if let Some(a) = &f.arg
+            && !all_args.contains(a.as_str())
+        {
+            diags.push(
+                Diag::warning(f.span, format!("`{path}` declares no `ARG {a}`"))
+                    .label(format!("passes --build-arg {a}"))
+                    .help(format!(
+                        "add `ARG {a}` before the `FROM ${{{a}}}` that uses it"
+                    ))
+                    .in_source(manifest),
+            );
         }
     }
     diags

@@ -15,7 +15,13 @@ use crate::manifest::platform::Platform;
 )]
 pub struct Cli {
     /// The manifest
-    #[arg(short = 'f', long = "file", global = true, default_value = "images.kdl", value_name = "FILE")]
+    #[arg(
+        short = 'f',
+        long = "file",
+        global = true,
+        default_value = "images.kdl",
+        value_name = "FILE"
+    )]
     pub file: PathBuf,
 
     /// Profile to use (default: the one marked `default=#true`)
@@ -45,9 +51,7 @@ pub enum Command {
         format: DataFormat,
     },
     /// Print a shell completion script
-    Completions {
-        shell: clap_complete::Shell,
-    },
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Debug, clap::Args)]

@@ -32,11 +32,7 @@ impl Source {
         let offset = offset.min(self.text.len());
         let before = &self.text[..floor_char_boundary(&self.text, offset)];
         let line = before.matches('\n').count() + 1;
-        let col = before
-            .rsplit('\n')
-            .next()
-            .map_or(0, |l| l.chars().count())
-            + 1;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
         (line, col)
     }
 }
@@ -243,8 +239,9 @@ impl Diagnostics {
     /// Sorted by file and position; duplicates (same span and message) dropped.
     pub fn sorted(mut self) -> Self {
         self.items.sort_by_key(Diag::sort_key);
-        self.items
-            .dedup_by(|a, b| a.span == b.span && a.message == b.message && a.severity == b.severity);
+        self.items.dedup_by(|a, b| {
+            a.span == b.span && a.message == b.message && a.severity == b.severity
+        });
         self
     }
 
@@ -257,7 +254,8 @@ impl Diagnostics {
         };
         let handler = GraphicalReportHandler::new_themed(theme)
             .with_width(100)
-            .with_links(false);
+            .with_links(false)
+            .with_word_separator(textwrap::WordSeparator::AsciiSpace);
         for diag in &self.items {
             let rendered = Rendered {
                 diag,

@@ -15,20 +15,59 @@ pub fn info_text(model: &Model) -> String {
         let _ = writeln!(out, "inherits   {}", p.inherits.join(" → "));
     }
     let _ = writeln!(out, "profiles   {}", model.profiles.join(", "));
-    let _ = writeln!(out, "registry   {}{}", p.registry, if p.insecure { " (insecure: plain HTTP / unverified TLS)" } else { "" });
+    let _ = writeln!(
+        out,
+        "registry   {}{}",
+        p.registry,
+        if p.insecure {
+            " (insecure: plain HTTP / unverified TLS)"
+        } else {
+            ""
+        }
+    );
     let _ = writeln!(out, "backend    {}", p.backend);
     let _ = writeln!(out, "push       {}", if p.push { "yes" } else { "no" });
     let _ = writeln!(
         out,
         "extra tags {}",
-        if p.extra_tags.is_empty() { "none".to_owned() } else { p.extra_tags.join(", ") }
+        if p.extra_tags.is_empty() {
+            "none".to_owned()
+        } else {
+            p.extra_tags.join(", ")
+        }
     );
-    let platforms: BTreeSet<&str> = model.versions.iter().flat_map(|v| v.platform_names()).collect();
-    let _ = writeln!(out, "platforms  {}", platforms.into_iter().collect::<Vec<_>>().join(", "));
-    let _ = writeln!(out, "mirrors    {} into {}/thirdparty/", model.mirrors.len(), p.registry);
-    let _ = writeln!(out, "images     {} ({} image versions)", model.images.len(), model.versions.len());
+    let platforms: BTreeSet<&str> = model
+        .versions
+        .iter()
+        .flat_map(|v| v.platform_names())
+        .collect();
+    let _ = writeln!(
+        out,
+        "platforms  {}",
+        platforms.into_iter().collect::<Vec<_>>().join(", ")
+    );
+    let _ = writeln!(
+        out,
+        "mirrors    {} into {}/thirdparty/",
+        model.mirrors.len(),
+        p.registry
+    );
+    let _ = writeln!(
+        out,
+        "images     {} ({} image versions)",
+        model.images.len(),
+        model.versions.len()
+    );
     let caches = cache_repos(model);
-    let _ = writeln!(out, "cache      {}", if caches.is_empty() { "disabled".to_owned() } else { caches.join(", ") });
+    let _ = writeln!(
+        out,
+        "cache      {}",
+        if caches.is_empty() {
+            "disabled".to_owned()
+        } else {
+            caches.join(", ")
+        }
+    );
     if model.builders.is_empty() {
         let _ = writeln!(out, "builders   none (every platform builds here)");
     } else {
@@ -39,7 +78,10 @@ pub fn info_text(model: &Model) -> String {
                 "builder    {}: {}{}",
                 b.name,
                 platforms.join(", "),
-                b.endpoint.as_ref().map(|e| format!(" at {e}")).unwrap_or_default()
+                b.endpoint
+                    .as_ref()
+                    .map(|e| format!(" at {e}"))
+                    .unwrap_or_default()
             );
         }
     }
@@ -58,7 +100,11 @@ fn cache_repos(model: &Model) -> Vec<String> {
         .iter()
         .flat_map(|v| &v.platforms)
         .filter_map(|p| p.cache.as_ref())
-        .map(|c| c.reference.rsplit_once(':').map_or(c.reference.clone(), |(r, _)| r.to_owned()))
+        .map(|c| {
+            c.reference
+                .rsplit_once(':')
+                .map_or(c.reference.clone(), |(r, _)| r.to_owned())
+        })
         .collect();
     set.into_iter().collect()
 }
@@ -139,5 +185,8 @@ pub fn list_json(model: &Model, picked: &BTreeSet<usize>) -> String {
             })
         })
         .collect();
-    format!("{}\n", serde_json::to_string_pretty(&items).unwrap_or_default())
+    format!(
+        "{}\n",
+        serde_json::to_string_pretty(&items).unwrap_or_default()
+    )
 }

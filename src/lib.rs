@@ -29,14 +29,20 @@ where
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { exit_code::USAGE } else { exit_code::SUCCESS };
+            return if e.use_stderr() {
+                exit_code::USAGE
+            } else {
+                exit_code::SUCCESS
+            };
         }
     };
     match execute(&cli) {
         Ok(out) => {
             let mut stdout = io::stdout().lock();
             // A closed pipe (`mab plan | head`) is not an error of ours.
-            let _ = stdout.write_all(out.as_bytes()).and_then(|()| stdout.flush());
+            let _ = stdout
+                .write_all(out.as_bytes())
+                .and_then(|()| stdout.flush());
             exit_code::SUCCESS
         }
         Err(diags) => {
@@ -74,7 +80,11 @@ fn execute(cli: &Cli) -> Result<String, Diagnostics> {
         }
         Command::Check => {
             let mut diags = plan::graph::check_cycles(model).in_source(&loaded.source);
-            let base = cli.file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let base = cli
+                .file
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
             diags.extend(check::files(model, &loaded.source, base));
             let diags = diags.sorted();
             if diags.has_errors() {

@@ -40,7 +40,10 @@ mod tests {
 
     #[test]
     fn suggests_typos_only() {
-        assert_eq!(closest("plaforms", ["platforms", "tags"]), Some("platforms"));
+        assert_eq!(
+            closest("plaforms", ["platforms", "tags"]),
+            Some("platforms")
+        );
         assert_eq!(closest("prdo", ["dev", "prod", "local"]), Some("prod"));
         assert_eq!(closest("zzz", ["platforms", "tags"]), None);
     }

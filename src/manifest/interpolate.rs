@@ -10,9 +10,20 @@ pub enum Lookup {
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum InterpError {
-    Unknown { name: String, at: usize, len: usize },
-    NotHere { name: String, at: usize, len: usize, why: &'static str },
-    Unclosed { at: usize },
+    Unknown {
+        name: String,
+        at: usize,
+        len: usize,
+    },
+    NotHere {
+        name: String,
+        at: usize,
+        len: usize,
+        why: &'static str,
+    },
+    Unclosed {
+        at: usize,
+    },
 }
 
 /// Replace every `${name}` in `input` through `lookup`.
@@ -26,9 +37,9 @@ pub fn interpolate(input: &str, lookup: &dyn Fn(&str) -> Lookup) -> Result<Strin
     while let Some(i) = rest.find('$') {
         out.push_str(&rest[..i]);
         let after = &rest[i..];
-        if after.starts_with("$${") {
+        if let Some(escaped) = after.strip_prefix("$${") {
             out.push_str("${");
-            rest = &after[3..];
+            rest = escaped;
             pos += i + 3;
         } else if let Some(body) = after.strip_prefix("${") {
             let Some(end) = body.find('}') else {
@@ -44,14 +55,14 @@ pub fn interpolate(input: &str, lookup: &dyn Fn(&str) -> Lookup) -> Result<Strin
                         at: pos + i,
                         len,
                         why,
-                    })
+                    });
                 }
                 Lookup::Unknown => {
                     return Err(InterpError::Unknown {
                         name: name.to_owned(),
                         at: pos + i,
                         len,
-                    })
+                    });
                 }
             }
             rest = &body[end + 1..];
@@ -97,10 +108,20 @@ mod tests {
         assert_eq!(interpolate("$${HOME} $x", &vars).unwrap(), "${HOME} $x");
         assert_eq!(
             interpolate("x${nope}", &vars),
-            Err(InterpError::Unknown { name: "nope".into(), at: 1, len: 7 })
+            Err(InterpError::Unknown {
+                name: "nope".into(),
+                at: 1,
+                len: 7
+            })
         );
-        assert!(matches!(interpolate("${arch}", &vars), Err(InterpError::NotHere { .. })));
-        assert_eq!(interpolate("ab${version", &vars), Err(InterpError::Unclosed { at: 2 }));
+        assert!(matches!(
+            interpolate("${arch}", &vars),
+            Err(InterpError::NotHere { .. })
+        ));
+        assert_eq!(
+            interpolate("ab${version", &vars),
+            Err(InterpError::Unclosed { at: 2 })
+        );
     }
 
     #[test]

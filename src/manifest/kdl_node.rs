@@ -97,7 +97,12 @@ pub fn forbid_children(node: &KdlNode, diags: &mut Diagnostics) {
 }
 
 /// A scalar value written as a string; numbers and booleans are accepted where `lenient`.
-pub fn entry_string(entry: &KdlEntry, what: &str, lenient: bool, diags: &mut Diagnostics) -> Option<Spanned<String>> {
+pub fn entry_string(
+    entry: &KdlEntry,
+    what: &str,
+    lenient: bool,
+    diags: &mut Diagnostics,
+) -> Option<Spanned<String>> {
     let text = match entry.value() {
         KdlValue::String(s) => return Some(Spanned::new(s.clone(), entry.span())),
         KdlValue::Integer(i) if lenient => i.to_string(),
@@ -113,7 +118,10 @@ pub fn entry_string(entry: &KdlEntry, what: &str, lenient: bool, diags: &mut Dia
             diags.push(
                 Diag::error(entry.span(), format!("{what} must be a string"))
                     .label(format!("found {}", value_kind(other)))
-                    .help(format!("write it in quotes: \"{}\"", quoted.trim_start_matches('#'))),
+                    .help(format!(
+                        "write it in quotes: \"{}\"",
+                        quoted.trim_start_matches('#')
+                    )),
             );
             return None;
         }
@@ -162,8 +170,9 @@ pub fn string_args(
     };
     if n < min {
         diags.push(
-            Diag::error(head_span(node), format!("`{}` needs {meaning}", name(node)))
-                .label(format!("expected {expected} argument{}, found {n}", plural(min))),
+            Diag::error(head_span(node), format!("`{}` needs {meaning}", name(node))).label(
+                format!("expected {expected} argument{}, found {n}", plural(min)),
+            ),
         );
         return None;
     }
@@ -179,7 +188,12 @@ pub fn string_args(
     let mut out = Vec::with_capacity(n);
     let mut ok = true;
     for e in entries {
-        match entry_string(e, &format!("an argument of `{}`", name(node)), lenient, diags) {
+        match entry_string(
+            e,
+            &format!("an argument of `{}`", name(node)),
+            lenient,
+            diags,
+        ) {
             Some(s) => out.push(s),
             None => ok = false,
         }
@@ -188,9 +202,5 @@ pub fn string_args(
 }
 
 fn plural(n: usize) -> &'static str {
-    if n == 1 {
-        ""
-    } else {
-        "s"
-    }
+    if n == 1 { "" } else { "s" }
 }

@@ -35,8 +35,17 @@ pub fn load(path: &Path, profile: Option<&str>) -> Result<Loaded, Diagnostics> {
 }
 
 /// Parse and resolve text already in memory.
-pub fn compile(source: &Source, profile: Option<&str>) -> Result<(syntax::RawManifest, Model), Diagnostics> {
-    let raw = syntax::parse(&source.text)?;
-    let model = resolve::resolve(&raw, &source.text, profile)?;
-    Ok((raw, model))
+pub fn compile(
+    source: &Source,
+    profile: Option<&str>,
+) -> Result<(syntax::RawManifest, Model), Diagnostics> {
+    let (raw, mut diags) = syntax::parse(&source.text)?;
+    match resolve::resolve(&raw, &source.text, profile) {
+        Ok(model) if !diags.has_errors() => Ok((raw, model)),
+        Ok(_) => Err(diags),
+        Err(more) => {
+            diags.extend(more);
+            Err(diags)
+        }
+    }
 }

@@ -163,6 +163,8 @@ pub struct Model {
 
 impl Model {
     pub fn builder_for(&self, platform: &Platform) -> Option<&Builder> {
-        self.builders.iter().find(|b| b.platforms.contains(platform))
+        self.builders
+            .iter()
+            .find(|b| b.platforms.contains(platform))
     }
 }

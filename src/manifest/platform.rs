@@ -97,9 +97,16 @@ mod tests {
     #[test]
     fn parses_and_splits() {
         let p = Platform::parse("linux/arm/v7").unwrap();
-        assert_eq!((p.os(), p.arch(), p.variant()), ("linux", "arm", Some("v7")));
+        assert_eq!(
+            (p.os(), p.arch(), p.variant()),
+            ("linux", "arm", Some("v7"))
+        );
         assert_eq!(p.slug(), "arm-v7");
         let e = Platform::parse("linux/amd65").unwrap_err();
-        assert!(e.help().starts_with("did you mean `linux/amd64`?"), "{}", e.help());
+        assert!(
+            e.help().starts_with("did you mean `linux/amd64`?"),
+            "{}",
+            e.help()
+        );
     }
 }

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use miette::SourceSpan;
 
-use super::interpolate::{interpolate, InterpError, Lookup};
+use super::interpolate::{InterpError, Lookup, interpolate};
 use super::kdl_node::Spanned;
 use super::model::{
     Backend, Builder, Cache, Dep, From, ImageVersion, Mirror, Model, PlatformSettings, Profile,
@@ -18,7 +18,8 @@ use crate::suggest;
 const BUILTINS: &[&str] = &[
     "version", "image", "variant", "registry", "profile", "platform", "os", "arch",
 ];
-const PER_PLATFORM: &str = "it is known only per platform: use it in `arg`, `label`, `test` or `cache`";
+const PER_PLATFORM: &str =
+    "it is known only per platform: use it in `arg`, `label`, `test` or `cache`";
 const PER_IMAGE: &str = "it is known only in the settings of an `image`";
 
 /// Where a string is interpolated: which variables have values there.
@@ -36,9 +37,10 @@ impl Scope<'_> {
         let found = |s: &str| Lookup::Found(s.to_owned());
         match name {
             "profile" => found(self.profile),
-            "registry" => self
-                .registry
-                .map_or(Lookup::NotHere("it is not known yet where the registry itself is set"), found),
+            "registry" => self.registry.map_or(
+                Lookup::NotHere("it is not known yet where the registry itself is set"),
+                found,
+            ),
             "image" | "version" | "variant" => match self.image {
                 Some((i, v, var)) => found(match name {
                     "image" => i,
@@ -75,7 +77,9 @@ impl Scope<'_> {
         self.src
             .get(start..start + len)
             .and_then(|text| text.find(needle))
-            .map_or(s.span, |i| SourceSpan::from(start + i..start + i + needle.len()))
+            .map_or(s.span, |i| {
+                SourceSpan::from(start + i..start + i + needle.len())
+            })
     }
 
     fn error(&self, s: &Spanned<String>, e: InterpError) -> Diag {
@@ -112,13 +116,16 @@ impl Scope<'_> {
 pub fn resolve(raw: &RawManifest, src: &str, profile: Option<&str>) -> Result<Model, Diagnostics> {
     let mut diags = Diagnostics::new();
     check_unique(raw, &mut diags);
+    let errors_before = diags.len();
     let chain = choose_profile(raw, profile, &mut diags)?;
+    let chain_broken = diags.len() > errors_before;
     let mut r = Resolver {
         raw,
         src,
         chain,
         vars: BTreeMap::new(),
         registry: String::new(),
+        chain_broken,
         diags,
     };
     r.resolve_vars();
@@ -147,7 +154,11 @@ pub fn resolve(raw: &RawManifest, src: &str, profile: Option<&str>) -> Result<Mo
 
 /// Same name declared twice: images, mirrors, profiles, vars, builders, versions, variants.
 fn check_unique(raw: &RawManifest, diags: &mut Diagnostics) {
-    fn dup<'a>(what: &str, names: impl IntoIterator<Item = &'a Spanned<String>>, diags: &mut Diagnostics) {
+    fn dup<'a>(
+        what: &str,
+        names: impl IntoIterator<Item = &'a Spanned<String>>,
+        diags: &mut Diagnostics,
+    ) {
         let mut seen: HashMap<&str, SourceSpan> = HashMap::new();
         for n in names {
             if let Some(first) = seen.get(n.value.as_str()) {
@@ -176,7 +187,11 @@ fn check_unique(raw: &RawManifest, diags: &mut Diagnostics) {
     for image in &raw.images {
         dup("version", image.versions.iter().map(|v| &v.name), diags);
         for v in &image.versions {
-            dup("variant", image.variants.iter().chain(&v.variants).map(|x| &x.name), diags);
+            dup(
+                "variant",
+                image.variants.iter().chain(&v.variants).map(|x| &x.name),
+                diags,
+            );
         }
     }
 }
@@ -197,7 +212,10 @@ fn choose_profile<'a>(
         diags.push(
             Diag::error(span(second), "more than one profile is `default=#true`")
                 .label(format!("`{}` is default", second.name.value))
-                .also(span(first), format!("`{}` is default too", first.name.value))
+                .also(
+                    span(first),
+                    format!("`{}` is default too", first.name.value),
+                )
                 .help("mark exactly one profile `default=#true`"),
         );
     }
@@ -251,9 +269,12 @@ fn choose_profile<'a>(
             let mut cycle: Vec<&str> = chain.iter().map(|p| p.name.value.as_str()).collect();
             cycle.push(&next.name.value);
             diags.push(
-                Diag::error(parent.span, format!("profiles inherit in a cycle: {}", cycle.join(" → ")))
-                    .label("closes the cycle")
-                    .help("remove one `inherits`"),
+                Diag::error(
+                    parent.span,
+                    format!("profiles inherit in a cycle: {}", cycle.join(" → ")),
+                )
+                .label("closes the cycle")
+                .help("remove one `inherits`"),
             );
             break;
         }
@@ -270,6 +291,8 @@ struct Resolver<'a> {
     chain: Vec<&'a RawProfile>,
     vars: BTreeMap<String, String>,
     registry: String,
+    /// An `inherits` could not be followed; a missing registry is then its echo, not news.
+    chain_broken: bool,
     diags: Diagnostics,
 }
 
@@ -285,7 +308,10 @@ impl<'a> Layers<'a> {
         self.blocks.iter().rev().find_map(|b| f(b))
     }
 
-    fn merged(&self, f: impl Fn(&'a RawSettings) -> &'a Vec<super::syntax::Pair>) -> Vec<&'a super::syntax::Pair> {
+    fn merged(
+        &self,
+        f: impl Fn(&'a RawSettings) -> &'a Vec<super::syntax::Pair>,
+    ) -> Vec<&'a super::syntax::Pair> {
         let mut out: Vec<&super::syntax::Pair> = Vec::new();
         for b in &self.blocks {
             for pair in f(b) {
@@ -320,7 +346,10 @@ impl<'a> Resolver<'a> {
                     self.diags.push(
                         Diag::error(k.span, format!("`{}` is a built-in variable", k.value))
                             .label("cannot be redefined")
-                            .help(format!("built-in variables: {}", suggest::list(BUILTINS.iter().copied()))),
+                            .help(format!(
+                                "built-in variables: {}",
+                                suggest::list(BUILTINS.iter().copied())
+                            )),
                     );
                     continue;
                 }
@@ -334,23 +363,33 @@ impl<'a> Resolver<'a> {
     }
 
     fn resolve_profile(&mut self) -> Profile {
-        let first = |f: &dyn Fn(&RawProfile) -> Option<Spanned<String>>| self.chain.iter().find_map(|p| f(p));
+        let first = |f: &dyn Fn(&RawProfile) -> Option<Spanned<String>>| {
+            self.chain.iter().find_map(|p| f(p))
+        };
         let chosen = self.chain[0];
         let registry = first(&|p| p.registry.clone());
         let mut diags = Diagnostics::new();
         let registry = match registry {
+            None if self.chain_broken => String::new(),
             None => {
                 diags.push(
-                    Diag::error(chosen.span, format!("profile `{}` has no registry", chosen.name.value))
-                        .label("no `registry` in this profile or those it inherits")
-                        .help("add `registry \"registry.example.com/team\"` to the profile"),
+                    Diag::error(
+                        chosen.span,
+                        format!("profile `{}` has no registry", chosen.name.value),
+                    )
+                    .label("no `registry` in this profile or those it inherits")
+                    .help("add `registry \"registry.example.com/team\"` to the profile"),
                 );
                 String::new()
             }
             Some(r) => {
                 let value = self.scope().interp(&r, &mut diags).unwrap_or_default();
                 if let Some(problem) = registry_problem(&value) {
-                    diags.push(Diag::error(r.span, format!("invalid registry `{value}`")).label(problem.0).help(problem.1));
+                    diags.push(
+                        Diag::error(r.span, format!("invalid registry `{value}`"))
+                            .label(problem.0)
+                            .help(problem.1),
+                    );
                 }
                 value.trim_end_matches('/').to_owned()
             }
@@ -363,14 +402,27 @@ impl<'a> Resolver<'a> {
                         .label("unknown backend")
                         .help(
                             suggest::did_you_mean(&b.value, Backend::NAMES.iter().copied())
-                                .unwrap_or_else(|| format!("backends: {}", suggest::list(Backend::NAMES.iter().copied()))),
+                                .unwrap_or_else(|| {
+                                    format!(
+                                        "backends: {}",
+                                        suggest::list(Backend::NAMES.iter().copied())
+                                    )
+                                }),
                         ),
                 );
                 Backend::Buildx
             }),
         };
-        let insecure = self.chain.iter().find_map(|p| p.insecure.as_ref()).is_some_and(|i| i.value);
-        let push = self.chain.iter().find_map(|p| p.push.as_ref()).is_none_or(|p| p.value);
+        let insecure = self
+            .chain
+            .iter()
+            .find_map(|p| p.insecure.as_ref())
+            .is_some_and(|i| i.value);
+        let push = self
+            .chain
+            .iter()
+            .find_map(|p| p.push.as_ref())
+            .is_none_or(|p| p.value);
         let mut extra_tags = Vec::new();
         for t in self.chain.iter().rev().flat_map(|p| &p.tags) {
             if let Some(v) = self.scope().interp(t, &mut diags) {
@@ -385,7 +437,10 @@ impl<'a> Resolver<'a> {
         self.registry = registry.clone();
         Profile {
             name: chosen.name.value.clone(),
-            inherits: self.chain[1..].iter().map(|p| p.name.value.clone()).collect(),
+            inherits: self.chain[1..]
+                .iter()
+                .map(|p| p.name.value.clone())
+                .collect(),
             registry,
             insecure,
             backend,
@@ -405,7 +460,11 @@ impl<'a> Resolver<'a> {
             let source = m.from.as_ref().and_then(|f| {
                 let v = scope.interp(f, &mut diags)?;
                 if let Some(problem) = upstream_problem(&v) {
-                    diags.push(Diag::error(f.span, format!("invalid upstream `{v}`")).label(problem.0).help(problem.1));
+                    diags.push(
+                        Diag::error(f.span, format!("invalid upstream `{v}`"))
+                            .label(problem.0)
+                            .help(problem.1),
+                    );
                 }
                 Some(v)
             });
@@ -415,16 +474,26 @@ impl<'a> Resolver<'a> {
                 .filter_map(|t| {
                     let v = scope.interp(t, &mut diags)?;
                     if let Some(problem) = tag_problem(&v) {
-                        diags.push(Diag::error(t.span, format!("invalid tag `{v}`")).label(problem));
+                        diags
+                            .push(Diag::error(t.span, format!("invalid tag `{v}`")).label(problem));
                     }
                     Some(v)
                 })
                 .collect();
             if let Some(problem) = name_problem(&m.name.value) {
-                diags.push(Diag::error(m.name.span, format!("invalid mirror name `{}`", m.name.value)).label(problem));
+                diags.push(
+                    Diag::error(
+                        m.name.span,
+                        format!("invalid mirror name `{}`", m.name.value),
+                    )
+                    .label(problem),
+                );
             }
             self.diags.extend(diags);
-            let platforms = m.platforms.as_ref().map(|p| platform_list(&p.value, &mut self.diags));
+            let platforms = m
+                .platforms
+                .as_ref()
+                .map(|p| platform_list(&p.value, &mut self.diags));
             out.push(Mirror {
                 name: m.name.value.clone(),
                 source: source.unwrap_or_default(),
@@ -445,17 +514,23 @@ impl<'a> Resolver<'a> {
             for (p, raw) in platforms.iter().zip(&b.platforms) {
                 if let Some((other, span)) = owner.get(p) {
                     self.diags.push(
-                        Diag::error(raw.span, format!("platform `{p}` is routed to two builders"))
-                            .label(format!("builder `{}`", b.name.value))
-                            .also(*span, format!("builder `{other}`"))
-                            .help("route each platform to one builder"),
+                        Diag::error(
+                            raw.span,
+                            format!("platform `{p}` is routed to two builders"),
+                        )
+                        .label(format!("builder `{}`", b.name.value))
+                        .also(*span, format!("builder `{other}`"))
+                        .help("route each platform to one builder"),
                     );
                 } else {
                     owner.insert(p.clone(), (b.name.value.clone(), raw.span));
                 }
             }
             let mut diags = Diagnostics::new();
-            let endpoint = b.endpoint.as_ref().and_then(|e| self.scope().interp(e, &mut diags));
+            let endpoint = b
+                .endpoint
+                .as_ref()
+                .and_then(|e| self.scope().interp(e, &mut diags));
             self.diags.extend(diags);
             out.push(Builder {
                 name: b.name.value.clone(),
@@ -469,22 +544,37 @@ impl<'a> Resolver<'a> {
     fn resolve_versions(&mut self, profile: &Profile) -> Vec<ImageVersion> {
         let raw = self.raw;
         let mut out = Vec::new();
+        let mut seen_images = std::collections::HashSet::new();
         for image in &raw.images {
+            // A second image of the same name is reported by `check_unique`; resolving it would only echo that.
+            if !seen_images.insert(image.name.value.as_str()) {
+                continue;
+            }
             if let Some(problem) = name_problem(&image.name.value) {
                 self.diags.push(
-                    Diag::error(image.name.span, format!("invalid image name `{}`", image.name.value))
-                        .label(problem)
-                        .help("image names are lowercase letters, digits, `.`, `_`, `-` and `/`"),
+                    Diag::error(
+                        image.name.span,
+                        format!("invalid image name `{}`", image.name.value),
+                    )
+                    .label(problem)
+                    .help("image names are lowercase letters, digits, `.`, `_`, `-` and `/`"),
                 );
             }
             if image.versions.is_empty() {
                 self.diags.push(
-                    Diag::error(image.span, format!("image `{}` has no version", image.name.value))
-                        .label("no `version` in this image")
-                        .help("add `version \"1.0\"` to its block"),
+                    Diag::error(
+                        image.span,
+                        format!("image `{}` has no version", image.name.value),
+                    )
+                    .label("no `version` in this image")
+                    .help("add `version \"1.0\"` to its block"),
                 );
             }
+            let mut seen_versions = std::collections::HashSet::new();
             for version in &image.versions {
+                if !seen_versions.insert(version.name.value.as_str()) {
+                    continue;
+                }
                 let mut blocks: Vec<&RawSettings> = vec![&raw.defaults];
                 blocks.extend(self.chain.iter().rev().map(|p| &p.settings));
                 blocks.push(&image.settings);
@@ -493,7 +583,9 @@ impl<'a> Resolver<'a> {
                     variant_from: blocks.len(),
                     blocks: blocks.clone(),
                 };
-                if let Some(v) = self.version(profile, image, &version.name, version.span, None, &base) {
+                if let Some(v) =
+                    self.version(profile, image, &version.name, version.span, None, &base)
+                {
                     out.push(v);
                 }
                 for variant in image.variants.iter().chain(&version.variants) {
@@ -503,7 +595,14 @@ impl<'a> Resolver<'a> {
                         variant_from: blocks.len(),
                         blocks: vb,
                     };
-                    if let Some(v) = self.version(profile, image, &version.name, version.span, Some(variant), &layers) {
+                    if let Some(v) = self.version(
+                        profile,
+                        image,
+                        &version.name,
+                        version.span,
+                        Some(variant),
+                        &layers,
+                    ) {
                         out.push(v);
                     }
                 }
@@ -524,7 +623,10 @@ impl<'a> Resolver<'a> {
         let mut diags = Diagnostics::new();
         let (vname, suffix) = match variant {
             Some(v) => {
-                let suffix = v.suffix.as_ref().map_or_else(|| format!("-{}", v.name.value), |s| s.value.clone());
+                let suffix = v
+                    .suffix
+                    .as_ref()
+                    .map_or_else(|| format!("-{}", v.name.value), |s| s.value.clone());
                 (v.name.value.as_str(), suffix)
             }
             None => ("", String::new()),
@@ -558,32 +660,47 @@ impl<'a> Resolver<'a> {
         } else {
             format!("{context}/{dockerfile}")
         };
-        let target = layers.last(|b| b.target.as_ref()).and_then(|t| scope.interp(t, &mut diags));
+        let target = layers
+            .last(|b| b.target.as_ref())
+            .and_then(|t| scope.interp(t, &mut diags));
 
         let platforms = match layers.last(|b| b.platforms.as_ref()) {
             Some(list) => platform_list(&list.value, &mut diags),
             None => {
                 diags.push(
-                    Diag::error(version.span, format!("`{}:{}` has no platforms", image.name.value, version.value))
-                        .label("no `platforms` for this version")
-                        .help("set `platforms \"linux/amd64\" …` in `defaults`, the profile or the image"),
+                    Diag::error(
+                        version.span,
+                        format!("`{}:{}` has no platforms", image.name.value, version.value),
+                    )
+                    .label("no `platforms` for this version")
+                    .help(
+                        "set `platforms \"linux/amd64\" …` in `defaults`, the profile or the image",
+                    ),
                 );
                 Vec::new()
             }
         };
 
         // Tags: the last block that declares any wins; inherited ones get the variant suffix.
-        let tag_block = layers.blocks.iter().enumerate().rev().find_map(|(i, b)| b.tags.as_ref().map(|t| (i, t)));
+        let tag_block = layers
+            .blocks
+            .iter()
+            .enumerate()
+            .rev()
+            .find_map(|(i, b)| b.tags.as_ref().map(|t| (i, t)));
         let tags: Vec<String> = match tag_block {
             None => vec![format!("{}{suffix}", version.value)],
             Some((i, list)) => {
                 let literal = i >= layers.variant_from;
                 let mut tags = Vec::new();
                 for t in list {
-                    let Some(v) = scope.interp(t, &mut diags) else { continue };
+                    let Some(v) = scope.interp(t, &mut diags) else {
+                        continue;
+                    };
                     let v = if literal { v } else { format!("{v}{suffix}") };
                     if let Some(problem) = tag_problem(&v) {
-                        diags.push(Diag::error(t.span, format!("invalid tag `{v}`")).label(problem));
+                        diags
+                            .push(Diag::error(t.span, format!("invalid tag `{v}`")).label(problem));
                     } else if !tags.contains(&v) {
                         tags.push(v);
                     }
@@ -602,7 +719,9 @@ impl<'a> Resolver<'a> {
                 platform: Some(platform),
                 ..scope_clone(&scope)
             };
-            let map = |pairs: &[&super::syntax::Pair], diags: &mut Diagnostics| -> BTreeMap<String, String> {
+            let map = |pairs: &[&super::syntax::Pair],
+                       diags: &mut Diagnostics|
+             -> BTreeMap<String, String> {
                 pairs
                     .iter()
                     .filter_map(|(k, v)| Some((k.value.clone(), pscope.interp(v, diags)?)))
@@ -679,11 +798,19 @@ impl<'a> Resolver<'a> {
 
     /// Turn every `from` of every version into a [`Dep`]; needs all version keys first.
     fn resolve_froms(&mut self, versions: &mut [ImageVersion], mirrors: &[Mirror]) {
-        let keys: HashMap<String, usize> = versions.iter().enumerate().map(|(i, v)| (v.key.clone(), i)).collect();
+        let keys: HashMap<String, usize> = versions
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.key.clone(), i))
+            .collect();
         let raw = self.raw;
         for v in versions.iter_mut() {
-            let Some(image) = raw.images.iter().find(|i| i.name.value == v.image) else { continue };
-            let Some(version) = image.versions.iter().find(|x| x.name.value == v.version) else { continue };
+            let Some(image) = raw.images.iter().find(|i| i.name.value == v.image) else {
+                continue;
+            };
+            let Some(version) = image.versions.iter().find(|x| x.name.value == v.version) else {
+                continue;
+            };
             let variant = image
                 .variants
                 .iter()
@@ -698,7 +825,9 @@ impl<'a> Resolver<'a> {
             for b in blocks {
                 for f in &b.froms {
                     if f.arg.is_some() {
-                        froms.retain(|g| g.arg.as_ref().map(|a| &a.value) != f.arg.as_ref().map(|a| &a.value));
+                        froms.retain(|g| {
+                            g.arg.as_ref().map(|a| &a.value) != f.arg.as_ref().map(|a| &a.value)
+                        });
                     }
                     froms.push(f);
                 }
@@ -713,19 +842,33 @@ impl<'a> Resolver<'a> {
             };
             let mut diags = Diagnostics::new();
             for f in froms {
-                let Some(reference) = scope.interp(&f.reference, &mut diags) else { continue };
+                let Some(reference) = scope.interp(&f.reference, &mut diags) else {
+                    continue;
+                };
                 let span = f.reference.span;
-                let dep = resolve_reference(&reference, span, &keys, versions_images(raw), mirrors, &mut diags);
+                let dep = resolve_reference(
+                    &reference,
+                    span,
+                    &keys,
+                    versions_images(raw),
+                    mirrors,
+                    &mut diags,
+                );
                 let Some(dep) = dep else { continue };
                 let arg = f.arg.as_ref().map(|a| a.value.clone());
-                if let Some(a) = &f.arg {
-                    if v.platforms.first().is_some_and(|p| p.args.contains_key(&a.value)) {
-                        diags.push(
-                            Diag::error(a.span, format!("build arg `{}` is set both by `from` and by `arg`", a.value))
-                                .label("receives the pinned base reference")
-                                .help("remove the `arg` of the same name, or use another name here"),
-                        );
-                    }
+                if let Some(a) = &f.arg
+                    && v.platforms
+                        .first()
+                        .is_some_and(|p| p.args.contains_key(&a.value))
+                {
+                    diags.push(
+                        Diag::error(
+                            a.span,
+                            format!("build arg `{}` is set both by `from` and by `arg`", a.value),
+                        )
+                        .label("receives the pinned base reference")
+                        .help("remove the `arg` of the same name, or use another name here"),
+                    );
                 }
                 v.froms.push(From { dep, arg, span });
             }
@@ -760,28 +903,41 @@ impl<'a> Resolver<'a> {
     /// Two nodes publishing the same `repository:tag` is an error naming both.
     fn check_tags(&mut self, versions: &[ImageVersion], mirrors: &[Mirror]) {
         let mut seen: HashMap<(String, String), (SourceSpan, String)> = HashMap::new();
-        let mut check = |repo: &str, tag: &str, span: SourceSpan, who: String, diags: &mut Diagnostics| {
-            let key = (repo.to_owned(), tag.to_owned());
-            match seen.get(&key) {
-                Some((first, other)) => diags.push(
-                    Diag::error(span, format!("`{repo}:{tag}` would be published twice"))
-                        .label(format!("by {who}"))
-                        .also(*first, format!("and by {other}"))
-                        .help("give one of them another tag, version or variant suffix"),
-                ),
-                None => {
-                    seen.insert(key, (span, who));
+        let mut check =
+            |repo: &str, tag: &str, span: SourceSpan, who: String, diags: &mut Diagnostics| {
+                let key = (repo.to_owned(), tag.to_owned());
+                match seen.get(&key) {
+                    Some((first, other)) => diags.push(
+                        Diag::error(span, format!("`{repo}:{tag}` would be published twice"))
+                            .label(format!("by {who}"))
+                            .also(*first, format!("and by {other}"))
+                            .help("give one of them another tag, version or variant suffix"),
+                    ),
+                    None => {
+                        seen.insert(key, (span, who));
+                    }
                 }
-            }
-        };
+            };
         for v in versions {
             for t in &v.tags {
-                check(&v.repository, t, v.span, format!("`{}`", v.key), &mut self.diags);
+                check(
+                    &v.repository,
+                    t,
+                    v.span,
+                    format!("`{}`", v.key),
+                    &mut self.diags,
+                );
             }
         }
         for m in mirrors {
             for t in &m.tags {
-                check(&m.repository, t, m.span, format!("mirror `{}`", m.name), &mut self.diags);
+                check(
+                    &m.repository,
+                    t,
+                    m.span,
+                    format!("mirror `{}`", m.name),
+                    &mut self.diags,
+                );
             }
         }
     }
@@ -791,18 +947,37 @@ impl<'a> Resolver<'a> {
         for v in versions {
             for f in &v.froms {
                 let (name, provided): (String, Vec<&str>) = match &f.dep {
-                    Dep::Image(i) => (versions[*i].key.clone(), versions[*i].platform_names().collect()),
+                    Dep::Image(i) => (
+                        versions[*i].key.clone(),
+                        versions[*i].platform_names().collect(),
+                    ),
                     Dep::Mirror(m, tag) => match &mirrors[*m].platforms {
-                        Some(p) => (format!("mirror:{}:{tag}", mirrors[*m].name), p.iter().map(Platform::as_str).collect()),
+                        Some(p) => (
+                            format!("mirror:{}:{tag}", mirrors[*m].name),
+                            p.iter().map(Platform::as_str).collect(),
+                        ),
                         None => continue,
                     },
                 };
-                let missing: Vec<&str> = v.platform_names().filter(|p| !provided.contains(p)).collect();
+                let missing: Vec<&str> = v
+                    .platform_names()
+                    .filter(|p| !provided.contains(p))
+                    .collect();
                 if !missing.is_empty() {
                     self.diags.push(
-                        Diag::error(f.span, format!("`{}` builds {} but `{name}` does not provide it", v.key, missing.join(", ")))
-                            .label(format!("provides only {}", provided.join(", ")))
-                            .help(format!("add the platform to `{name}`, or remove it from `{}`", v.key)),
+                        Diag::error(
+                            f.span,
+                            format!(
+                                "`{}` builds {} but `{name}` does not provide it",
+                                v.key,
+                                missing.join(", ")
+                            ),
+                        )
+                        .label(format!("provides only {}", provided.join(", ")))
+                        .help(format!(
+                            "add the platform to `{name}`, or remove it from `{}`",
+                            v.key
+                        )),
                     );
                 }
             }
@@ -815,10 +990,15 @@ fn platform_list(list: &[Spanned<String>], diags: &mut Diagnostics) -> Vec<Platf
     for p in list {
         match Platform::parse(&p.value) {
             Ok(pl) if out.contains(&pl) => diags.push(
-                Diag::error(p.span, format!("platform `{}` is listed twice", p.value)).label("listed again"),
+                Diag::error(p.span, format!("platform `{}` is listed twice", p.value))
+                    .label("listed again"),
             ),
             Ok(pl) => out.push(pl),
-            Err(e) => diags.push(Diag::error(p.span, e.message()).label("unknown platform").help(e.help())),
+            Err(e) => diags.push(
+                Diag::error(p.span, e.message())
+                    .label("unknown platform")
+                    .help(e.help()),
+            ),
         }
     }
     out
@@ -838,7 +1018,12 @@ fn scope_clone<'s>(s: &Scope<'s>) -> Scope<'s> {
 fn versions_images(raw: &RawManifest) -> Vec<(&str, Vec<&str>)> {
     raw.images
         .iter()
-        .map(|i| (i.name.value.as_str(), i.versions.iter().map(|v| v.name.value.as_str()).collect()))
+        .map(|i| {
+            (
+                i.name.value.as_str(),
+                i.versions.iter().map(|v| v.name.value.as_str()).collect(),
+            )
+        })
         .collect()
 }
 
@@ -864,7 +1049,10 @@ fn resolve_reference(
             diags.push(
                 Diag::error(span, format!("unknown mirror `{name}`"))
                     .label("no `mirror` of this name")
-                    .help_opt(suggest::did_you_mean(name, mirrors.iter().map(|m| m.name.as_str()))),
+                    .help_opt(suggest::did_you_mean(
+                        name,
+                        mirrors.iter().map(|m| m.name.as_str()),
+                    )),
             );
             return None;
         };
@@ -873,10 +1061,12 @@ fn resolve_reference(
             diags.push(
                 Diag::error(span, format!("mirror `{name}` does not copy tag `{tag}`"))
                     .label("unknown tag")
-                    .help(
-                        suggest::did_you_mean(tag, tags.clone())
-                            .unwrap_or_else(|| format!("add it to the mirror's `tags`; it copies {}", suggest::list(tags))),
-                    ),
+                    .help(suggest::did_you_mean(tag, tags.clone()).unwrap_or_else(|| {
+                        format!(
+                            "add it to the mirror's `tags`; it copies {}",
+                            suggest::list(tags)
+                        )
+                    })),
             );
             return None;
         }
@@ -887,7 +1077,10 @@ fn resolve_reference(
             Diag::error(span, format!("`{reference}` names no version"))
                 .label("expected IMAGE:VERSION or mirror:NAME:TAG")
                 .help_opt(images.iter().find(|i| i.0 == reference).map(|i| {
-                    format!("pick one of its versions: {}", suggest::list(i.1.iter().copied()))
+                    format!(
+                        "pick one of its versions: {}",
+                        suggest::list(i.1.iter().copied())
+                    )
                 })),
         );
         return None;
@@ -898,9 +1091,12 @@ fn resolve_reference(
     match images.iter().find(|i| i.0 == image) {
         None if image.contains('/') || image.contains('.') => {
             diags.push(
-                Diag::error(span, format!("`{reference}` is not an image of this manifest"))
-                    .label("upstream reference")
-                    .help("declare a `mirror` for upstream images and write `mirror:NAME:TAG`"),
+                Diag::error(
+                    span,
+                    format!("`{reference}` is not an image of this manifest"),
+                )
+                .label("upstream reference")
+                .help("declare a `mirror` for upstream images and write `mirror:NAME:TAG`"),
             );
         }
         None => diags.push(
@@ -920,8 +1116,14 @@ fn resolve_reference(
                 Diag::error(span, format!("image `{image}` has no version `{tag}`"))
                     .label("unknown version")
                     .help(
-                        suggest::did_you_mean(tag, known_sorted.iter().copied())
-                            .unwrap_or_else(|| format!("its versions: {}", suggest::list(known_sorted.iter().copied()))),
+                        suggest::did_you_mean(tag, known_sorted.iter().copied()).unwrap_or_else(
+                            || {
+                                format!(
+                                    "its versions: {}",
+                                    suggest::list(known_sorted.iter().copied())
+                                )
+                            },
+                        ),
                     ),
             );
         }
@@ -944,7 +1146,9 @@ pub fn tag_problem(tag: &str) -> Option<&'static str> {
     let mut chars = tag.chars();
     match chars.next() {
         None => Some("empty tag"),
-        Some(c) if !(c.is_ascii_alphanumeric() || c == '_') => Some("a tag starts with a letter, digit or `_`"),
+        Some(c) if !(c.is_ascii_alphanumeric() || c == '_') => {
+            Some("a tag starts with a letter, digit or `_`")
+        }
         _ if tag.len() > 128 => Some("a tag is at most 128 characters"),
         _ if !chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) => {
             Some("a tag holds only letters, digits, `_`, `.` and `-`")
@@ -955,11 +1159,14 @@ pub fn tag_problem(tag: &str) -> Option<&'static str> {
 
 /// Why a name is not a valid repository path component, if it is not.
 fn name_problem(name: &str) -> Option<&'static str> {
-    let ok_chars = name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/".contains(c));
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/".contains(c));
     let ends_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
     if !ok_chars {
         Some("only lowercase letters, digits, `.`, `_`, `-` and `/`")
-    } else if !ends_ok(name.chars().next()) || !ends_ok(name.chars().last()) || name.contains("//") {
+    } else if !ends_ok(name.chars().next()) || !ends_ok(name.chars().last()) || name.contains("//")
+    {
         Some("must start and end with a letter or digit")
     } else {
         None
@@ -968,14 +1175,23 @@ fn name_problem(name: &str) -> Option<&'static str> {
 
 fn registry_problem(registry: &str) -> Option<(&'static str, &'static str)> {
     if registry.contains("://") {
-        Some(("a scheme is not part of a registry", "write the host and path only, e.g. `registry.example.com/team`; mark plain-HTTP registries `insecure=#true`"))
+        Some((
+            "a scheme is not part of a registry",
+            "write the host and path only, e.g. `registry.example.com/team`; mark plain-HTTP registries `insecure=#true`",
+        ))
     } else if registry.is_empty() || registry.contains(char::is_whitespace) {
-        Some(("empty or contains spaces", "write the host and path, e.g. `registry.example.com/team`"))
+        Some((
+            "empty or contains spaces",
+            "write the host and path, e.g. `registry.example.com/team`",
+        ))
     } else if registry.chars().any(|c| c.is_ascii_uppercase()) && registry.contains('/') && {
         let path = registry.split_once('/').map_or("", |x| x.1);
         path.chars().any(|c| c.is_ascii_uppercase())
     } {
-        Some(("repository paths are lowercase", "write the path in lowercase"))
+        Some((
+            "repository paths are lowercase",
+            "write the path in lowercase",
+        ))
     } else {
         None
     }
@@ -984,9 +1200,15 @@ fn registry_problem(registry: &str) -> Option<(&'static str, &'static str)> {
 fn upstream_problem(source: &str) -> Option<(&'static str, &'static str)> {
     let last = source.rsplit('/').next().unwrap_or(source);
     if source.contains("://") {
-        Some(("a scheme is not part of a reference", "write e.g. `docker.io/library/alpine`"))
+        Some((
+            "a scheme is not part of a reference",
+            "write e.g. `docker.io/library/alpine`",
+        ))
     } else if last.contains(':') || last.contains('@') {
-        Some(("the tag belongs in `tags`", "write the repository here and list the tags in the block: `tags \"3.15\"`"))
+        Some((
+            "the tag belongs in `tags`",
+            "write the repository here and list the tags in the block: `tags \"3.15\"`",
+        ))
     } else if source.is_empty() {
         Some(("empty reference", "write e.g. `docker.io/library/alpine`"))
     } else {

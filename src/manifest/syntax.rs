@@ -6,8 +6,8 @@ use kdl::{KdlDocument, KdlNode, KdlValue};
 use miette::SourceSpan;
 
 use super::kdl_node::{
-    args, check_props, entry_bool, entry_string, forbid_children, head_span, name, prop,
-    string_args, Spanned,
+    Spanned, args, check_props, entry_bool, entry_string, forbid_children, head_span, name, prop,
+    string_args,
 };
 use crate::diag::{Diag, Diagnostics};
 use crate::suggest;
@@ -127,7 +127,16 @@ const IMAGE_SETTINGS: &[&str] = &[
 const TOP_LEVEL: &[&str] = &["defaults", "profile", "var", "mirror", "image", "builder"];
 const PROFILE_ONLY: &[&str] = &["registry", "backend", "push", "inherits", "var"];
 const PROFILE_SETTINGS: &[&str] = &[
-    "registry", "backend", "push", "tag", "platforms", "arg", "label", "cache", "inherits", "var",
+    "registry",
+    "backend",
+    "push",
+    "tag",
+    "platforms",
+    "arg",
+    "label",
+    "cache",
+    "inherits",
+    "var",
 ];
 
 /// Which block a setting is read in; decides what is allowed there.
@@ -160,17 +169,21 @@ impl Block {
     }
 }
 
-/// Parse KDL text (v2, or v1 as a fallback) into the raw manifest.
-pub fn parse(text: &str) -> Result<RawManifest, Diagnostics> {
+/// Parse KDL text (v2, or v1 as a fallback) into the raw manifest. A KDL syntax error
+/// is fatal; other errors come back beside the parts of the manifest that could be read.
+pub fn parse(text: &str) -> Result<(RawManifest, Diagnostics), Diagnostics> {
     let doc = match KdlDocument::parse(text) {
         Ok(doc) => doc,
         Err(e) => {
             let mut diags = Diagnostics::new();
             for d in e.diagnostics {
                 diags.push(
-                    Diag::error(d.span, d.message.unwrap_or_else(|| "invalid KDL".to_owned()))
-                        .label(d.label.unwrap_or_else(|| "here".to_owned()))
-                        .help_opt(d.help),
+                    Diag::error(
+                        d.span,
+                        d.message.unwrap_or_else(|| "invalid KDL".to_owned()),
+                    )
+                    .label(d.label.unwrap_or_else(|| "here".to_owned()))
+                    .help_opt(d.help),
                 );
             }
             if diags.is_empty() {
@@ -181,11 +194,7 @@ pub fn parse(text: &str) -> Result<RawManifest, Diagnostics> {
     };
     let mut diags = Diagnostics::new();
     let manifest = read_document(&doc, &mut diags);
-    if diags.has_errors() {
-        Err(diags)
-    } else {
-        Ok(manifest)
-    }
+    Ok((manifest, diags))
 }
 
 fn read_document(doc: &KdlDocument, diags: &mut Diagnostics) -> RawManifest {
@@ -205,7 +214,13 @@ fn read_document(doc: &KdlDocument, diags: &mut Diagnostics) -> RawManifest {
                 defaults_span = Some(node.name().span());
                 string_args(node, 0, Some(0), "no arguments", false, diags);
                 check_props(node, &[], diags);
-                read_settings_block(node, Block::Defaults, &mut m.defaults, diags, &mut |_, _| false);
+                read_settings_block(
+                    node,
+                    Block::Defaults,
+                    &mut m.defaults,
+                    diags,
+                    &mut |_, _| false,
+                );
             }
             "profile" => {
                 if let Some(p) = read_profile(node, diags) {
@@ -238,7 +253,13 @@ fn read_document(doc: &KdlDocument, diags: &mut Diagnostics) -> RawManifest {
     m
 }
 
-fn unknown_node(node: &KdlNode, other: &str, allowed: &[&str], place: &str, diags: &mut Diagnostics) {
+fn unknown_node(
+    node: &KdlNode,
+    other: &str,
+    allowed: &[&str],
+    place: &str,
+    diags: &mut Diagnostics,
+) {
     let known_elsewhere = TOP_LEVEL.contains(&other)
         || IMAGE_SETTINGS.contains(&other)
         || PROFILE_SETTINGS.contains(&other)
@@ -247,7 +268,9 @@ fn unknown_node(node: &KdlNode, other: &str, allowed: &[&str], place: &str, diag
         let hint = if PROFILE_ONLY.contains(&other) {
             format!("`{other}` is a `profile` setting")
         } else if IMAGE_SETTINGS.contains(&other) {
-            format!("`{other}` is an image setting: put it in `defaults`, an `image`, a `version` or a `variant`")
+            format!(
+                "`{other}` is an image setting: put it in `defaults`, an `image`, a `version` or a `variant`"
+            )
         } else {
             format!("{place} accepts {}", suggest::list(allowed.iter().copied()))
         };
@@ -260,7 +283,11 @@ fn unknown_node(node: &KdlNode, other: &str, allowed: &[&str], place: &str, diag
     };
     diags.push(
         Diag::error(node.name().span(), message)
-            .label(if known_elsewhere { "not allowed here" } else { "unknown node" })
+            .label(if known_elsewhere {
+                "not allowed here"
+            } else {
+                "unknown node"
+            })
             .help(help),
     );
 }
@@ -270,7 +297,10 @@ fn read_name(node: &KdlNode, what: &str, diags: &mut Diagnostics) -> Option<Span
     let mut a = string_args(node, 1, Some(1), what, false, diags)?;
     let n = a.pop()?;
     if n.value.is_empty() {
-        diags.push(Diag::error(n.span, format!("`{}` needs a non-empty name", name(node))).label("empty name"));
+        diags.push(
+            Diag::error(n.span, format!("`{}` needs a non-empty name", name(node)))
+                .label("empty name"),
+        );
         return None;
     }
     Some(n)
@@ -291,23 +321,41 @@ fn one_string(node: &KdlNode, meaning: &str, diags: &mut Diagnostics) -> Option<
     string_args(node, 1, Some(1), meaning, false, diags)?.pop()
 }
 
-fn set_once<T>(slot: &mut Option<Spanned<T>>, value: Spanned<T>, node: &KdlNode, diags: &mut Diagnostics) {
+fn set_once<T>(
+    slot: &mut Option<Spanned<T>>,
+    value: Spanned<T>,
+    node: &KdlNode,
+    diags: &mut Diagnostics,
+) {
     if let Some(prev) = slot {
         diags.push(
-            Diag::error(node.name().span(), format!("`{}` is set twice in the same block", name(node)))
-                .label("set again here")
-                .also(prev.span, "first set here")
-                .help("keep one of them"),
+            Diag::error(
+                node.name().span(),
+                format!("`{}` is set twice in the same block", name(node)),
+            )
+            .label("set again here")
+            .also(prev.span, "first set here")
+            .help("keep one of them"),
         );
         return;
     }
     *slot = Some(value);
 }
 
-fn read_platforms(node: &KdlNode, diags: &mut Diagnostics) -> Option<Spanned<Vec<Spanned<String>>>> {
+fn read_platforms(
+    node: &KdlNode,
+    diags: &mut Diagnostics,
+) -> Option<Spanned<Vec<Spanned<String>>>> {
     check_props(node, &[], diags);
     forbid_children(node, diags);
-    let list = string_args(node, 1, None, "one or more platforms such as \"linux/amd64\"", false, diags)?;
+    let list = string_args(
+        node,
+        1,
+        None,
+        "one or more platforms such as \"linux/amd64\"",
+        false,
+        diags,
+    )?;
     Some(Spanned::new(list, head_span(node)))
 }
 
@@ -354,8 +402,15 @@ fn read_setting(node: &KdlNode, s: &mut RawSettings, diags: &mut Diagnostics) ->
         "from" => {
             check_props(node, &["arg"], diags);
             forbid_children(node, diags);
-            let reference = string_args(node, 1, Some(1), "a reference: IMAGE:VERSION or mirror:NAME:TAG", false, diags)
-                .and_then(|mut v| v.pop());
+            let reference = string_args(
+                node,
+                1,
+                Some(1),
+                "a reference: IMAGE:VERSION or mirror:NAME:TAG",
+                false,
+                diags,
+            )
+            .and_then(|mut v| v.pop());
             let arg = prop(node, "arg").and_then(|e| entry_string(e, "`arg`", false, diags));
             if let Some(reference) = reference {
                 s.froms.push(RawFrom { reference, arg });
@@ -364,7 +419,14 @@ fn read_setting(node: &KdlNode, s: &mut RawSettings, diags: &mut Diagnostics) ->
         "test" => {
             check_props(node, &[], diags);
             forbid_children(node, diags);
-            if let Some(cmd) = string_args(node, 1, None, "a command: one string run by `sh -c`, or argv words", false, diags) {
+            if let Some(cmd) = string_args(
+                node,
+                1,
+                None,
+                "a command: one string run by `sh -c`, or argv words",
+                false,
+                diags,
+            ) {
                 let v = Spanned::new(cmd.into_iter().map(|c| c.value).collect(), head_span(node));
                 set_once(&mut s.test, v, node, diags);
             }
@@ -375,10 +437,13 @@ fn read_setting(node: &KdlNode, s: &mut RawSettings, diags: &mut Diagnostics) ->
             let entries: Vec<_> = args(node).collect();
             let value = match entries.as_slice() {
                 [e] if matches!(e.value(), KdlValue::Bool(false)) => Some(RawCache::Disabled),
-                [e] if e.value().is_string() => entry_string(e, "`cache`", false, diags).map(|repo| RawCache::Repo {
-                    repo,
-                    mode: prop(node, "mode").and_then(|m| entry_string(m, "`mode`", false, diags)),
-                }),
+                [e] if e.value().is_string() => {
+                    entry_string(e, "`cache`", false, diags).map(|repo| RawCache::Repo {
+                        repo,
+                        mode: prop(node, "mode")
+                            .and_then(|m| entry_string(m, "`mode`", false, diags)),
+                    })
+                }
                 _ => {
                     diags.push(
                         Diag::error(head_span(node), "`cache` takes #false or a cache repository")
@@ -405,7 +470,9 @@ fn read_settings_block(
     diags: &mut Diagnostics,
     extra: &mut dyn FnMut(&KdlNode, &mut Diagnostics) -> bool,
 ) {
-    let Some(children) = node.children() else { return };
+    let Some(children) = node.children() else {
+        return;
+    };
     let place = format!("`{}`", block.name());
     for child in children.nodes() {
         if !read_setting(child, s, diags) && !extra(child, diags) {
@@ -433,7 +500,9 @@ fn read_variant(node: &KdlNode, diags: &mut Diagnostics) -> Option<RawVariant> {
     let mut settings = RawSettings::default();
     read_inline_props(node, &mut settings, diags);
     let suffix = prop(node, "suffix").and_then(|e| entry_string(e, "`suffix`", false, diags));
-    read_settings_block(node, Block::Variant, &mut settings, diags, &mut |_, _| false);
+    read_settings_block(node, Block::Variant, &mut settings, diags, &mut |_, _| {
+        false
+    });
     Some(RawVariant {
         name,
         span: head_span(node),
@@ -444,17 +513,40 @@ fn read_variant(node: &KdlNode, diags: &mut Diagnostics) -> Option<RawVariant> {
 
 fn read_version(node: &KdlNode, diags: &mut Diagnostics) -> Option<RawVersion> {
     check_props(node, &["dockerfile", "context", "target"], diags);
-    let name = read_name(node, "a version, e.g. \"3.15\"", diags)?;
+    // An unquoted number is read as written (so the rest of the file is still checked), and reported.
+    let numeric: Vec<_> = args(node)
+        .filter(|e| e.value().is_integer() || e.value().is_float())
+        .collect();
+    let name = if let [e] = numeric.as_slice() {
+        let v = entry_string(e, "a version", true, diags)?;
+        diags.push(
+            Diag::error(e.span(), format!("version `{}` must be quoted", v.value))
+                .label("a number, not a string")
+                .help(format!(
+                    "write `version \"{}\"`: unquoted, `3.10` would read as 3.1",
+                    v.value
+                )),
+        );
+        v
+    } else {
+        read_name(node, "a version, e.g. \"3.15\"", diags)?
+    };
     let mut settings = RawSettings::default();
     read_inline_props(node, &mut settings, diags);
     let mut variants = Vec::new();
-    read_settings_block(node, Block::Version, &mut settings, diags, &mut |child, diags| {
-        if crate::manifest::kdl_node::name(child) != "variant" {
-            return false;
-        }
-        variants.extend(read_variant(child, diags));
-        true
-    });
+    read_settings_block(
+        node,
+        Block::Version,
+        &mut settings,
+        diags,
+        &mut |child, diags| {
+            if crate::manifest::kdl_node::name(child) != "variant" {
+                return false;
+            }
+            variants.extend(read_variant(child, diags));
+            true
+        },
+    );
     Some(RawVersion {
         name,
         span: head_span(node),
@@ -469,14 +561,20 @@ fn read_image(node: &KdlNode, diags: &mut Diagnostics) -> Option<RawImage> {
     let mut settings = RawSettings::default();
     let mut versions = Vec::new();
     let mut variants = Vec::new();
-    read_settings_block(node, Block::Image, &mut settings, diags, &mut |child, diags| {
-        match crate::manifest::kdl_node::name(child) {
-            "version" => versions.extend(read_version(child, diags)),
-            "variant" => variants.extend(read_variant(child, diags)),
-            _ => return false,
-        }
-        true
-    });
+    read_settings_block(
+        node,
+        Block::Image,
+        &mut settings,
+        diags,
+        &mut |child, diags| {
+            match crate::manifest::kdl_node::name(child) {
+                "version" => versions.extend(read_version(child, diags)),
+                "variant" => variants.extend(read_variant(child, diags)),
+                _ => return false,
+            }
+            true
+        },
+    );
     Some(RawImage {
         name,
         span: head_span(node),
@@ -502,14 +600,23 @@ fn read_profile(node: &KdlNode, diags: &mut Diagnostics) -> Option<RawProfile> {
         vars: Vec::new(),
         settings: RawSettings::default(),
     };
-    let Some(children) = node.children() else { return Some(p) };
+    let Some(children) = node.children() else {
+        return Some(p);
+    };
     for child in children.nodes() {
         match name(child) {
             "registry" => {
                 check_props(child, &["insecure"], diags);
                 forbid_children(child, diags);
-                if let Some(r) = string_args(child, 1, Some(1), "a registry root, e.g. \"registry.example.com/team\"", false, diags)
-                    .and_then(|mut v| v.pop())
+                if let Some(r) = string_args(
+                    child,
+                    1,
+                    Some(1),
+                    "a registry root, e.g. \"registry.example.com/team\"",
+                    false,
+                    diags,
+                )
+                .and_then(|mut v| v.pop())
                 {
                     set_once(&mut p.registry, r, child, diags);
                 }
@@ -533,14 +640,25 @@ fn read_profile(node: &KdlNode, diags: &mut Diagnostics) -> Option<RawProfile> {
                         }
                     }
                     _ => diags.push(
-                        Diag::error(head_span(child), "`push` takes #true or #false").label("expected one argument"),
+                        Diag::error(head_span(child), "`push` takes #true or #false")
+                            .label("expected one argument"),
                     ),
                 }
             }
             "tag" => {
                 check_props(child, &[], diags);
                 forbid_children(child, diags);
-                p.tags.extend(string_args(child, 1, None, "one or more extra tags, e.g. \"latest\"", false, diags).unwrap_or_default());
+                p.tags.extend(
+                    string_args(
+                        child,
+                        1,
+                        None,
+                        "one or more extra tags, e.g. \"latest\"",
+                        false,
+                        diags,
+                    )
+                    .unwrap_or_default(),
+                );
             }
             "inherits" => {
                 if let Some(i) = one_string(child, "the name of another profile", diags) {
@@ -570,9 +688,12 @@ fn read_mirror(node: &KdlNode, diags: &mut Diagnostics) -> Option<RawMirror> {
     };
     if m.from.is_none() && prop(node, "from").is_none() {
         diags.push(
-            Diag::error(head_span(node), format!("mirror `{}` has no upstream", m.name.value))
-                .label("missing `from=`")
-                .help("write `from=\"docker.io/library/NAME\"`"),
+            Diag::error(
+                head_span(node),
+                format!("mirror `{}` has no upstream", m.name.value),
+            )
+            .label("missing `from=`")
+            .help("write `from=\"docker.io/library/NAME\"`"),
         );
     }
     if let Some(children) = node.children() {
@@ -581,7 +702,10 @@ fn read_mirror(node: &KdlNode, diags: &mut Diagnostics) -> Option<RawMirror> {
                 "tags" | "tag" => {
                     check_props(child, &[], diags);
                     forbid_children(child, diags);
-                    m.tags.extend(string_args(child, 1, None, "one or more upstream tags", true, diags).unwrap_or_default());
+                    m.tags.extend(
+                        string_args(child, 1, None, "one or more upstream tags", true, diags)
+                            .unwrap_or_default(),
+                    );
                 }
                 "platforms" => {
                     if let Some(v) = read_platforms(child, diags) {
@@ -594,9 +718,12 @@ fn read_mirror(node: &KdlNode, diags: &mut Diagnostics) -> Option<RawMirror> {
     }
     if m.tags.is_empty() {
         diags.push(
-            Diag::error(head_span(node), format!("mirror `{}` copies no tag", m.name.value))
-                .label("no `tags`")
-                .help("add `tags \"TAG\" …` in its block"),
+            Diag::error(
+                head_span(node),
+                format!("mirror `{}` copies no tag", m.name.value),
+            )
+            .label("no `tags`")
+            .help("add `tags \"TAG\" …` in its block"),
         );
     }
     Some(m)
@@ -620,7 +747,9 @@ fn read_builder(node: &KdlNode, diags: &mut Diagnostics) -> Option<RawBuilder> {
                     }
                 }
                 "endpoint" => {
-                    if let Some(e) = one_string(child, "an endpoint, e.g. \"ssh://user@host\"", diags) {
+                    if let Some(e) =
+                        one_string(child, "an endpoint, e.g. \"ssh://user@host\"", diags)
+                    {
                         set_once(&mut b.endpoint, e, child, diags);
                     }
                 }
@@ -630,9 +759,12 @@ fn read_builder(node: &KdlNode, diags: &mut Diagnostics) -> Option<RawBuilder> {
     }
     if b.platforms.is_empty() {
         diags.push(
-            Diag::error(head_span(node), format!("builder `{}` has no platforms", b.name.value))
-                .label("no `platforms`")
-                .help("add `platforms \"linux/arm64\"` in its block"),
+            Diag::error(
+                head_span(node),
+                format!("builder `{}` has no platforms", b.name.value),
+            )
+            .label("no `platforms`")
+            .help("add `platforms \"linux/arm64\"` in its block"),
         );
     }
     Some(b)

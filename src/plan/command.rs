@@ -81,15 +81,15 @@ impl Command {
     }
 
     pub fn when(self, cond: bool, a: impl Into<Arg>) -> Command {
-        if cond {
-            self.arg(a)
-        } else {
-            self
-        }
+        if cond { self.arg(a) } else { self }
     }
 
     pub fn display(&self) -> String {
-        self.0.iter().map(Arg::display).collect::<Vec<_>>().join(" ")
+        self.0
+            .iter()
+            .map(Arg::display)
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 
@@ -113,6 +113,12 @@ pub fn digest_file(id: &str) -> String {
 
 pub fn file_stem(id: &str) -> String {
     id.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }

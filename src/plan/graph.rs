@@ -47,23 +47,37 @@ pub fn check_cycles(model: &Model) -> Diagnostics {
         if cycle.last() != Some(&start) {
             cycle.push(start);
         }
-        let names: Vec<&str> = cycle.iter().map(|n| model.versions[g[*n]].key.as_str()).collect();
-        let mut members: Vec<&str> = scc.iter().map(|n| model.versions[g[*n]].key.as_str()).collect();
+        let names: Vec<String> = cycle
+            .iter()
+            .map(|n| format!("`{}`", model.versions[g[*n]].key))
+            .collect();
+        let mut members: Vec<&str> = scc
+            .iter()
+            .map(|n| model.versions[g[*n]].key.as_str())
+            .collect();
         members.dedup();
         let mut diag_spans = Vec::new();
         for w in cycle.windows(2) {
             if let Some(e) = g.edges_connecting(w[0], w[1]).next() {
                 let v = &model.versions[g[w[0]]];
-                diag_spans.push((v.froms[*e.weight()].span, format!("`{}` needs `{}`", v.key, model.versions[g[w[1]]].key)));
+                diag_spans.push((
+                    v.froms[*e.weight()].span,
+                    format!("`{}` needs `{}`", v.key, model.versions[g[w[1]]].key),
+                ));
             }
         }
-        let Some(((first_span, first_label), rest)) = diag_spans.split_first() else { continue };
-        let mut d = Diag::error(*first_span, format!("dependency cycle: {}", names.join(" → ")))
-            .label(first_label.clone())
-            .help(format!(
-                "images in the cycle: {}; remove one of these `from`s",
-                crate::suggest::list(members.iter().copied())
-            ));
+        let Some(((first_span, first_label), rest)) = diag_spans.split_first() else {
+            continue;
+        };
+        let mut d = Diag::error(
+            *first_span,
+            format!("dependency cycle: {}", names.join(" → ")),
+        )
+        .label(first_label.clone())
+        .help(format!(
+            "images in the cycle: {}; remove one of these `from`s",
+            crate::suggest::list(members.iter().copied())
+        ));
         for (s, l) in rest {
             d = d.also(*s, l.clone());
         }
@@ -75,7 +89,8 @@ pub fn check_cycles(model: &Model) -> Diagnostics {
 /// Levels and a deterministic topological order of nodes given as `needs` lists.
 /// Returns `(order, level per node)`; `needs[i]` holds indexes of the nodes `i` needs.
 pub fn order(needs: &[Vec<usize>], seq: &[usize]) -> (Vec<usize>, Vec<usize>) {
-    let mut g: DiGraph<(), ()> = DiGraph::with_capacity(needs.len(), needs.iter().map(Vec::len).sum());
+    let mut g: DiGraph<(), ()> =
+        DiGraph::with_capacity(needs.len(), needs.iter().map(Vec::len).sum());
     let idx: Vec<NodeIndex> = (0..needs.len()).map(|_| g.add_node(())).collect();
     let mut pos: HashMap<NodeIndex, usize> = HashMap::with_capacity(needs.len());
     for (i, n) in idx.iter().enumerate() {

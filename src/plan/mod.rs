@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::diag::{Diag, Diagnostics};
 use crate::manifest::model::{Backend, Dep, ImageVersion, Mirror, Model, PlatformSettings};
 use crate::manifest::platform::Platform;
-use command::{digest_file, file_stem, Arg, Command, DigestOut, Part};
+use command::{Arg, Command, DigestOut, Part, digest_file, file_stem};
 pub use node::{Kind, Node};
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -66,11 +66,17 @@ pub fn plan(model: &Model, selection: &Selection) -> Result<Plan, Diagnostics> {
     for vi in versions {
         b.version(vi);
     }
-    if !selection.platforms.is_empty() && !b.nodes.iter().any(|n| n.kind == Kind::Build) && !selection.selectors.is_empty() {
+    if !selection.platforms.is_empty()
+        && !b.nodes.iter().any(|n| n.kind == Kind::Build)
+        && !selection.selectors.is_empty()
+    {
         let wanted: Vec<&str> = selection.platforms.iter().map(Platform::as_str).collect();
-        return Err(Diag::plain(format!("the selection builds nothing for {}", wanted.join(", ")))
-            .help("`mab list` shows the platforms of each image")
-            .into());
+        return Err(Diag::plain(format!(
+            "the selection builds nothing for {}",
+            wanted.join(", ")
+        ))
+        .help("`mab list` shows the platforms of each image")
+        .into());
     }
     Ok(b.finish(selection))
 }
@@ -117,7 +123,12 @@ impl Builder<'_> {
     fn mirror(&mut self, mi: usize, tag: &str) {
         let m: &Mirror = &self.model.mirrors[mi];
         let id = format!("mirror:{}:{tag}", m.name);
-        let platforms: Vec<String> = m.platforms.iter().flatten().map(|p| p.to_string()).collect();
+        let platforms: Vec<String> = m
+            .platforms
+            .iter()
+            .flatten()
+            .map(|p| p.to_string())
+            .collect();
         let src = format!("{}:{tag}", m.source);
         let dst = format!("{}:{tag}", m.repository);
         let crane = || Command::new("crane").when(self.insecure(), "--insecure");
@@ -163,14 +174,20 @@ impl Builder<'_> {
             Dep::Mirror(m, tag) => {
                 let m = &self.model.mirrors[*m];
                 let id = format!("mirror:{}:{tag}", m.name);
-                let arg = Arg(vec![Part::Lit(format!("{}:{tag}@", m.repository)), Part::Digest(id.clone())]);
+                let arg = Arg(vec![
+                    Part::Lit(format!("{}:{tag}@", m.repository)),
+                    Part::Digest(id.clone()),
+                ]);
                 (id, arg)
             }
             Dep::Image(i) => {
                 let v = &self.model.versions[*i];
                 if self.model.profile.push {
                     let id = format!("merge:{}", v.key);
-                    let arg = Arg(vec![Part::Lit(format!("{}:{}@", v.repository, v.primary_tag())), Part::Digest(id.clone())]);
+                    let arg = Arg(vec![
+                        Part::Lit(format!("{}:{}@", v.repository, v.primary_tag())),
+                        Part::Digest(id.clone()),
+                    ]);
                     (id, arg)
                 } else {
                     (build_id(v, platform), Arg::lit(local_name(v, platform)))
@@ -193,7 +210,11 @@ impl Builder<'_> {
         let mut merge_needs = Vec::new();
         for ps in &platforms {
             let mut needs = Vec::new();
-            let mut args: BTreeMap<String, Arg> = ps.args.iter().map(|(k, v)| (k.clone(), Arg::lit(v.clone()))).collect();
+            let mut args: BTreeMap<String, Arg> = ps
+                .args
+                .iter()
+                .map(|(k, v)| (k.clone(), Arg::lit(v.clone())))
+                .collect();
             for f in &v.froms {
                 let (need, pinned) = self.base(&f.dep, &ps.platform);
                 if !needs.contains(&need) {
@@ -261,7 +282,11 @@ impl Builder<'_> {
             }
         }
         if model.profile.push {
-            let builds: Vec<String> = merge_needs.iter().filter(|n| n.starts_with("build:")).cloned().collect();
+            let builds: Vec<String> = merge_needs
+                .iter()
+                .filter(|n| n.starts_with("build:"))
+                .cloned()
+                .collect();
             let (commands, digest) = merge_commands(model, v, &builds);
             self.push(Node {
                 id: format!("merge:{}", v.key),
@@ -291,10 +316,20 @@ impl Builder<'_> {
     }
 
     fn finish(self, selection: &Selection) -> Plan {
-        let Builder { model, mut nodes, index, .. } = self;
+        let Builder {
+            model,
+            mut nodes,
+            index,
+            ..
+        } = self;
         let needs: Vec<Vec<usize>> = nodes
             .iter()
-            .map(|n| n.needs.iter().filter_map(|id| index.get(id).copied()).collect())
+            .map(|n| {
+                n.needs
+                    .iter()
+                    .filter_map(|id| index.get(id).copied())
+                    .collect()
+            })
             .collect();
         let seq: Vec<usize> = nodes.iter().map(|n| n.seq).collect();
         let (order, levels) = graph::order(&needs, &seq);
@@ -321,7 +356,12 @@ pub fn build_id(v: &ImageVersion, platform: &Platform) -> String {
 
 /// The name a build is stored under locally when the profile does not push.
 fn local_name(v: &ImageVersion, platform: &Platform) -> String {
-    format!("{}:{}-{}", v.repository, v.primary_tag(), platform.slug())
+    format!(
+        "localhost/mab/{}:{}-{}",
+        v.image,
+        v.primary_tag(),
+        platform.slug()
+    )
 }
 
 fn build_commands(
@@ -357,28 +397,48 @@ fn build_commands(
                 .opt("--target", v.target.clone());
             c = build_args(c);
             if let Some(cache) = &ps.cache {
-                let insecure = if profile.insecure { ",registry.insecure=true" } else { "" };
+                let insecure = if profile.insecure {
+                    ",registry.insecure=true"
+                } else {
+                    ""
+                };
                 c = c
                     .arg("--cache-from")
                     .arg(format!("type=registry,ref={}{insecure}", cache.reference))
                     .arg("--cache-to")
-                    .arg(format!("type=registry,ref={},mode={}{insecure}", cache.reference, cache.mode));
+                    .arg(format!(
+                        "type=registry,ref={},mode={}{insecure}",
+                        cache.reference, cache.mode
+                    ));
             }
             let output = if profile.push {
                 format!(
                     "type=image,name={},push-by-digest=true,name-canonical=true,push=true{}",
                     v.repository,
-                    if profile.insecure { ",registry.insecure=true" } else { "" }
+                    if profile.insecure {
+                        ",registry.insecure=true"
+                    } else {
+                        ""
+                    }
                 )
             } else {
                 format!("type=docker,name={}", local_name(v, &ps.platform))
             };
-            c = c.arg("--output").arg(output).arg("--metadata-file").arg(metadata.clone()).arg(v.context.clone());
+            c = c
+                .arg("--output")
+                .arg(output)
+                .arg("--metadata-file")
+                .arg(metadata.clone())
+                .arg(v.context.clone());
             (vec![c], DigestOut::BuildxMetadata(metadata))
         }
         Backend::Buildah | Backend::Podman => {
             let tool = profile.backend.as_str();
-            let tls = if profile.insecure { Some("--tls-verify=false") } else { None };
+            let tls = if profile.insecure {
+                Some("--tls-verify=false")
+            } else {
+                None
+            };
             let local = local_name(v, &ps.platform);
             let mut c = Command::new(tool)
                 .arg("build")
@@ -395,20 +455,32 @@ fn build_commands(
             if let Some(cache) = &ps.cache {
                 // buildah/podman take a repository for the cache; the tag is theirs to choose.
                 let repo = strip_tag(&cache.reference);
-                c = c.arg("--cache-from").arg(repo.clone()).arg("--cache-to").arg(repo);
+                c = c
+                    .arg("--cache-from")
+                    .arg(repo.clone())
+                    .arg("--cache-to")
+                    .arg(repo);
             }
             c = c.arg("--tag").arg(local.clone()).arg(v.context.clone());
             if !profile.push {
                 return (vec![c], DigestOut::None);
             }
             let oci = format!("oci:.mab/oci/{}", file_stem(id));
-            let mut push = Command::new(tool).arg("push").arg("--digestfile").arg(digest_file(id)).arg(local).arg(oci.clone());
-            push = push.arg("--quiet");
+            let push = Command::new(tool)
+                .arg("push")
+                .arg("--quiet")
+                .arg("--digestfile")
+                .arg(digest_file(id))
+                .arg(local)
+                .arg(oci.clone());
             let mut copy = Command::new("skopeo").arg("copy").arg("--preserve-digests");
             if profile.insecure {
                 copy = copy.arg("--dest-tls-verify=false");
             }
-            let dest = Arg(vec![Part::Lit(format!("docker://{}@", v.repository)), Part::Digest(id.to_owned())]);
+            let dest = Arg(vec![
+                Part::Lit(format!("docker://{}@", v.repository)),
+                Part::Digest(id.to_owned()),
+            ]);
             copy = copy.arg(oci).arg(dest);
             (vec![c, push, copy], DigestOut::File)
         }
@@ -422,9 +494,18 @@ fn strip_tag(reference: &str) -> String {
     }
 }
 
-fn test_command(model: &Model, v: &ImageVersion, platform: &Platform, build: &str, test: &[String]) -> Command {
+fn test_command(
+    model: &Model,
+    v: &ImageVersion,
+    platform: &Platform,
+    build: &str,
+    test: &[String],
+) -> Command {
     let image = if model.profile.push {
-        Arg(vec![Part::Lit(format!("{}@", v.repository)), Part::Digest(build.to_owned())])
+        Arg(vec![
+            Part::Lit(format!("{}@", v.repository)),
+            Part::Digest(build.to_owned()),
+        ])
     } else {
         Arg::lit(local_name(v, platform))
     };
@@ -432,7 +513,11 @@ fn test_command(model: &Model, v: &ImageVersion, platform: &Platform, build: &st
         Backend::Buildx => "docker",
         Backend::Buildah | Backend::Podman => "podman",
     };
-    let mut c = Command::new(tool).arg("run").arg("--rm").arg("--platform").arg(platform.as_str());
+    let mut c = Command::new(tool)
+        .arg("run")
+        .arg("--rm")
+        .arg("--platform")
+        .arg(platform.as_str());
     if model.profile.insecure && tool == "podman" {
         c = c.arg("--tls-verify=false");
     }
@@ -448,7 +533,10 @@ fn merge_commands(model: &Model, v: &ImageVersion, builds: &[String]) -> (Vec<Co
     let first = format!("{}:{}", v.repository, v.tags[0]);
     let mut c = crane().arg("index").arg("append");
     for b in builds {
-        c = c.arg("--manifest").arg(Arg(vec![Part::Lit(format!("{}@", v.repository)), Part::Digest(b.clone())]));
+        c = c.arg("--manifest").arg(Arg(vec![
+            Part::Lit(format!("{}@", v.repository)),
+            Part::Digest(b.clone()),
+        ]));
     }
     let mut cmds = vec![c.arg("--tag").arg(first.clone())];
     for t in &v.tags[1..] {

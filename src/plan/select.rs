@@ -22,10 +22,11 @@ enum Target {
     MirrorTag(GlobMatcher),
 }
 
-fn matcher(pattern: &str, selector: &str) -> Result<GlobMatcher, Diag> {
+fn matcher(pattern: &str, selector: &str) -> Result<GlobMatcher, Box<Diag>> {
     Glob::new(pattern).map(|g| g.compile_matcher()).map_err(|e| {
-        Diag::plain(format!("invalid selector `{selector}`: {}", e.kind()))
-            .help("selectors are names or globs: `runtime`, `runtime:3.15`, `golang-*`, `mirror:alpine`")
+        Box::new(Diag::plain(format!("invalid selector `{selector}`: {}", e.kind()))
+            .help("selectors are names or globs: `runtime`, `runtime:3.15`, `golang-*`, `mirror:alpine`"),
+        )
     })
 }
 
@@ -50,7 +51,7 @@ pub fn pick(model: &Model, selectors: &[String]) -> Result<Picked, Diagnostics> 
         let target = match target {
             Ok(t) => t,
             Err(d) => {
-                diags.push(d);
+                diags.push(*d);
                 continue;
             }
         };
@@ -77,20 +78,30 @@ pub fn pick(model: &Model, selectors: &[String]) -> Result<Picked, Diagnostics> 
                 }
             }
         }
-        if (picked.versions.len(), picked.mirrors.len()) == before && !matched_already(model, &target) {
+        if (picked.versions.len(), picked.mirrors.len()) == before
+            && !matched_already(model, &target)
+        {
             let candidates: Vec<String> = if sel.starts_with("mirror:") {
-                model.mirrors.iter().map(|m| format!("mirror:{}", m.name)).collect()
+                model
+                    .mirrors
+                    .iter()
+                    .map(|m| format!("mirror:{}", m.name))
+                    .collect()
             } else if sel.contains(':') {
                 model.versions.iter().map(|v| v.key.clone()).collect()
             } else {
                 model.images.clone()
             };
             diags.push(
-                Diag::plain(format!("selector `{sel}` matches nothing"))
-                    .help(
-                        suggest::did_you_mean(sel, candidates.iter().map(String::as_str))
-                            .unwrap_or_else(|| format!("images: {}", suggest::list(model.images.iter().map(String::as_str)))),
-                    ),
+                Diag::plain(format!("selector `{sel}` matches nothing")).help(
+                    suggest::did_you_mean(sel, candidates.iter().map(String::as_str))
+                        .unwrap_or_else(|| {
+                            format!(
+                                "images: {}",
+                                suggest::list(model.images.iter().map(String::as_str))
+                            )
+                        }),
+                ),
             );
         }
     }

@@ -12,13 +12,22 @@ pub fn render(plan: &Plan) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "digraph mab {{");
     let _ = writeln!(out, "  rankdir=LR;");
-    let _ = writeln!(out, "  label={};", quote(&format!("mab plan: profile {}", plan.profile)));
+    let _ = writeln!(
+        out,
+        "  label={};",
+        quote(&format!("mab plan: profile {}", plan.profile))
+    );
     let _ = writeln!(out, "  node [shape=box, fontname=\"Helvetica\"];");
     for (i, (key, nodes)) in super::groups(plan).iter().enumerate() {
         let mirror = nodes.iter().all(|n| n.kind == Kind::Mirror);
         if mirror {
             for n in nodes {
-                let _ = writeln!(out, "  {} [label={}, shape=cylinder];", quote(&n.id), quote(&n.id));
+                let _ = writeln!(
+                    out,
+                    "  {} [label={}, shape=cylinder];",
+                    quote(&n.id),
+                    quote(&n.id)
+                );
             }
             continue;
         }
@@ -27,16 +36,24 @@ pub fn render(plan: &Plan) -> String {
         for n in nodes {
             let (label, shape) = match n.kind {
                 Kind::Build => (n.platform.clone().unwrap_or_default(), "box"),
-                Kind::Test => (format!("test {}", n.platform.as_deref().unwrap_or("")), "ellipse"),
+                Kind::Test => (
+                    format!("test {}", n.platform.as_deref().unwrap_or("")),
+                    "ellipse",
+                ),
                 Kind::Merge => (format!("merge :{}", n.tags.join(" :")), "box3d"),
                 Kind::Mirror => (n.id.clone(), "cylinder"),
             };
-            let _ = writeln!(out, "    {} [label={}, shape={shape}];", quote(&n.id), quote(&label));
+            let _ = writeln!(
+                out,
+                "    {} [label={}, shape={shape}];",
+                quote(&n.id),
+                quote(&label)
+            );
         }
         let _ = writeln!(out, "  }}");
     }
     for n in &plan.nodes {
-        for need in &n.needs {
+        for need in super::drawn_needs(n) {
             let _ = writeln!(out, "  {} -> {};", quote(need), quote(&n.id));
         }
     }

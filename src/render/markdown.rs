@@ -21,16 +21,36 @@ pub fn render(plan: &Plan) -> String {
         plan.backend,
         if plan.push { "" } else { ", push disabled" }
     );
-    let merges: Vec<_> = plan.nodes.iter().filter(|n| n.kind == Kind::Merge || (n.kind == Kind::Build && !plan.push)).collect();
+    let merges: Vec<_> = plan
+        .nodes
+        .iter()
+        .filter(|n| n.kind == Kind::Merge || (n.kind == Kind::Build && !plan.push))
+        .collect();
     let mut rows: Vec<(String, String, String, String, String, String)> = Vec::new();
     for (key, nodes) in super::groups(plan) {
-        let Some(first) = nodes.iter().find(|n| n.kind != Kind::Mirror) else { continue };
-        let platforms: Vec<&str> = nodes.iter().filter(|n| n.kind == Kind::Build).filter_map(|n| n.platform.as_deref()).collect();
-        let tested = if nodes.iter().any(|n| n.kind == Kind::Test) { "yes" } else { "no" };
+        let Some(first) = nodes.iter().find(|n| n.kind != Kind::Mirror) else {
+            continue;
+        };
+        let platforms: Vec<&str> = nodes
+            .iter()
+            .filter(|n| n.kind == Kind::Build)
+            .filter_map(|n| n.platform.as_deref())
+            .collect();
+        let tested = if nodes.iter().any(|n| n.kind == Kind::Test) {
+            "yes"
+        } else {
+            "no"
+        };
         let tags = nodes
             .iter()
             .find(|n| n.kind == Kind::Merge)
-            .map(|m| m.tags.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(" "))
+            .map(|m| {
+                m.tags
+                    .iter()
+                    .map(|t| format!("`{t}`"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
             .unwrap_or_else(|| "(not published)".to_owned());
         let _ = key;
         rows.push((
@@ -44,19 +64,39 @@ pub fn render(plan: &Plan) -> String {
     }
     let _ = merges;
     if !rows.is_empty() {
-        let _ = writeln!(out, "| image | version | variant | platforms | test | tags |");
+        let _ = writeln!(
+            out,
+            "| image | version | variant | platforms | test | tags |"
+        );
         let _ = writeln!(out, "|---|---|---|---|---|---|");
         for r in rows {
-            let _ = writeln!(out, "| {} | {} | {} | {} | {} | {} |", cell(&r.0), cell(&r.1), cell(&r.2), cell(&r.3), r.4, cell(&r.5));
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} |",
+                cell(&r.0),
+                cell(&r.1),
+                cell(&r.2),
+                cell(&r.3),
+                r.4,
+                cell(&r.5)
+            );
         }
         out.push('\n');
     }
-    let mirrors: Vec<_> = plan.nodes.iter().filter(|n| n.kind == Kind::Mirror).collect();
+    let mirrors: Vec<_> = plan
+        .nodes
+        .iter()
+        .filter(|n| n.kind == Kind::Mirror)
+        .collect();
     if !mirrors.is_empty() {
         let _ = writeln!(out, "| mirror | upstream | into | platforms |");
         let _ = writeln!(out, "|---|---|---|---|");
         for m in mirrors {
-            let platforms = if m.platforms.is_empty() { "all".to_owned() } else { m.platforms.join(", ") };
+            let platforms = if m.platforms.is_empty() {
+                "all".to_owned()
+            } else {
+                m.platforms.join(", ")
+            };
             let tag = m.tags.join(",");
             let _ = writeln!(
                 out,

@@ -11,7 +11,12 @@ fn label(s: &str) -> String {
 }
 
 pub fn render(plan: &Plan) -> String {
-    let ids: HashMap<&str, String> = plan.nodes.iter().enumerate().map(|(i, n)| (n.id.as_str(), format!("n{i}"))).collect();
+    let ids: HashMap<&str, String> = plan
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.id.as_str(), format!("n{i}")))
+        .collect();
     let mut out = String::new();
     let _ = writeln!(out, "flowchart LR");
     for (i, (key, nodes)) in super::groups(plan).iter().enumerate() {
@@ -26,16 +31,28 @@ pub fn render(plan: &Plan) -> String {
         for n in nodes {
             let id = &ids[n.id.as_str()];
             let _ = match n.kind {
-                Kind::Build => writeln!(out, "    {id}[{}]", label(n.platform.as_deref().unwrap_or(""))),
-                Kind::Test => writeln!(out, "    {id}([{}])", label(&format!("test {}", n.platform.as_deref().unwrap_or("")))),
-                Kind::Merge => writeln!(out, "    {id}[[{}]]", label(&format!("merge :{}", n.tags.join(" :")))),
+                Kind::Build => writeln!(
+                    out,
+                    "    {id}[{}]",
+                    label(n.platform.as_deref().unwrap_or(""))
+                ),
+                Kind::Test => writeln!(
+                    out,
+                    "    {id}([{}])",
+                    label(&format!("test {}", n.platform.as_deref().unwrap_or("")))
+                ),
+                Kind::Merge => writeln!(
+                    out,
+                    "    {id}[[{}]]",
+                    label(&format!("merge :{}", n.tags.join(" :")))
+                ),
                 Kind::Mirror => writeln!(out, "    {id}[({})]", label(&n.id)),
             };
         }
         let _ = writeln!(out, "  end");
     }
     for n in &plan.nodes {
-        for need in &n.needs {
+        for need in super::drawn_needs(n) {
             if let Some(from) = ids.get(need.as_str()) {
                 let _ = writeln!(out, "  {from} --> {}", ids[n.id.as_str()]);
             }

@@ -12,7 +12,8 @@ use crate::plan::{Kind, Node, Plan};
 
 /// Serialize the plan as pretty JSON, newline-terminated.
 pub fn json(plan: &Plan) -> String {
-    let mut s = serde_json::to_string_pretty(plan).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    let mut s =
+        serde_json::to_string_pretty(plan).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     s.push('\n');
     s
 }
@@ -47,4 +48,16 @@ pub fn counts(plan: &Plan) -> String {
         .map(|k| format!("{} {k}", plan.count(*k)))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The needs worth drawing: a merge's edge from a build is implied when the build's test is also needed.
+pub fn drawn_needs<'a>(node: &'a Node) -> impl Iterator<Item = &'a String> + 'a {
+    node.needs.iter().filter(move |need| {
+        node.kind != Kind::Merge
+            || !need.starts_with("build:")
+            || !node
+                .needs
+                .iter()
+                .any(|other| other.strip_prefix("test:") == need.strip_prefix("build:"))
+    })
 }

@@ -3,10 +3,14 @@
 use std::borrow::Cow;
 use std::fmt::Write;
 
-use crate::plan::command::{digest_file, Arg, Command, DigestOut, Part};
 use crate::plan::Plan;
+use crate::plan::command::{Arg, Command, DigestOut, Part, digest_file};
 
 fn quote(s: &str) -> Cow<'_, str> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_./:@,=+-%".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        return Cow::Borrowed(s);
+    }
     // `try_quote` only fails on NUL bytes, which a manifest string cannot hold.
     shlex::try_quote(s).unwrap_or(Cow::Borrowed("''"))
 }
@@ -33,8 +37,16 @@ pub fn render(plan: &Plan) -> String {
         "# mab plan --format shell: profile `{}`, backend {}, registry {}",
         plan.profile, plan.backend, plan.registry
     );
-    let _ = writeln!(out, "# {} nodes ({}). Run from the directory that holds the manifest;", plan.nodes.len(), super::counts(plan));
-    let _ = writeln!(out, "# each node's digest lands in .mab/digests/ for the nodes that pin it.");
+    let _ = writeln!(
+        out,
+        "# {} nodes ({}). Run from the directory that holds the manifest;",
+        plan.nodes.len(),
+        super::counts(plan)
+    );
+    let _ = writeln!(
+        out,
+        "# each node's digest lands in .mab/digests/ for the nodes that pin it."
+    );
     let _ = writeln!(out, "set -eu");
     let _ = writeln!(out, "mkdir -p .mab/digests .mab/metadata .mab/oci");
     let mut level = usize::MAX;

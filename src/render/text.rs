@@ -17,7 +17,13 @@ pub fn render(plan: &Plan) -> String {
     if !plan.platforms.is_empty() {
         let _ = writeln!(out, "platforms: {}", plan.platforms.join(", "));
     }
-    let _ = writeln!(out, "{} nodes ({}) in {} levels", plan.nodes.len(), super::counts(plan), plan.levels());
+    let _ = writeln!(
+        out,
+        "{} nodes ({}) in {} levels",
+        plan.nodes.len(),
+        super::counts(plan),
+        plan.levels()
+    );
     let width = plan.nodes.iter().map(|n| n.id.len()).max().unwrap_or(0);
     let mut level = usize::MAX;
     for n in &plan.nodes {
@@ -38,7 +44,13 @@ fn describe(n: &Node) -> String {
             } else {
                 n.platforms.join(", ")
             };
-            format!("{}:{} -> {}:{} ({filter})", n.source.as_deref().unwrap_or(""), n.tags.join(","), n.reference, n.tags.join(","))
+            format!(
+                "{}:{} -> {}:{} ({filter})",
+                n.source.as_deref().unwrap_or(""),
+                n.tags.join(","),
+                n.reference,
+                n.tags.join(",")
+            )
         }
         Kind::Build => {
             let mut s = format!("{} by digest", n.reference);
@@ -54,7 +66,11 @@ fn describe(n: &Node) -> String {
         Kind::Merge => format!(
             "{} tags {} ({})",
             n.reference,
-            n.tags.iter().map(|t| format!(":{t}")).collect::<Vec<_>>().join(" "),
+            n.tags
+                .iter()
+                .map(|t| format!(":{t}"))
+                .collect::<Vec<_>>()
+                .join(" "),
             n.platforms.join(", ")
         ),
     }

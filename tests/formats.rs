@@ -1,0 +1,135 @@
+//! Every output format on every shipped manifest, as reviewed snapshots; and determinism.
+
+use crate::support::{mab, manifests, ok};
+
+const FORMATS: &[&str] = &["text", "json", "dot", "mermaid", "shell", "markdown"];
+
+#[test]
+fn every_format_on_every_manifest() {
+    for (name, file) in manifests() {
+        for format in FORMATS {
+            let out = ok(&["-f", file, "plan", "--format", format]);
+            insta::assert_snapshot!(format!("plan_{name}_{format}"), out);
+        }
+    }
+}
+
+#[test]
+fn other_profiles_of_the_root_manifest() {
+    for profile in ["prod", "local"] {
+        for format in ["text", "shell"] {
+            let out = ok(&["--profile", profile, "plan", "--format", format]);
+            insta::assert_snapshot!(format!("plan_root_{profile}_{format}"), out);
+        }
+    }
+}
+
+#[test]
+fn two_runs_give_the_same_bytes() {
+    for (_, file) in manifests() {
+        for format in FORMATS {
+            let args = ["-f", file, "plan", "--format", format];
+            let (a, b) = (mab(&args), mab(&args));
+            assert_eq!(a.code, 0, "{}", a.stderr);
+            assert_eq!(
+                a.stdout, b.stdout,
+                "{file} --format {format} differs between runs"
+            );
+        }
+    }
+}
+
+#[test]
+fn info_and_list() {
+    insta::assert_snapshot!("info_root", ok(&["info"]));
+    insta::assert_snapshot!(
+        "info_root_prod_json",
+        ok(&["--profile", "prod", "info", "--format", "json"])
+    );
+    insta::assert_snapshot!("list_root", ok(&["list"]));
+    insta::assert_snapshot!(
+        "list_split_json",
+        ok(&[
+            "-f",
+            "examples/split-native-builds/images.kdl",
+            "list",
+            "--format",
+            "json"
+        ])
+    );
+}
+
+#[test]
+fn profile_from_the_environment() {
+    let r = crate::support::mab_in(&crate::support::root(), &["info"]);
+    assert!(r.stdout.starts_with("profile    dev\n"), "{}", r.stdout);
+    let out = assert_cmd::Command::cargo_bin("mab")
+        .unwrap()
+        .current_dir(crate::support::root())
+        .env("MAB_PROFILE", "prod")
+        .arg("info")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.starts_with("profile    prod\ninherits   dev\n"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn latest_goes_to_the_newest_version() {
+    let plan: serde_json::Value =
+        serde_json::from_str(&ok(&["--profile", "prod", "plan", "--format", "json"])).unwrap();
+    let tags = |id: &str| -> Vec<String> {
+        let node = plan["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == id)
+            .unwrap();
+        serde_json::from_value(node["tags"].clone()).unwrap()
+    };
+    assert_eq!(tags("merge:runtime:3.16"), ["3.16", "latest"]);
+    assert_eq!(tags("merge:runtime:3.15"), ["3.15"]);
+    assert_eq!(
+        tags("merge:odb:2.5.0-b.23-slim"),
+        ["2.5.0-b.23-slim", "latest-slim"]
+    );
+}
+
+#[test]
+fn semver_aware_latest() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("images.kdl"),
+        r#"profile "p" { registry "r.example/x"; tag "latest" }
+defaults { platforms "linux/amd64" }
+image "app" {
+    version "1.9"
+    version "1.10"
+    version "1.10.0-rc.1"
+    version "1.2"
+}"#,
+    )
+    .unwrap();
+    let r = crate::support::mab_in(dir.path(), &["list"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let latest: Vec<&str> = r.stdout.lines().filter(|l| l.contains("latest")).collect();
+    assert_eq!(latest.len(), 1, "{}", r.stdout);
+    assert!(latest[0].starts_with("app    1.10 "), "{}", r.stdout);
+}
+
+#[test]
+fn kdl_v1_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    // KDL v1: `true` without `#`, `r"…"` raw strings.
+    std::fs::write(
+        dir.path().join("images.kdl"),
+        "profile \"dev\" default=true { registry r\"r.example/x\"; }\ndefaults { platforms \"linux/amd64\"; }\nimage \"a\" { version \"1\"; }\n",
+    )
+    .unwrap();
+    let r = crate::support::mab_in(dir.path(), &["plan", "--format", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("\"id\": \"merge:a:1\""), "{}", r.stdout);
+}

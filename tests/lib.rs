@@ -1,0 +1,9 @@
+//! Integration tests: the real `mab` binary on real manifests.
+
+mod support;
+
+mod cli;
+mod errors;
+mod formats;
+mod schema;
+mod selectors;

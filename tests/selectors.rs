@@ -1,0 +1,167 @@
+//! Selectors, `--platform`, the upstream closure and the order of the plan.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde_json::Value;
+
+use crate::support::{mab, ok};
+
+fn plan(args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["plan", "--format", "json"];
+    all.extend_from_slice(args);
+    let v: Value = serde_json::from_str(&ok(&all)).unwrap();
+    v["nodes"].as_array().unwrap().clone()
+}
+
+fn ids(nodes: &[Value]) -> BTreeSet<String> {
+    nodes
+        .iter()
+        .map(|n| n["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_version_selector_pulls_in_its_mirror_only() {
+    let got = ids(&plan(&["runtime:3.15"]));
+    let want: BTreeSet<String> = [
+        "mirror:alpine:3.15",
+        "build:runtime:3.15@linux/amd64",
+        "build:runtime:3.15@linux/arm64",
+        "test:runtime:3.15@linux/amd64",
+        "test:runtime:3.15@linux/arm64",
+        "merge:runtime:3.15",
+    ]
+    .map(String::from)
+    .into();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn an_image_selector_pulls_in_the_upstream_closure() {
+    let got = ids(&plan(&["odb"]));
+    for id in [
+        "mirror:alpine:3.15",
+        "mirror:golang:1.18-alpine3.15",
+        "merge:runtime:3.15",
+        "merge:golang-build:1.18",
+        "merge:odb:2.5.0-b.23",
+        "merge:odb:2.5.0-b.23-slim",
+    ] {
+        assert!(got.contains(id), "missing {id}: {got:?}");
+    }
+    assert!(
+        !got.iter()
+            .any(|i| i.contains("runtime:3.16") || i.contains("builder")),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn globs_select_images() {
+    let got = ids(&plan(&["golang-*"]));
+    assert!(got.contains("merge:golang-build:1.18"));
+    assert!(!got.iter().any(|i| i.contains("odb")), "{got:?}");
+    let got = ids(&plan(&["builder:2.*", "mirror:alpine:3.15"]));
+    assert!(
+        got.contains("merge:builder:2.2")
+            && got.contains("merge:builder:2.3")
+            && got.contains("mirror:alpine:3.15")
+    );
+    assert!(!got.iter().any(|i| i.contains("runtime")), "{got:?}");
+}
+
+#[test]
+fn platform_filter_keeps_only_that_platform() {
+    let nodes = plan(&["--platform", "linux/arm64"]);
+    for n in &nodes {
+        if let Some(p) = n["platform"].as_str() {
+            assert_eq!(p, "linux/arm64", "{}", n["id"]);
+        }
+        if n["kind"] == "merge" {
+            assert_eq!(n["platforms"], serde_json::json!(["linux/arm64"]));
+        }
+    }
+    let builds = nodes.iter().filter(|n| n["kind"] == "build").count();
+    assert_eq!(builds, 7, "one arm64 build per image version");
+    let two = plan(&["builder", "--platform", "linux/ppc64le,linux/s390x"]);
+    assert_eq!(two.iter().filter(|n| n["kind"] == "build").count(), 4);
+}
+
+#[test]
+fn order_is_topological_and_levels_are_consistent() {
+    let nodes = plan(&[]);
+    let level: HashMap<&str, u64> = nodes
+        .iter()
+        .map(|n| (n["id"].as_str().unwrap(), n["level"].as_u64().unwrap()))
+        .collect();
+    let mut seen = BTreeSet::new();
+    for n in &nodes {
+        let lvl = n["level"].as_u64().unwrap();
+        for need in n["needs"].as_array().unwrap() {
+            let need = need.as_str().unwrap();
+            assert!(
+                seen.contains(need),
+                "{} listed before its need {need}",
+                n["id"]
+            );
+            assert!(level[need] < lvl, "{} is not above {need}", n["id"]);
+        }
+        seen.insert(n["id"].as_str().unwrap());
+    }
+    // A dependent build receives its base pinned to the merge that published it.
+    let gb = nodes
+        .iter()
+        .find(|n| n["id"] == "build:golang-build:1.18@linux/arm64")
+        .unwrap();
+    assert_eq!(
+        gb["args"]["RUNTIME_IMAGE"],
+        "registry.example.com/platform/docker-dev/runtime:3.15@{digest:merge:runtime:3.15}"
+    );
+    assert!(
+        gb["needs"]
+            .as_array()
+            .unwrap()
+            .contains(&"merge:runtime:3.15".into())
+    );
+    // Tags move only in merges.
+    for n in &nodes {
+        if n["kind"] == "build" || n["kind"] == "test" {
+            assert_eq!(n["tags"], serde_json::json!([]), "{}", n["id"]);
+        }
+    }
+}
+
+#[test]
+fn selector_errors_are_usage_errors() {
+    let r = mab(&["plan", "runtim"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("selector `runtim` matches nothing"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("did you mean `runtime`?"), "{}", r.stderr);
+    let r = mab(&["plan", "runtime:3.17"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("did you mean `runtime:3.15`?")
+            || r.stderr.contains("did you mean `runtime:3.16`?"),
+        "{}",
+        r.stderr
+    );
+    let r = mab(&["plan", "--platform", "linux/amd65"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("unknown platform `linux/amd65`")
+            && r.stderr.contains("did you mean `linux/amd64`?"),
+        "{}",
+        r.stderr
+    );
+    let r = mab(&["plan", "runtime", "--platform", "linux/s390x"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("builds nothing for linux/s390x"),
+        "{}",
+        r.stderr
+    );
+}

@@ -1,0 +1,66 @@
+//! Running the real binary from the repository root.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every manifest the project ships: the root one and the examples.
+pub fn manifests() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("root", "images.kdl"),
+        ("makefile-buildx", "examples/makefile-buildx/images.kdl"),
+        (
+            "release-branch-builders",
+            "examples/release-branch-builders/images.kdl",
+        ),
+        (
+            "split-native-builds",
+            "examples/split-native-builds/images.kdl",
+        ),
+    ]
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8(o.stdout).expect("stdout is UTF-8"),
+            stderr: String::from_utf8(o.stderr).expect("stderr is UTF-8"),
+        }
+    }
+}
+
+/// Run `mab ARGS` in `dir` with a clean environment for the variables mab reads.
+pub fn mab_in(dir: &Path, args: &[&str]) -> Run {
+    Command::cargo_bin("mab")
+        .expect("binary built")
+        .current_dir(dir)
+        .env_remove("MAB_PROFILE")
+        .env("NO_COLOR", "1")
+        .args(args)
+        .output()
+        .expect("mab runs")
+        .into()
+}
+
+pub fn mab(args: &[&str]) -> Run {
+    mab_in(&root(), args)
+}
+
+/// Run and insist on success; returns stdout.
+pub fn ok(args: &[&str]) -> String {
+    let r = mab(args);
+    assert_eq!(r.code, 0, "mab {args:?} failed:\n{}", r.stderr);
+    r.stdout
+}
