@@ -36,13 +36,11 @@ where
             };
         }
     };
-    match execute(&cli) {
-        Ok(out) => {
-            let mut stdout = io::stdout().lock();
+    let mut stdout = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
+    match execute(&cli, &mut stdout) {
+        Ok(()) => {
             // A closed pipe (`mab plan | head`) is not an error of ours.
-            let _ = stdout
-                .write_all(out.as_bytes())
-                .and_then(|()| stdout.flush());
+            let _ = stdout.flush();
             exit_code::SUCCESS
         }
         Err(diags) => {
@@ -52,14 +50,16 @@ where
     }
 }
 
-/// Run one command; its output, or the diagnostics that make it fail.
-fn execute(cli: &Cli) -> Result<String, Diagnostics> {
+/// Run one command, writing its output to `out`; or the diagnostics that make it fail.
+fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Diagnostics> {
     if let Command::Completions { shell } = &cli.command {
-        let mut buf = Vec::new();
-        clap_complete::generate(*shell, &mut Cli::command(), "mab", &mut buf);
-        return Ok(String::from_utf8_lossy(&buf).into_owned());
+        clap_complete::generate(*shell, &mut Cli::command(), "mab", out);
+        return Ok(());
     }
+
+    let timer = Timer::from_env();
     let loaded = manifest::load(&cli.file, cli.profile.as_deref())?;
+    timer.lap("load (read, parse, resolve)");
     let model = &loaded.model;
     let in_file = |d: Diagnostics| d.in_source(&loaded.source).sorted();
     match &cli.command {
@@ -69,14 +69,22 @@ fn execute(cli: &Cli) -> Result<String, Diagnostics> {
                 platforms: args.platforms.clone(),
             };
             let plan = plan::plan(model, &selection).map_err(in_file)?;
-            Ok(match args.format {
-                PlanFormat::Text => render::text::render(&plan),
-                PlanFormat::Json => render::json(&plan),
-                PlanFormat::Dot => render::dot::render(&plan),
-                PlanFormat::Mermaid => render::mermaid::render(&plan),
-                PlanFormat::Shell => render::shell::render(&plan),
-                PlanFormat::Markdown => render::markdown::render(&plan),
-            })
+            timer.lap("plan");
+            match args.format {
+                PlanFormat::Text => emit(out, &render::text::render(&plan)),
+                PlanFormat::Json => {
+                    let _ = render::write_json(&plan, out);
+                }
+                PlanFormat::Dot => emit(out, &render::dot::render(&plan)),
+                PlanFormat::Mermaid => emit(out, &render::mermaid::render(&plan)),
+                PlanFormat::Shell => emit(out, &render::shell::render(&plan)),
+                PlanFormat::Markdown => emit(out, &render::markdown::render(&plan)),
+            }
+            timer.lap("render");
+            // Large plans: freeing every node one by one only delays the exit.
+            std::mem::forget(plan);
+            std::mem::forget(loaded);
+            Ok(())
         }
         Command::Check => {
             let mut diags = plan::graph::check_cycles(model).in_source(&loaded.source);
@@ -92,30 +100,72 @@ fn execute(cli: &Cli) -> Result<String, Diagnostics> {
             }
             diags.eprint();
             let warnings = diags.len();
-            Ok(format!(
-                "{}: {} images, {} image versions, {} mirrors; {}\n",
-                cli.file.display(),
-                model.images.len(),
-                model.versions.len(),
-                model.mirrors.len(),
-                match warnings {
-                    0 => "no problems found".to_owned(),
-                    1 => "1 warning".to_owned(),
-                    n => format!("{n} warnings"),
-                }
-            ))
+            emit(
+                out,
+                &format!(
+                    "{}: {} images, {} image versions, {} mirrors; {}\n",
+                    cli.file.display(),
+                    model.images.len(),
+                    model.versions.len(),
+                    model.mirrors.len(),
+                    match warnings {
+                        0 => "no problems found".to_owned(),
+                        1 => "1 warning".to_owned(),
+                        n => format!("{n} warnings"),
+                    }
+                ),
+            );
+            Ok(())
         }
-        Command::Info { format } => Ok(match format {
-            DataFormat::Text => info::info_text(model),
-            DataFormat::Json => info::info_json(model),
-        }),
+        Command::Info { format } => {
+            emit(
+                out,
+                &match format {
+                    DataFormat::Text => info::info_text(model),
+                    DataFormat::Json => info::info_json(model),
+                },
+            );
+            Ok(())
+        }
         Command::List { selectors, format } => {
             let picked = plan::select::pick(model, selectors).map_err(in_file)?;
-            Ok(match format {
-                DataFormat::Text => info::list_text(model, &picked.versions),
-                DataFormat::Json => info::list_json(model, &picked.versions),
-            })
+            emit(
+                out,
+                &match format {
+                    DataFormat::Text => info::list_text(model, &picked.versions),
+                    DataFormat::Json => info::list_json(model, &picked.versions),
+                },
+            );
+            Ok(())
         }
-        Command::Completions { .. } => Ok(String::new()),
+        Command::Completions { .. } => Ok(()),
+    }
+}
+
+/// Write errors (a closed pipe) end the output; they are not the manifest's fault.
+fn emit(out: &mut dyn Write, text: &str) {
+    let _ = out.write_all(text.as_bytes());
+}
+
+/// `MAB_TIMINGS=1` prints how long each phase took, for benchmarks.
+struct Timer(Option<std::cell::Cell<std::time::Instant>>);
+
+impl Timer {
+    fn from_env() -> Timer {
+        Timer(
+            std::env::var_os("MAB_TIMINGS")
+                .map(|_| std::cell::Cell::new(std::time::Instant::now())),
+        )
+    }
+
+    fn lap(&self, phase: &str) {
+        if let Some(start) = &self.0 {
+            let now = std::time::Instant::now();
+            eprintln!(
+                "mab: {phase}: {:.1} ms",
+                (now - start.get()).as_secs_f64() * 1000.0
+            );
+            start.set(now);
+        }
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod interpolate;
 pub mod kdl_node;
+pub mod kdl_parallel;
 pub mod model;
 pub mod platform;
 pub mod resolve;

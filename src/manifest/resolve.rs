@@ -804,8 +804,14 @@ impl<'a> Resolver<'a> {
             .map(|(i, v)| (v.key.clone(), i))
             .collect();
         let raw = self.raw;
+        let by_name: HashMap<&str, &RawImage> = raw
+            .images
+            .iter()
+            .rev()
+            .map(|i| (i.name.value.as_str(), i))
+            .collect();
         for v in versions.iter_mut() {
-            let Some(image) = raw.images.iter().find(|i| i.name.value == v.image) else {
+            let Some(image) = by_name.get(v.image.as_str()) else {
                 continue;
             };
             let Some(version) = image.versions.iter().find(|x| x.name.value == v.version) else {
@@ -846,14 +852,7 @@ impl<'a> Resolver<'a> {
                     continue;
                 };
                 let span = f.reference.span;
-                let dep = resolve_reference(
-                    &reference,
-                    span,
-                    &keys,
-                    versions_images(raw),
-                    mirrors,
-                    &mut diags,
-                );
+                let dep = resolve_reference(&reference, span, &keys, raw, mirrors, &mut diags);
                 let Some(dep) = dep else { continue };
                 let arg = f.arg.as_ref().map(|a| a.value.clone());
                 if let Some(a) = &f.arg
@@ -1015,24 +1014,12 @@ fn scope_clone<'s>(s: &Scope<'s>) -> Scope<'s> {
     }
 }
 
-fn versions_images(raw: &RawManifest) -> Vec<(&str, Vec<&str>)> {
-    raw.images
-        .iter()
-        .map(|i| {
-            (
-                i.name.value.as_str(),
-                i.versions.iter().map(|v| v.name.value.as_str()).collect(),
-            )
-        })
-        .collect()
-}
-
 /// `IMAGE:TAG` or `mirror:NAME:TAG` → [`Dep`].
 fn resolve_reference(
     reference: &str,
     span: SourceSpan,
     keys: &HashMap<String, usize>,
-    images: Vec<(&str, Vec<&str>)>,
+    raw: &RawManifest,
     mirrors: &[Mirror],
     diags: &mut Diagnostics,
 ) -> Option<Dep> {
@@ -1076,19 +1063,24 @@ fn resolve_reference(
         diags.push(
             Diag::error(span, format!("`{reference}` names no version"))
                 .label("expected IMAGE:VERSION or mirror:NAME:TAG")
-                .help_opt(images.iter().find(|i| i.0 == reference).map(|i| {
-                    format!(
-                        "pick one of its versions: {}",
-                        suggest::list(i.1.iter().copied())
-                    )
-                })),
+                .help_opt(
+                    raw.images
+                        .iter()
+                        .find(|i| i.name.value == reference)
+                        .map(|i| {
+                            format!(
+                                "pick one of its versions: {}",
+                                suggest::list(i.versions.iter().map(|v| v.name.value.as_str()))
+                            )
+                        }),
+                ),
         );
         return None;
     };
     if let Some(i) = keys.get(reference) {
         return Some(Dep::Image(*i));
     }
-    match images.iter().find(|i| i.0 == image) {
+    match raw.images.iter().find(|i| i.name.value == image) {
         None if image.contains('/') || image.contains('.') => {
             diags.push(
                 Diag::error(
@@ -1102,16 +1094,17 @@ fn resolve_reference(
         None => diags.push(
             Diag::error(span, format!("unknown image `{image}`"))
                 .label("no `image` of this name")
-                .help_opt(suggest::did_you_mean(image, images.iter().map(|i| i.0))),
+                .help_opt(suggest::did_you_mean(
+                    image,
+                    raw.images.iter().map(|i| i.name.value.as_str()),
+                )),
         ),
-        Some((_, versions)) => {
-            let known: Vec<&str> = keys
+        Some(_) => {
+            let mut known_sorted: Vec<&str> = keys
                 .keys()
                 .filter_map(|k| k.strip_prefix(image).and_then(|r| r.strip_prefix(':')))
                 .collect();
-            let mut known_sorted = known.clone();
             known_sorted.sort_unstable();
-            let _ = versions;
             diags.push(
                 Diag::error(span, format!("image `{image}` has no version `{tag}`"))
                     .label("unknown version")

@@ -172,7 +172,7 @@ impl Block {
 /// Parse KDL text (v2, or v1 as a fallback) into the raw manifest. A KDL syntax error
 /// is fatal; other errors come back beside the parts of the manifest that could be read.
 pub fn parse(text: &str) -> Result<(RawManifest, Diagnostics), Diagnostics> {
-    let doc = match KdlDocument::parse(text) {
+    let doc = match super::kdl_parallel::parse(text) {
         Ok(doc) => doc,
         Err(e) => {
             let mut diags = Diagnostics::new();

@@ -3,6 +3,10 @@
 
 use serde::{Serialize, Serializer};
 
+use super::node::{Kind, Node};
+use crate::manifest::model::Backend;
+use crate::manifest::platform::Platform;
+
 /// One piece of an argument: literal text, or the digest a node publishes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Part {
@@ -121,4 +125,220 @@ pub fn file_stem(id: &str) -> String {
             }
         })
         .collect()
+}
+
+/// The name a build is stored under locally when the profile does not push.
+pub fn local_name(image: &str, tag: &str, platform: &str) -> String {
+    let slug = Platform::parse(platform).map_or_else(|_| platform.replace('/', "-"), |p| p.slug());
+    format!("localhost/mab/{image}:{tag}-{slug}")
+}
+
+fn pinned(repository: &str, node: &str) -> Arg {
+    Arg(vec![
+        Part::Lit(format!("{repository}@")),
+        Part::Digest(node.to_owned()),
+    ])
+}
+
+/// The commands of `node` for its profile's backend, and where its digest can be read.
+pub fn for_node(node: &Node) -> (Vec<Command>, DigestOut) {
+    match node.kind {
+        Kind::Mirror => mirror(node),
+        Kind::Build => build(node),
+        Kind::Test => (vec![test(node)], DigestOut::None),
+        Kind::Merge => merge(node),
+    }
+}
+
+fn crane(node: &Node) -> Command {
+    Command::new("crane").when(node.publish.insecure, "--insecure")
+}
+
+fn mirror(node: &Node) -> (Vec<Command>, DigestOut) {
+    let tag = node.tags.first().map_or("", String::as_str);
+    let src = format!("{}:{tag}", node.source.as_deref().unwrap_or(""));
+    let dst = format!("{}:{tag}", node.reference);
+    let copy = if node.platforms.is_empty() {
+        crane(node).arg("copy").arg(src).arg(dst.clone())
+    } else {
+        let mut c = crane(node).arg("index").arg("filter");
+        for p in &node.platforms {
+            c = c.arg("--platform").arg(p.clone());
+        }
+        c.arg(src).arg("--tag").arg(dst.clone())
+    };
+    (
+        vec![copy, crane(node).arg("digest").arg(dst)],
+        DigestOut::Stdout,
+    )
+}
+
+fn build(node: &Node) -> (Vec<Command>, DigestOut) {
+    let p = node.publish;
+    let platform = node.platform.as_deref().unwrap_or("");
+    let (image, tag) = (
+        node.image.as_deref().unwrap_or(""),
+        node.key()
+            .and_then(|k| k.split_once(':'))
+            .map_or("", |k| k.1),
+    );
+    let local = local_name(image, tag, platform);
+    let context = node.context.clone().unwrap_or_default();
+    let dockerfile = node.dockerfile.clone().unwrap_or_default();
+    let with_args = |mut c: Command| {
+        for (k, a) in &node.args {
+            let mut parts = vec![Part::Lit(format!("{k}="))];
+            parts.extend(a.0.iter().cloned());
+            c = c.arg("--build-arg").arg(Arg(parts));
+        }
+        for (k, l) in &node.labels {
+            c = c.arg("--label").arg(format!("{k}={l}"));
+        }
+        c
+    };
+    match p.backend {
+        Backend::Buildx => {
+            let metadata = format!(".mab/metadata/{}.json", file_stem(&node.id));
+            let insecure = if p.insecure {
+                ",registry.insecure=true"
+            } else {
+                ""
+            };
+            let mut c = Command::new("docker")
+                .args(["buildx", "build"])
+                .opt("--builder", node.builder.clone())
+                .arg("--platform")
+                .arg(platform)
+                .arg("--file")
+                .arg(dockerfile)
+                .opt("--target", node.target.clone());
+            c = with_args(c);
+            if let Some(cache) = &node.cache {
+                c = c
+                    .arg("--cache-from")
+                    .arg(format!("type=registry,ref={}{insecure}", cache.reference))
+                    .arg("--cache-to")
+                    .arg(format!(
+                        "type=registry,ref={},mode={}{insecure}",
+                        cache.reference, cache.mode
+                    ));
+            }
+            let output = if p.push {
+                format!(
+                    "type=image,name={},push-by-digest=true,name-canonical=true,push=true{insecure}",
+                    node.reference
+                )
+            } else {
+                format!("type=docker,name={local}")
+            };
+            c = c
+                .arg("--output")
+                .arg(output)
+                .arg("--metadata-file")
+                .arg(metadata.clone())
+                .arg(context);
+            (vec![c], DigestOut::BuildxMetadata(metadata))
+        }
+        Backend::Buildah | Backend::Podman => {
+            let tool = p.backend.as_str();
+            let mut c = Command::new(tool)
+                .arg("build")
+                .arg("--platform")
+                .arg(platform)
+                .arg("--file")
+                .arg(dockerfile)
+                .opt("--target", node.target.clone())
+                .arg("--layers")
+                .when(p.insecure, "--tls-verify=false");
+            c = with_args(c);
+            if let Some(cache) = &node.cache {
+                // buildah/podman take a repository for the cache; the tag is theirs to choose.
+                let repo = strip_tag(&cache.reference);
+                c = c
+                    .arg("--cache-from")
+                    .arg(repo.clone())
+                    .arg("--cache-to")
+                    .arg(repo);
+            }
+            c = c.arg("--tag").arg(local.clone()).arg(context);
+            if !p.push {
+                return (vec![c], DigestOut::None);
+            }
+            let oci = format!("oci:.mab/oci/{}", file_stem(&node.id));
+            let push = Command::new(tool)
+                .arg("push")
+                .arg("--quiet")
+                .arg("--digestfile")
+                .arg(digest_file(&node.id))
+                .arg(local)
+                .arg(oci.clone());
+            let copy = Command::new("skopeo")
+                .arg("copy")
+                .arg("--preserve-digests")
+                .when(p.insecure, "--dest-tls-verify=false")
+                .arg(oci)
+                .arg(Arg(vec![
+                    Part::Lit(format!("docker://{}@", node.reference)),
+                    Part::Digest(node.id.clone()),
+                ]));
+            (vec![c, push, copy], DigestOut::File)
+        }
+    }
+}
+
+fn strip_tag(reference: &str) -> String {
+    match reference.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => repo.to_owned(),
+        _ => reference.to_owned(),
+    }
+}
+
+fn test(node: &Node) -> Command {
+    let p = node.publish;
+    let platform = node.platform.as_deref().unwrap_or("");
+    let build = node.needs.first().map_or("", String::as_str);
+    let image = if p.push {
+        pinned(&node.reference, build)
+    } else {
+        let (img, tag) = (
+            node.image.as_deref().unwrap_or(""),
+            node.key()
+                .and_then(|k| k.split_once(':'))
+                .map_or("", |k| k.1),
+        );
+        Arg::lit(local_name(img, tag, platform))
+    };
+    let tool = match p.backend {
+        Backend::Buildx => "docker",
+        Backend::Buildah | Backend::Podman => "podman",
+    };
+    let c = Command::new(tool)
+        .arg("run")
+        .arg("--rm")
+        .arg("--platform")
+        .arg(platform)
+        .when(p.insecure && tool == "podman", "--tls-verify=false")
+        .arg(image);
+    match node.test.as_deref().unwrap_or_default() {
+        [one] => c.arg("sh").arg("-c").arg(one.clone()),
+        words => c.args(words.iter().cloned()),
+    }
+}
+
+fn merge(node: &Node) -> (Vec<Command>, DigestOut) {
+    let first = format!(
+        "{}:{}",
+        node.reference,
+        node.tags.first().map_or("", String::as_str)
+    );
+    let mut c = crane(node).arg("index").arg("append");
+    for b in node.needs.iter().filter(|n| n.starts_with("build:")) {
+        c = c.arg("--manifest").arg(pinned(&node.reference, b));
+    }
+    let mut cmds = vec![c.arg("--tag").arg(first.clone())];
+    for t in node.tags.iter().skip(1) {
+        cmds.push(crane(node).arg("tag").arg(first.clone()).arg(t.clone()));
+    }
+    cmds.push(crane(node).arg("digest").arg(first));
+    (cmds, DigestOut::Stdout)
 }

@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
-use super::command::{Command, DigestOut};
-use crate::manifest::model::Cache;
+use super::command::{self, Arg, Command};
+use crate::manifest::model::{Backend, Cache};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -34,8 +34,17 @@ impl fmt::Display for Kind {
     }
 }
 
-/// One unit of work of the plan. Field order is the JSON order.
-#[derive(Clone, Debug, Serialize)]
+/// Profile settings every node's commands depend on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Publish {
+    pub backend: Backend,
+    pub insecure: bool,
+    pub push: bool,
+}
+
+/// One unit of work of the plan. Its commands are derived from these fields on
+/// demand ([`Node::commands`]), so a plan of 10,000 builds stays small.
+#[derive(Clone, Debug)]
 pub struct Node {
     pub id: String,
     pub kind: Kind,
@@ -50,42 +59,100 @@ pub struct Node {
     pub level: usize,
     pub needs: Vec<String>,
     /// Repository the node writes to.
-    #[serde(rename = "ref")]
     pub reference: String,
     /// Tags the node publishes (merge and mirror nodes only).
     pub tags: Vec<String>,
     /// Upstream repository of a mirror.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub builder: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub context: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub dockerfile: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
-    /// Build args, base references pinned with `{digest:NODE}` placeholders.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub args: BTreeMap<String, String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Build args; a `from` base is pinned with a digest placeholder.
+    pub args: BTreeMap<String, Arg>,
+    pub labels: BTreeMap<String, String>,
     pub cache: Option<Cache>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub test: Option<Vec<String>>,
-    pub commands: Vec<Command>,
-    #[serde(skip)]
-    pub digest: DigestOut,
+    pub publish: Publish,
     /// Creation order (manifest order); breaks ties inside a level.
-    #[serde(skip)]
     pub seq: usize,
 }
 
 impl Node {
     /// `image:version[-variant]` of build, test and merge nodes.
-    pub fn key(&self) -> Option<String> {
-        let image = self.image.as_ref()?;
+    pub fn key(&self) -> Option<&str> {
+        self.image.as_ref()?;
         let rest = self.id.split_once(':')?.1;
-        let key = rest.split('@').next()?;
-        key.starts_with(image.as_str()).then(|| key.to_owned())
+        rest.split('@').next()
+    }
+
+    /// The commands this node runs, for the profile's backend.
+    pub fn commands(&self) -> Vec<Command> {
+        command::for_node(self).0
+    }
+}
+
+/// The JSON shape of a node (`schemas/plan.schema.json`); field order is the JSON order.
+#[derive(Serialize)]
+struct NodeJson<'a> {
+    id: &'a str,
+    kind: Kind,
+    image: &'a Option<String>,
+    version: &'a Option<String>,
+    variant: &'a Option<String>,
+    platform: &'a Option<String>,
+    platforms: &'a [String],
+    level: usize,
+    needs: &'a [String],
+    #[serde(rename = "ref")]
+    reference: &'a str,
+    tags: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: &'a Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    builder: &'a Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    context: &'a Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dockerfile: &'a Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: &'a Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    args: &'a BTreeMap<String, Arg>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    labels: &'a BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache: &'a Option<Cache>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    test: &'a Option<Vec<String>>,
+    commands: Vec<Command>,
+}
+
+impl Serialize for Node {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        NodeJson {
+            id: &self.id,
+            kind: self.kind,
+            image: &self.image,
+            version: &self.version,
+            variant: &self.variant,
+            platform: &self.platform,
+            platforms: &self.platforms,
+            level: self.level,
+            needs: &self.needs,
+            reference: &self.reference,
+            tags: &self.tags,
+            source: &self.source,
+            builder: &self.builder,
+            context: &self.context,
+            dockerfile: &self.dockerfile,
+            target: &self.target,
+            args: &self.args,
+            labels: &self.labels,
+            cache: &self.cache,
+            test: &self.test,
+            commands: self.commands(),
+        }
+        .serialize(s)
     }
 }

@@ -12,10 +12,16 @@ use crate::plan::{Kind, Node, Plan};
 
 /// Serialize the plan as pretty JSON, newline-terminated.
 pub fn json(plan: &Plan) -> String {
-    let mut s =
-        serde_json::to_string_pretty(plan).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
-    s.push('\n');
-    s
+    let mut buf = Vec::new();
+    // Writing into a Vec cannot fail, and the plan holds only strings, numbers and lists.
+    let _ = write_json(plan, &mut buf);
+    String::from_utf8(buf).unwrap_or_default()
+}
+
+/// Stream the plan as pretty JSON into `out`, newline-terminated.
+pub fn write_json(plan: &Plan, mut out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut out, plan).map_err(std::io::Error::other)?;
+    out.write_all(b"\n")
 }
 
 /// Nodes grouped per image version (`image:version[-variant]`), in plan order; mirrors grouped per mirror.
@@ -25,7 +31,7 @@ pub fn groups(plan: &Plan) -> Vec<(String, Vec<&Node>)> {
     for n in &plan.nodes {
         let key = match n.kind {
             Kind::Mirror => n.id.clone(),
-            _ => n.key().unwrap_or_else(|| n.id.clone()),
+            _ => n.key().unwrap_or(&n.id).to_owned(),
         };
         if !map.contains_key(&key) {
             order.push(key.clone());

@@ -56,16 +56,17 @@ pub fn render(plan: &Plan) -> String {
             let _ = writeln!(out, "\n# ---- level {level}");
         }
         let _ = writeln!(out, "\n# {}", n.id);
-        let last = n.commands.len().saturating_sub(1);
-        for (i, c) in n.commands.iter().enumerate() {
+        let (commands, digest) = crate::plan::command::for_node(n);
+        let last = commands.len().saturating_sub(1);
+        for (i, c) in commands.iter().enumerate() {
             let line = command(c);
-            if i == last && n.digest == DigestOut::Stdout {
+            if i == last && digest == DigestOut::Stdout {
                 let _ = writeln!(out, "{line} > {}", quote(&digest_file(&n.id)));
             } else {
                 let _ = writeln!(out, "{line}");
             }
         }
-        if let DigestOut::BuildxMetadata(path) = &n.digest {
+        if let DigestOut::BuildxMetadata(path) = &digest {
             let _ = writeln!(
                 out,
                 "jq -er '.\"containerimage.digest\"' {} > {}",
