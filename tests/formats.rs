@@ -133,3 +133,62 @@ fn kdl_v1_is_accepted() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("\"id\": \"merge:a:1\""), "{}", r.stdout);
 }
+
+#[test]
+fn shell_scripts_parse() {
+    for (_, file) in manifests() {
+        for profile in [None, Some("local")] {
+            let mut args = vec!["-f", file];
+            if let Some(p) = profile.filter(|_| file == "images.kdl") {
+                args.extend(["--profile", p]);
+            }
+            args.extend(["plan", "--format", "shell"]);
+            let script = ok(&args);
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("plan.sh");
+            std::fs::write(&path, &script).unwrap();
+            let check = std::process::Command::new("sh")
+                .arg("-n")
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(
+                check.status.success(),
+                "{file}: sh -n: {}",
+                String::from_utf8_lossy(&check.stderr)
+            );
+        }
+    }
+}
+
+#[test]
+fn push_disabled_builds_locally() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("images.kdl"),
+        r#"profile "laptop" { registry "r.example/x"; backend "buildah"; push #false; }
+defaults { platforms "linux/amd64" "linux/arm64"; }
+image "base" { version "1"; }
+image "app" { from "base:1" arg="BASE"; version "2"; }"#,
+    )
+    .unwrap();
+    let r = crate::support::mab_in(dir.path(), &["plan", "--format", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let nodes = plan["nodes"].as_array().unwrap();
+    assert!(
+        nodes.iter().all(|n| n["kind"] == "build"),
+        "no merges without push: {}",
+        r.stdout
+    );
+    let app = nodes
+        .iter()
+        .find(|n| n["id"] == "build:app:2@linux/arm64")
+        .unwrap();
+    assert_eq!(
+        app["needs"],
+        serde_json::json!(["build:base:1@linux/arm64"])
+    );
+    assert_eq!(app["args"]["BASE"], "localhost/mab/base:1-arm64");
+    assert!(!r.stdout.contains("skopeo"), "nothing is pushed");
+}

@@ -34,6 +34,19 @@ impl Plan {
         self.nodes.iter().filter(|n| n.kind == kind).count()
     }
 
+    /// The plan's header fields, with no nodes.
+    pub fn clone_without_nodes(&self) -> Plan {
+        Plan {
+            schema: self.schema,
+            profile: self.profile.clone(),
+            registry: self.registry.clone(),
+            backend: self.backend,
+            push: self.push,
+            platforms: self.platforms.clone(),
+            nodes: Vec::new(),
+        }
+    }
+
     pub fn levels(&self) -> usize {
         self.nodes.iter().map(|n| n.level + 1).max().unwrap_or(0)
     }

@@ -18,10 +18,48 @@ pub fn json(plan: &Plan) -> String {
     String::from_utf8(buf).unwrap_or_default()
 }
 
-/// Stream the plan as pretty JSON into `out`, newline-terminated.
-pub fn write_json(plan: &Plan, mut out: &mut dyn std::io::Write) -> std::io::Result<()> {
-    serde_json::to_writer_pretty(&mut out, plan).map_err(std::io::Error::other)?;
-    out.write_all(b"\n")
+/// Stream the plan as pretty JSON into `out`, newline-terminated. Nodes are serialized
+/// in parallel, a batch at a time; the bytes are those of `serde_json::to_writer_pretty`.
+pub fn write_json(plan: &Plan, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    use rayon::prelude::*;
+    const BATCH: usize = 2048;
+    let head =
+        serde_json::to_string_pretty(&plan.clone_without_nodes()).map_err(std::io::Error::other)?;
+    let Some(open) = head
+        .strip_suffix("[]\n}")
+        .or_else(|| head.strip_suffix("[]}"))
+    else {
+        return Err(std::io::Error::other("unexpected plan header"));
+    };
+    out.write_all(open.as_bytes())?;
+    if plan.nodes.is_empty() {
+        return out.write_all(b"[]\n}\n");
+    }
+    out.write_all(b"[\n")?;
+    for (i, batch) in plan.nodes.chunks(BATCH).enumerate() {
+        let parts: Vec<Vec<u8>> = batch
+            .par_iter()
+            .map(|node| {
+                let text = serde_json::to_string_pretty(node).unwrap_or_default();
+                let mut buf = Vec::with_capacity(text.len() + text.len() / 8);
+                for (j, line) in text.split('\n').enumerate() {
+                    if j > 0 {
+                        buf.push(b'\n');
+                    }
+                    buf.extend_from_slice(b"    ");
+                    buf.extend_from_slice(line.as_bytes());
+                }
+                buf
+            })
+            .collect();
+        for (j, part) in parts.iter().enumerate() {
+            if i > 0 || j > 0 {
+                out.write_all(b",\n")?;
+            }
+            out.write_all(part)?;
+        }
+    }
+    out.write_all(b"\n  ]\n}\n")
 }
 
 /// Nodes grouped per image version (`image:version[-variant]`), in plan order; mirrors grouped per mirror.
@@ -66,4 +104,28 @@ pub fn drawn_needs<'a>(node: &'a Node) -> impl Iterator<Item = &'a String> + 'a 
                 .iter()
                 .any(|other| other.strip_prefix("test:") == need.strip_prefix("build:"))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::diag::Source;
+    use crate::plan::{Selection, plan};
+
+    #[test]
+    fn parallel_json_is_byte_identical_to_serde_json() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/images.kdl")).unwrap();
+        let (_, model) = crate::manifest::compile(&Source::new("images.kdl", text), None).unwrap();
+        let p = plan(&model, &Selection::default()).unwrap();
+        let mut expected = serde_json::to_string_pretty(&p).unwrap();
+        expected.push('\n');
+        assert_eq!(super::json(&p), expected);
+        let empty = crate::plan::Plan {
+            nodes: Vec::new(),
+            ..p.clone_without_nodes()
+        };
+        let mut expected = serde_json::to_string_pretty(&empty).unwrap();
+        expected.push('\n');
+        assert_eq!(super::json(&empty), expected);
+    }
 }
