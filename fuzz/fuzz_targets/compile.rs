@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
     // The default profile, and a named one (exercises `--profile` lookups and inheritance).
     for profile in [None, Some("prod")] {
         match mab::manifest::compile(&source, profile) {
-            Ok((_, model)) => match plan(&model, &Selection::default()) {
+            Ok(model) => match plan(&model, &Selection::default()) {
                 Ok(p) => {
                     let _ = mab::render::text::render(&p);
                     let _ = mab::render::json(&p);

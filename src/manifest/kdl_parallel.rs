@@ -34,8 +34,8 @@ pub fn parse(text: &str) -> Result<KdlDocument, KdlError> {
         return KdlDocument::parse(text);
     };
     let mut doc = KdlDocument::new();
-    for (offset, piece) in parsed {
-        for mut node in piece.nodes().iter().cloned() {
+    for (offset, mut piece) in parsed {
+        for mut node in std::mem::take(piece.nodes_mut()) {
             shift_node(&mut node, offset);
             doc.nodes_mut().push(node);
         }

@@ -18,7 +18,6 @@ use crate::diag::{Diag, Diagnostics, Source};
 /// A manifest read from disk and resolved for one profile.
 pub struct Loaded {
     pub source: Source,
-    pub raw: syntax::RawManifest,
     pub model: Model,
 }
 
@@ -31,18 +30,15 @@ pub fn load(path: &Path, profile: Option<&str>) -> Result<Loaded, Diagnostics> {
         )
     })?;
     let source = Source::new(path.display().to_string(), text);
-    let (raw, model) = compile(&source, profile).map_err(|d| d.in_source(&source).sorted())?;
-    Ok(Loaded { source, raw, model })
+    let model = compile(&source, profile).map_err(|d| d.in_source(&source).sorted())?;
+    Ok(Loaded { source, model })
 }
 
 /// Parse and resolve text already in memory.
-pub fn compile(
-    source: &Source,
-    profile: Option<&str>,
-) -> Result<(syntax::RawManifest, Model), Diagnostics> {
+pub fn compile(source: &Source, profile: Option<&str>) -> Result<Model, Diagnostics> {
     let (raw, mut diags) = syntax::parse(&source.text)?;
     match resolve::resolve(&raw, &source.text, profile) {
-        Ok(model) if !diags.has_errors() => Ok((raw, model)),
+        Ok(model) if !diags.has_errors() => Ok(model),
         Ok(_) => Err(diags),
         Err(more) => {
             diags.extend(more);
