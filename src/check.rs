@@ -199,3 +199,92 @@ fn dockerfile_froms(
     }
     diags
 }
+
+/// The tools the profile's backend runs, and emulation for every foreign platform.
+pub fn machine(model: &Model) -> Diagnostics {
+    use crate::manifest::model::Backend;
+    let mut diags = Diagnostics::new();
+    let tools: &[(&str, &str)] = match model.profile.backend {
+        Backend::Buildx => &[("docker", "install the docker CLI with the buildx plugin")],
+        Backend::Buildah => &[
+            ("buildah", "apt-get install buildah"),
+            ("skopeo", "apt-get install skopeo (pushes images by digest)"),
+        ],
+        Backend::Podman => &[
+            ("podman", "apt-get install podman"),
+            ("skopeo", "apt-get install skopeo (pushes images by digest)"),
+        ],
+    };
+    for (tool, how) in tools {
+        if find_in_path(tool).is_none() {
+            diags.push(
+                Diag::plain(format!(
+                    "`{tool}` is not installed (backend {})",
+                    model.profile.backend
+                ))
+                .help(*how),
+            );
+        }
+    }
+    let host = host_arch();
+    let mut seen = BTreeSet::new();
+    for p in model.versions.iter().flat_map(|v| &v.platforms) {
+        let arch = p.platform.arch();
+        if arch == host || !seen.insert(arch) || p.platform.os() != "linux" {
+            continue;
+        }
+        let qemu = qemu_name(arch);
+        let path = format!("/proc/sys/fs/binfmt_misc/qemu-{qemu}");
+        let status = std::fs::read_to_string(&path).unwrap_or_default();
+        let enabled = status.lines().next() == Some("enabled");
+        let fixed = status
+            .lines()
+            .any(|l| l.strip_prefix("flags:").is_some_and(|f| f.contains('F')));
+        if !enabled || !fixed {
+            let why = if status.is_empty() {
+                "is not registered"
+            } else if !enabled {
+                "is disabled"
+            } else {
+                "lacks the F (fix binary) flag"
+            };
+            diags.push(
+                Diag::plain(format!("this {host} machine cannot run {} builds: {path} {why}", p.platform)).help(
+                    "apt-get install qemu-user-static binfmt-support; if /proc/sys/fs/binfmt_misc is empty, \
+                     `mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc && update-binfmts --enable`; \
+                     or route the platform to a native `builder`",
+                ),
+            );
+        }
+    }
+    diags
+}
+
+fn find_in_path(tool: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
+
+/// This machine's architecture as platforms name it.
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "powerpc64" => "ppc64le",
+        "x86" => "386",
+        other => other,
+    }
+}
+
+/// The qemu-user binfmt name of a platform architecture.
+fn qemu_name(arch: &str) -> &str {
+    match arch {
+        "amd64" => "x86_64",
+        "arm64" => "aarch64",
+        "386" => "i386",
+        "loong64" => "loongarch64",
+        other => other,
+    }
+}

@@ -28,16 +28,39 @@ pub struct Cli {
     #[arg(long, global = true, env = "MAB_PROFILE", value_name = "NAME")]
     pub profile: Option<String>,
 
+    /// Override a manifest `var` (repeatable): `--var upstream=127.0.0.1:5000`
+    #[arg(long = "var", global = true, value_name = "NAME=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+fn parse_var(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("`{s}` is not NAME=VALUE")),
+    }
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Print what would run; never touches a registry or builder
     Plan(PlanArgs),
-    /// Validate the manifest and the files it names
-    Check,
+    /// Run the plan: mirror, build, test, merge; tags move only after every platform passed
+    Build(BuildArgs),
+    /// Only the mirror nodes: copy upstream images into the registry
+    Mirror(MirrorArgs),
+    /// Build PLATFORM only to fill the registry cache; publishes nothing
+    Seed(SeedArgs),
+    /// Publish indexes and tags from the metadata of split builds
+    Merge(MergeArgs),
+    /// Validate the manifest, the files it names, and this machine
+    Check {
+        /// Skip the machine checks (backend tools, emulation)
+        #[arg(long)]
+        manifest_only: bool,
+    },
     /// Show the resolved profile: registry, backend, platforms, cache, builders
     Info {
         #[arg(long, value_enum, default_value_t = DataFormat::Text)]
@@ -65,6 +88,82 @@ pub struct PlanArgs {
 
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     pub format: PlanFormat,
+}
+
+/// Options of every command that runs nodes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Nodes running at once (default: the number of CPUs)
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<usize>,
+
+    /// Let every node that does not depend on a failure finish
+    #[arg(long)]
+    pub keep_going: bool,
+
+    /// Write the summary as JSON to FILE
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<std::path::PathBuf>,
+
+    /// Seconds children get to stop after Ctrl-C before they are killed
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub grace: u64,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BuildArgs {
+    /// Images to build; what they need upstream comes too
+    pub selectors: Vec<String>,
+
+    /// Only these platforms (repeat, or separate with commas)
+    #[arg(long = "platform", value_name = "PLATFORM", value_delimiter = ',', value_parser = parse_platform)]
+    pub platforms: Vec<Platform>,
+
+    /// Print the commands (`plan --format shell`) instead of running them
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Split builds: push digests only, write one metadata file per build here, tag nothing
+    #[arg(long, value_name = "DIR")]
+    pub metadata_dir: Option<std::path::PathBuf>,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MirrorArgs {
+    /// Mirrors to run (`alpine`, `alpine:3.15`); all when none
+    pub names: Vec<String>,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SeedArgs {
+    /// The platform whose cache to fill (repeat, or separate with commas)
+    #[arg(long = "platform", value_name = "PLATFORM", value_delimiter = ',', value_parser = parse_platform, required = true)]
+    pub platforms: Vec<Platform>,
+
+    /// Images to seed; what they need upstream comes too
+    pub selectors: Vec<String>,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MergeArgs {
+    /// The metadata files of the split builds (from one or several machines)
+    #[arg(long, value_name = "DIR", required = true)]
+    pub metadata_dir: std::path::PathBuf,
+
+    /// Images to merge; all when none
+    pub selectors: Vec<String>,
+
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

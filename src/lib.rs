@@ -3,11 +3,14 @@
 pub mod check;
 pub mod cli;
 pub mod diag;
+pub mod exec;
 pub mod exit_code;
 pub mod info;
 pub mod manifest;
 pub mod plan;
+pub mod registry;
 pub mod render;
+pub mod run;
 pub mod suggest;
 
 use std::ffi::OsString;
@@ -38,10 +41,10 @@ where
     };
     let mut stdout = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
     match execute(&cli, &mut stdout) {
-        Ok(()) => {
+        Ok(code) => {
             // A closed pipe (`mab plan | head`) is not an error of ours.
             let _ = stdout.flush();
-            exit_code::SUCCESS
+            code
         }
         Err(diags) => {
             diags.eprint();
@@ -51,14 +54,18 @@ where
 }
 
 /// Run one command, writing its output to `out`; or the diagnostics that make it fail.
-fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Diagnostics> {
+fn execute(cli: &Cli, out: &mut dyn Write) -> Result<i32, Diagnostics> {
     if let Command::Completions { shell } = &cli.command {
         clap_complete::generate(*shell, &mut Cli::command(), "mab", out);
-        return Ok(());
+        return Ok(exit_code::SUCCESS);
     }
 
     let timer = Timer::from_env();
-    let loaded = manifest::load(&cli.file, cli.profile.as_deref())?;
+    let options = manifest::Options {
+        profile: cli.profile.clone(),
+        vars: cli.vars.clone(),
+    };
+    let loaded = manifest::load(&cli.file, &options)?;
     timer.lap("load (read, parse, resolve)");
     let model = &loaded.model;
     let in_file = |d: Diagnostics| d.in_source(&loaded.source).sorted();
@@ -84,9 +91,13 @@ fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Diagnostics> {
             // Large plans: freeing every node one by one only delays the exit.
             std::mem::forget(plan);
             std::mem::forget(loaded);
-            Ok(())
+            Ok(exit_code::SUCCESS)
         }
-        Command::Check => {
+        Command::Build(args) => run::build(cli, model, args, out).map_err(in_file),
+        Command::Mirror(args) => run::mirror(cli, model, args, out).map_err(in_file),
+        Command::Seed(args) => run::seed(cli, model, args, out).map_err(in_file),
+        Command::Merge(args) => run::merge(cli, model, args, out).map_err(in_file),
+        Command::Check { manifest_only } => {
             let mut diags = plan::graph::check_cycles(model).in_source(&loaded.source);
             let base = cli
                 .file
@@ -94,6 +105,9 @@ fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Diagnostics> {
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or(Path::new("."));
             diags.extend(check::files(model, &loaded.source, base));
+            if !manifest_only {
+                diags.extend(check::machine(model));
+            }
             let diags = diags.sorted();
             if diags.has_errors() {
                 return Err(diags);
@@ -115,7 +129,7 @@ fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Diagnostics> {
                     }
                 ),
             );
-            Ok(())
+            Ok(exit_code::SUCCESS)
         }
         Command::Info { format } => {
             emit(
@@ -125,7 +139,7 @@ fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Diagnostics> {
                     DataFormat::Json => info::info_json(model),
                 },
             );
-            Ok(())
+            Ok(exit_code::SUCCESS)
         }
         Command::List { selectors, format } => {
             let picked = plan::select::pick(model, selectors).map_err(in_file)?;
@@ -136,9 +150,9 @@ fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Diagnostics> {
                     DataFormat::Json => info::list_json(model, &picked.versions),
                 },
             );
-            Ok(())
+            Ok(exit_code::SUCCESS)
         }
-        Command::Completions { .. } => Ok(()),
+        Command::Completions { .. } => Ok(exit_code::SUCCESS),
     }
 }
 

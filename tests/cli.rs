@@ -43,7 +43,7 @@ fn completions_for_every_shell() {
 #[test]
 fn check_passes_on_shipped_manifests() {
     for (_, file) in crate::support::manifests() {
-        let r = mab(&["-f", file, "check"]);
+        let r = mab(&["-f", file, "check", "--manifest-only"]);
         assert_eq!(r.code, 0, "{file}: {}", r.stderr);
         assert!(
             r.stdout.contains("no problems found"),
@@ -80,7 +80,7 @@ fn check_reports_missing_context_and_dockerfile() {
             ("images/app/README", ""),
         ],
     );
-    let r = mab_in(dir.path(), &["check"]);
+    let r = mab_in(dir.path(), &["check", "--manifest-only"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
         r.stderr
@@ -89,7 +89,7 @@ fn check_reports_missing_context_and_dockerfile() {
         r.stderr
     );
     let dir = project(TWO_IMAGES, &[("images/base/Dockerfile", "FROM scratch\n")]);
-    let r = mab_in(dir.path(), &["check"]);
+    let r = mab_in(dir.path(), &["check", "--manifest-only"]);
     assert_eq!(r.code, 2);
     assert!(
         r.stderr
@@ -112,7 +112,7 @@ fn check_warns_about_an_undeclared_manifest_base() {
             ),
         ],
     );
-    let r = mab_in(dir.path(), &["check"]);
+    let r = mab_in(dir.path(), &["check", "--manifest-only"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
         r.stderr.contains(
@@ -148,7 +148,7 @@ fn check_warns_about_an_undeclared_manifest_base() {
             ),
         ],
     );
-    let r = mab_in(dir.path(), &["check"]);
+    let r = mab_in(dir.path(), &["check", "--manifest-only"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
         r.stdout.contains("no problems found"),
@@ -171,7 +171,7 @@ fn check_warns_when_the_dockerfile_lacks_the_from_arg() {
             ("images/app/Dockerfile", "FROM scratch\n"),
         ],
     );
-    let r = mab_in(dir.path(), &["check"]);
+    let r = mab_in(dir.path(), &["check", "--manifest-only"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
         r.stderr.contains("declares no `ARG BASE_IMAGE`"),

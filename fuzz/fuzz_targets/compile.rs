@@ -10,7 +10,8 @@ fuzz_target!(|data: &[u8]| {
     let source = Source::new("fuzz.kdl", text.into_owned());
     // The default profile, and a named one (exercises `--profile` lookups and inheritance).
     for profile in [None, Some("prod")] {
-        match mab::manifest::compile(&source, profile) {
+        let options = mab::manifest::Options { profile: profile.map(str::to_owned), vars: Vec::new() };
+        match mab::manifest::compile(&source, &options) {
             Ok(model) => match plan(&model, &Selection::default()) {
                 Ok(p) => {
                     let _ = mab::render::text::render(&p);

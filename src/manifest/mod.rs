@@ -12,6 +12,7 @@ pub mod version_order;
 use std::path::Path;
 
 pub use model::Model;
+pub use resolve::Options;
 
 use crate::diag::{Diag, Diagnostics, Source};
 
@@ -22,7 +23,7 @@ pub struct Loaded {
 }
 
 /// Read, parse and resolve `path`; every error comes back located in the file.
-pub fn load(path: &Path, profile: Option<&str>) -> Result<Loaded, Diagnostics> {
+pub fn load(path: &Path, options: &Options) -> Result<Loaded, Diagnostics> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         Diagnostics::from(
             Diag::plain(format!("cannot read `{}`: {e}", path.display()))
@@ -30,14 +31,14 @@ pub fn load(path: &Path, profile: Option<&str>) -> Result<Loaded, Diagnostics> {
         )
     })?;
     let source = Source::new(path.display().to_string(), text);
-    let model = compile(&source, profile).map_err(|d| d.in_source(&source).sorted())?;
+    let model = compile(&source, options).map_err(|d| d.in_source(&source).sorted())?;
     Ok(Loaded { source, model })
 }
 
 /// Parse and resolve text already in memory.
-pub fn compile(source: &Source, profile: Option<&str>) -> Result<Model, Diagnostics> {
+pub fn compile(source: &Source, options: &Options) -> Result<Model, Diagnostics> {
     let (raw, mut diags) = syntax::parse(&source.text)?;
-    match resolve::resolve(&raw, &source.text, profile) {
+    match resolve::resolve(&raw, &source.text, options) {
         Ok(model) if !diags.has_errors() => Ok(model),
         Ok(_) => Err(diags),
         Err(more) => {

@@ -134,6 +134,8 @@ pub struct Mirror {
     pub name: String,
     /// Upstream repository, e.g. `docker.io/library/alpine`.
     pub source: String,
+    /// The upstream registry speaks plain HTTP.
+    pub insecure: bool,
     pub tags: Vec<String>,
     /// Platforms to copy; `None` copies the whole index.
     pub platforms: Option<Vec<Platform>>,

@@ -113,7 +113,15 @@ impl Scope<'_> {
 }
 
 /// Resolve the raw manifest for one profile (`None`: the `default=#true` one).
-pub fn resolve(raw: &RawManifest, src: &str, profile: Option<&str>) -> Result<Model, Diagnostics> {
+/// What the command line adds to the manifest: the profile and `--var` overrides.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub profile: Option<String>,
+    pub vars: Vec<(String, String)>,
+}
+
+pub fn resolve(raw: &RawManifest, src: &str, options: &Options) -> Result<Model, Diagnostics> {
+    let profile = options.profile.as_deref();
     let mut diags = Diagnostics::new();
     check_unique(raw, &mut diags);
     let errors_before = diags.len();
@@ -128,7 +136,7 @@ pub fn resolve(raw: &RawManifest, src: &str, profile: Option<&str>) -> Result<Mo
         chain_broken,
         diags,
     };
-    r.resolve_vars();
+    r.resolve_vars(&options.vars);
     let profile = r.resolve_profile();
     let mirrors = r.resolve_mirrors(&profile.registry);
     let builders = r.resolve_builders();
@@ -336,7 +344,7 @@ impl<'a> Resolver<'a> {
         }
     }
 
-    fn resolve_vars(&mut self) {
+    fn resolve_vars(&mut self, overrides: &[(String, String)]) {
         let raw = self.raw;
         // Top-level vars first, then profile vars from the root of the chain to the chosen one.
         let blocks = std::iter::once(&raw.vars).chain(self.chain.iter().rev().map(|p| &p.vars));
@@ -353,11 +361,31 @@ impl<'a> Resolver<'a> {
                     );
                     continue;
                 }
+                if let Some((_, value)) = overrides.iter().rev().find(|(name, _)| *name == k.value)
+                {
+                    self.vars.insert(k.value.clone(), value.clone());
+                    continue;
+                }
                 let mut diags = Diagnostics::new();
                 if let Some(value) = self.scope().interp(v, &mut diags) {
                     self.vars.insert(k.value.clone(), value);
                 }
                 self.diags.extend(diags);
+            }
+        }
+        for (name, _) in overrides {
+            if !self.vars.contains_key(name) {
+                self.diags.push(
+                    Diag::plain(format!("`--var {name}=…` names no `var` of the manifest")).help(
+                        suggest::did_you_mean(name, self.vars.keys().map(String::as_str))
+                            .unwrap_or_else(|| {
+                                format!(
+                                    "declared variables: {}",
+                                    suggest::list(self.vars.keys().map(String::as_str))
+                                )
+                            }),
+                    ),
+                );
             }
         }
     }
@@ -497,6 +525,7 @@ impl<'a> Resolver<'a> {
             out.push(Mirror {
                 name: m.name.value.clone(),
                 source: source.unwrap_or_default(),
+                insecure: m.insecure.as_ref().is_some_and(|i| i.value),
                 tags,
                 platforms,
                 repository: format!("{registry}/thirdparty/{}", m.name.value),

@@ -89,6 +89,7 @@ pub struct RawMirror {
     pub name: Spanned<String>,
     pub span: SourceSpan,
     pub from: Option<Spanned<String>>,
+    pub insecure: Option<Spanned<bool>>,
     pub tags: Vec<Spanned<String>>,
     pub platforms: Option<Spanned<Vec<Spanned<String>>>>,
 }
@@ -676,13 +677,14 @@ fn read_profile(node: &KdlNode, diags: &mut Diagnostics) -> Option<RawProfile> {
 }
 
 fn read_mirror(node: &KdlNode, diags: &mut Diagnostics) -> Option<RawMirror> {
-    check_props(node, &["from"], diags);
+    check_props(node, &["from", "insecure"], diags);
     let mname = read_name(node, "a mirror name, e.g. \"alpine\"", diags)?;
     let from = prop(node, "from").and_then(|e| entry_string(e, "`from`", false, diags));
     let mut m = RawMirror {
         name: mname,
         span: head_span(node),
         from,
+        insecure: prop(node, "insecure").and_then(|e| entry_bool(e, "`insecure`", diags)),
         tags: Vec::new(),
         platforms: None,
     };

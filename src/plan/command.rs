@@ -140,13 +140,27 @@ fn pinned(repository: &str, node: &str) -> Arg {
     ])
 }
 
-/// The commands of `node` for its profile's backend, and where its digest can be read.
-pub fn for_node(node: &Node) -> (Vec<Command>, DigestOut) {
-    match node.kind {
+/// What a node runs: its commands in order, commands that run afterwards whatever
+/// happened (removing a test container), and where its digest can be read.
+#[derive(Clone, Debug)]
+pub struct Steps {
+    pub commands: Vec<Command>,
+    pub cleanup: Vec<Command>,
+    pub digest: DigestOut,
+}
+
+/// The steps of `node` for its profile's backend.
+pub fn for_node(node: &Node) -> Steps {
+    let (commands, digest) = match node.kind {
         Kind::Mirror => mirror(node),
         Kind::Build => build(node),
-        Kind::Test => (vec![test(node)], DigestOut::None),
+        Kind::Test => return test(node),
         Kind::Merge => merge(node),
+    };
+    Steps {
+        commands,
+        cleanup: Vec::new(),
+        digest,
     }
 }
 
@@ -293,35 +307,78 @@ fn strip_tag(reference: &str) -> String {
     }
 }
 
-fn test(node: &Node) -> Command {
+fn test(node: &Node) -> Steps {
     let p = node.publish;
     let platform = node.platform.as_deref().unwrap_or("");
     let build = node.needs.first().map_or("", String::as_str);
-    let image = if p.push {
-        pinned(&node.reference, build)
-    } else {
-        let (img, tag) = (
-            node.image.as_deref().unwrap_or(""),
-            node.key()
-                .and_then(|k| k.split_once(':'))
-                .map_or("", |k| k.1),
-        );
-        Arg::lit(local_name(img, tag, platform))
+    let (img, tag) = (
+        node.image.as_deref().unwrap_or(""),
+        node.key()
+            .and_then(|k| k.split_once(':'))
+            .map_or("", |k| k.1),
+    );
+    let words: Vec<String> = match node.test.as_deref().unwrap_or_default() {
+        [one] => vec!["sh".into(), "-c".into(), one.clone()],
+        words => words.to_vec(),
     };
-    let tool = match p.backend {
-        Backend::Buildx => "docker",
-        Backend::Buildah | Backend::Podman => "podman",
+    let steps = |commands, cleanup| Steps {
+        commands,
+        cleanup,
+        digest: DigestOut::None,
     };
-    let c = Command::new(tool)
-        .arg("run")
-        .arg("--rm")
-        .arg("--platform")
-        .arg(platform)
-        .when(p.insecure && tool == "podman", "--tls-verify=false")
-        .arg(image);
-    match node.test.as_deref().unwrap_or_default() {
-        [one] => c.arg("sh").arg("-c").arg(one.clone()),
-        words => c.args(words.iter().cloned()),
+    match p.backend {
+        // buildah runs the smoke test in a working container of the pushed image.
+        Backend::Buildah => {
+            let name = format!("mab-{}", file_stem(&node.id));
+            let image = if p.push {
+                let mut parts = vec![Part::Lit(format!("docker://{}@", node.reference))];
+                parts.push(Part::Digest(build.to_owned()));
+                Arg(parts)
+            } else {
+                Arg::lit(format!(
+                    "containers-storage:{}",
+                    local_name(img, tag, platform)
+                ))
+            };
+            let from = Command::new("buildah")
+                .arg("from")
+                .arg("--name")
+                .arg(name.clone())
+                .arg("--platform")
+                .arg(platform)
+                .when(p.insecure, "--tls-verify=false")
+                .arg(image);
+            let run = Command::new("buildah")
+                .arg("run")
+                .arg(name.clone())
+                .arg("--")
+                .args(words);
+            steps(
+                vec![from, run],
+                vec![Command::new("buildah").arg("rm").arg(name)],
+            )
+        }
+        Backend::Buildx | Backend::Podman => {
+            let image = if p.push {
+                pinned(&node.reference, build)
+            } else {
+                Arg::lit(local_name(img, tag, platform))
+            };
+            let tool = if p.backend == Backend::Buildx {
+                "docker"
+            } else {
+                "podman"
+            };
+            let c = Command::new(tool)
+                .arg("run")
+                .arg("--rm")
+                .arg("--platform")
+                .arg(platform)
+                .when(p.insecure && tool == "podman", "--tls-verify=false")
+                .arg(image)
+                .args(words);
+            steps(vec![c], Vec::new())
+        }
     }
 }
 

@@ -88,7 +88,10 @@ impl Node {
 
     /// The commands this node runs, for the profile's backend.
     pub fn commands(&self) -> Vec<Command> {
-        command::for_node(self).0
+        let steps = command::for_node(self);
+        let mut all = steps.commands;
+        all.extend(steps.cleanup);
+        all
     }
 }
 

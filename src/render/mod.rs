@@ -115,7 +115,8 @@ mod tests {
     fn parallel_json_is_byte_identical_to_serde_json() {
         let text =
             std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/images.kdl")).unwrap();
-        let model = crate::manifest::compile(&Source::new("images.kdl", text), None).unwrap();
+        let model = crate::manifest::compile(&Source::new("images.kdl", text), &Default::default())
+            .unwrap();
         let p = plan(&model, &Selection::default()).unwrap();
         let mut expected = serde_json::to_string_pretty(&p).unwrap();
         expected.push('\n');

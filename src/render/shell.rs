@@ -56,17 +56,24 @@ pub fn render(plan: &Plan) -> String {
             let _ = writeln!(out, "\n# ---- level {level}");
         }
         let _ = writeln!(out, "\n# {}", n.id);
-        let (commands, digest) = crate::plan::command::for_node(n);
-        let last = commands.len().saturating_sub(1);
-        for (i, c) in commands.iter().enumerate() {
-            let line = command(c);
-            if i == last && digest == DigestOut::Stdout {
-                let _ = writeln!(out, "{line} > {}", quote(&digest_file(&n.id)));
-            } else {
+        let steps = crate::plan::command::for_node(n);
+        let last = steps.commands.len().saturating_sub(1);
+        let cleanup: Vec<String> = steps.cleanup.iter().map(command).collect();
+        for (i, c) in steps.commands.iter().enumerate() {
+            let mut line = command(c);
+            if i == last && steps.digest == DigestOut::Stdout {
+                line = format!("{line} > {}", quote(&digest_file(&n.id)));
+            }
+            if cleanup.is_empty() {
                 let _ = writeln!(out, "{line}");
+            } else {
+                let _ = writeln!(out, "{line} || {{ {}; exit 1; }}", cleanup.join("; "));
             }
         }
-        if let DigestOut::BuildxMetadata(path) = &digest {
+        for c in &cleanup {
+            let _ = writeln!(out, "{c}");
+        }
+        if let DigestOut::BuildxMetadata(path) = &steps.digest {
             let _ = writeln!(
                 out,
                 "jq -er '.\"containerimage.digest\"' {} > {}",

@@ -1,0 +1,335 @@
+//! The executor: runs a plan's nodes as their needs complete, at most `jobs` at a
+//! time, longest remaining path first. A failed command is an outcome, not a crash;
+//! its dependents are skipped. Ctrl-C stops every child and publishes nothing further.
+
+pub mod node;
+pub mod process;
+pub mod report;
+
+use std::collections::{BinaryHeap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::exit_code;
+use crate::plan::{Kind, Plan};
+use crate::registry::Registry;
+use report::{NodeResult, Reporter, RunReport, Status};
+
+/// How hard the run is being stopped; only ever escalates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Cancel {
+    None,
+    Graceful,
+    Kill,
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub jobs: usize,
+    pub keep_going: bool,
+    /// Between SIGTERM and SIGKILL for children on Ctrl-C.
+    pub grace: Duration,
+    /// Where commands run (the manifest's directory); `.mab/` lives here.
+    pub workdir: PathBuf,
+    /// Split builds: write one metadata file per build node here.
+    pub metadata_dir: Option<PathBuf>,
+    /// Benchmark backend: builds sleep for their `MAB_SLEEP_MS` arg, nothing else runs.
+    pub sleep_backend: bool,
+    /// Digests known before the run (split-build metadata, mirrors already in the registry).
+    pub known_digests: HashMap<String, String>,
+}
+
+/// Shared by every running node.
+pub struct Context {
+    pub options: Options,
+    pub registry: Registry,
+    pub reporter: Reporter,
+    /// Digest published by each finished node, by node id.
+    pub digests: Mutex<HashMap<String, String>>,
+    pub cancel: watch::Receiver<Cancel>,
+}
+
+impl Context {
+    pub fn digest(&self, id: &str) -> Option<String> {
+        self.digests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    pub fn set_digest(&self, id: &str, digest: String) {
+        self.digests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_owned(), digest);
+    }
+
+    pub fn cancelled(&self) -> bool {
+        *self.cancel.borrow() != Cancel::None
+    }
+}
+
+/// Estimated cost of a node, for ordering: builds dominate.
+fn weight(plan: &Plan, i: usize, sleep_backend: bool) -> f64 {
+    let n = &plan.nodes[i];
+    if sleep_backend {
+        return n
+            .args
+            .get("MAB_SLEEP_MS")
+            .and_then(|a| a.display().parse::<f64>().ok())
+            .unwrap_or(0.0);
+    }
+    match n.kind {
+        Kind::Build => 100.0,
+        Kind::Test => 5.0,
+        Kind::Mirror => 5.0,
+        Kind::Merge => 1.0,
+    }
+}
+
+/// Run `plan`. Signals (SIGINT, SIGTERM) are handled here: the first stops the run
+/// gracefully, the second kills every child at once.
+pub async fn run(
+    plan: &Plan,
+    options: Options,
+    registry: Registry,
+    reporter: Reporter,
+) -> RunReport {
+    let started = Instant::now();
+    let n = plan.nodes.len();
+    let index: HashMap<&str, usize> = plan
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, x)| (x.id.as_str(), i))
+        .collect();
+    let needs: Vec<Vec<usize>> = plan
+        .nodes
+        .iter()
+        .map(|x| {
+            x.needs
+                .iter()
+                .filter_map(|id| index.get(id.as_str()).copied())
+                .collect()
+        })
+        .collect();
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, ns) in needs.iter().enumerate() {
+        for &j in ns {
+            dependents[j].push(i);
+        }
+    }
+    // Longest weighted path from each node to the end (plan order is topological).
+    let mut priority = vec![0.0f64; n];
+    for i in (0..n).rev() {
+        let below = dependents[i]
+            .iter()
+            .map(|&d| priority[d])
+            .fold(0.0, f64::max);
+        priority[i] = weight(plan, i, options.sleep_backend) + below;
+    }
+    let mut remaining: Vec<usize> = needs.iter().map(Vec::len).collect();
+    let mut results: Vec<Option<NodeResult>> = vec![None; n];
+    let mut ready: BinaryHeap<Ready> = BinaryHeap::new();
+    for (i, r) in remaining.iter().enumerate() {
+        if *r == 0 {
+            ready.push(Ready {
+                priority: priority[i],
+                seq: i,
+            });
+        }
+    }
+
+    let (cancel_tx, cancel_rx) = watch::channel(Cancel::None);
+    let signals = tokio::spawn(watch_signals(cancel_tx));
+    let jobs = options.jobs.max(1);
+    let keep_going = options.keep_going;
+    let known = options.known_digests.clone();
+    let ctx = Arc::new(Context {
+        digests: Mutex::new(known),
+        options,
+        registry,
+        reporter,
+        cancel: cancel_rx.clone(),
+    });
+    let mut running: JoinSet<NodeResult> = JoinSet::new();
+    let mut stopping = false;
+    let mut cancel_rx = cancel_rx;
+    loop {
+        let interrupted = *cancel_rx.borrow() != Cancel::None;
+        while !stopping && !interrupted && running.len() < jobs {
+            let Some(Ready { seq: i, .. }) = ready.pop() else {
+                break;
+            };
+            let node = plan.nodes[i].clone();
+            let ctx = ctx.clone();
+            ctx.reporter.started(&node.id);
+            running.spawn(async move { node::run(&node, &ctx).await });
+        }
+        if running.is_empty() {
+            break;
+        }
+        tokio::select! {
+            done = running.join_next() => {
+                let Some(done) = done else { break };
+                let result = match done {
+                    Ok(r) => r,
+                    // A panicking node task is our bug; report it as a failure, keep the run sane.
+                    Err(e) => NodeResult {
+                        id: "(internal)".to_owned(), kind: Kind::Build, status: Status::Failed,
+                        reason: Some(format!("internal error: {e}")), duration_ms: 0, digest: None, cache: None, log: None,
+                    },
+                };
+                let Some(&i) = index.get(result.id.as_str()) else { continue };
+                ctx.reporter.finished(&result);
+                let ok = matches!(result.status, Status::Ok | Status::Current);
+                if ok {
+                    for &d in &dependents[i] {
+                        remaining[d] -= 1;
+                        if remaining[d] == 0 && results[d].is_none() {
+                            ready.push(Ready { priority: priority[d], seq: d });
+                        }
+                    }
+                } else {
+                    skip_dependents(plan, &dependents, i, &mut results, &ctx.reporter);
+                    if result.status == Status::Failed && !keep_going {
+                        stopping = true;
+                    }
+                }
+                results[i] = Some(result);
+            }
+            _ = cancel_rx.changed() => {}
+        }
+    }
+    signals.abort();
+    let interrupted = *ctx.cancel.borrow() != Cancel::None;
+    let nodes: Vec<NodeResult> = results
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            r.unwrap_or_else(|| NodeResult {
+                id: plan.nodes[i].id.clone(),
+                kind: plan.nodes[i].kind,
+                status: Status::NotRun,
+                reason: Some(if interrupted {
+                    "interrupted".to_owned()
+                } else {
+                    "the run stopped after a failure".to_owned()
+                }),
+                duration_ms: 0,
+                digest: None,
+                cache: None,
+                log: None,
+            })
+        })
+        .collect();
+    let failed = nodes
+        .iter()
+        .any(|r| matches!(r.status, Status::Failed | Status::Skipped | Status::NotRun));
+    let (result, exit_code) = if interrupted {
+        ("interrupted", exit_code::INTERRUPTED)
+    } else if failed {
+        ("failed", exit_code::NODE_FAILED)
+    } else {
+        ("success", exit_code::SUCCESS)
+    };
+    RunReport {
+        profile: plan.profile.clone(),
+        result,
+        exit_code,
+        duration_ms: started.elapsed().as_millis() as u64,
+        nodes,
+    }
+}
+
+/// Mark everything downstream of `failed` as skipped, naming the node it waited for.
+fn skip_dependents(
+    plan: &Plan,
+    dependents: &[Vec<usize>],
+    failed: usize,
+    results: &mut [Option<NodeResult>],
+    reporter: &Reporter,
+) {
+    let mut stack: Vec<(usize, usize)> = dependents[failed].iter().map(|&d| (d, failed)).collect();
+    while let Some((d, because)) = stack.pop() {
+        if results[d].is_some() {
+            continue;
+        }
+        let r = NodeResult {
+            id: plan.nodes[d].id.clone(),
+            kind: plan.nodes[d].kind,
+            status: Status::Skipped,
+            reason: Some(format!(
+                "needs `{}`, which did not succeed",
+                plan.nodes[because].id
+            )),
+            duration_ms: 0,
+            digest: None,
+            cache: None,
+            log: None,
+        };
+        reporter.finished(&r);
+        results[d] = Some(r);
+        stack.extend(dependents[d].iter().map(|&x| (x, d)));
+    }
+}
+
+/// Ready nodes: highest priority (longest remaining path) first, then plan order.
+#[derive(PartialEq)]
+struct Ready {
+    priority: f64,
+    seq: usize,
+}
+
+impl Eq for Ready {}
+
+impl PartialOrd for Ready {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ready {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.priority
+            .total_cmp(&other.priority)
+            .then_with(|| other.seq.cmp(&self.seq))
+    }
+}
+
+/// First SIGINT/SIGTERM: graceful stop; second: kill at once.
+async fn watch_signals(tx: watch::Sender<Cancel>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    let mut level = Cancel::None;
+    loop {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        level = if level == Cancel::None {
+            Cancel::Graceful
+        } else {
+            Cancel::Kill
+        };
+        eprintln!(
+            "mab: {}",
+            if level == Cancel::Graceful {
+                "interrupted: stopping every running command (again to kill at once)"
+            } else {
+                "killing every running command"
+            }
+        );
+        let _ = tx.send(level);
+    }
+}

@@ -1,0 +1,528 @@
+//! Running one node: builds and tests as child processes, mirrors and merges as
+//! registry calls. Every failure comes back as a [`NodeResult`], never a panic.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+
+use super::Context;
+use super::process::{self, Exit};
+use super::report::{CacheUse, NodeResult, Status};
+use crate::plan::command::{self, Arg, DigestOut, Part, digest_file, file_stem};
+use crate::plan::{Kind, Node};
+use crate::registry::{self, Descriptor, index_bytes, is_digest};
+
+/// The outcome of a node's work, before timing is added.
+struct Done {
+    status: Status,
+    reason: Option<String>,
+    digest: Option<String>,
+    cache: Option<CacheUse>,
+}
+
+impl Done {
+    fn ok(digest: Option<String>) -> Done {
+        Done {
+            status: Status::Ok,
+            reason: None,
+            digest,
+            cache: None,
+        }
+    }
+
+    fn failed(reason: impl Into<String>) -> Done {
+        Done {
+            status: Status::Failed,
+            reason: Some(reason.into()),
+            digest: None,
+            cache: None,
+        }
+    }
+}
+
+/// What a split build leaves for `mab merge`: one file per build node.
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct BuildMetadata {
+    pub id: String,
+    pub image: String,
+    pub key: String,
+    pub platform: String,
+    pub repository: String,
+    pub digest: String,
+}
+
+pub async fn run(node: &Node, ctx: &Context) -> NodeResult {
+    let start = Instant::now();
+    let log_path = ctx
+        .options
+        .workdir
+        .join(".mab/logs")
+        .join(format!("{}.log", file_stem(&node.id)));
+    let done = match open_log(&log_path).await {
+        Err(e) => Done::failed(format!("cannot write log {}: {e}", log_path.display())),
+        Ok(mut log) => {
+            let done = if ctx.options.sleep_backend {
+                sleep_node(node, ctx).await
+            } else {
+                match node.kind {
+                    Kind::Build | Kind::Test => commands(node, ctx, &mut log).await,
+                    Kind::Merge => merge(node, ctx, &mut log).await,
+                    Kind::Mirror => mirror(node, ctx, &mut log).await,
+                }
+            };
+            let _ = log.flush().await;
+            done
+        }
+    };
+    let mut done = done;
+    if done.status == Status::Ok && ctx.cancelled() {
+        // Finished, but what it produced is not used: nothing is published after a signal.
+        done.status = Status::Cancelled;
+        done.reason = Some("interrupted".to_owned());
+    }
+    if let Some(d) = &done.digest
+        && matches!(done.status, Status::Ok | Status::Current)
+    {
+        ctx.set_digest(&node.id, d.clone());
+    }
+    if done.status == Status::Ok
+        && node.kind == Kind::Build
+        && let (Some(dir), Some(d)) = (&ctx.options.metadata_dir, &done.digest)
+        && let Err(e) = write_metadata(dir, node, d)
+    {
+        done = Done::failed(format!("cannot write metadata in {}: {e}", dir.display()));
+    }
+    NodeResult {
+        id: node.id.clone(),
+        kind: node.kind,
+        status: done.status,
+        reason: done.reason,
+        duration_ms: start.elapsed().as_millis() as u64,
+        digest: done.digest,
+        cache: done.cache,
+        log: (!ctx.options.sleep_backend).then(|| relative(&log_path, &ctx.options.workdir)),
+    }
+}
+
+fn relative(path: &std::path::Path, base: &std::path::Path) -> String {
+    path.strip_prefix(base)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+async fn open_log(path: &std::path::Path) -> std::io::Result<tokio::fs::File> {
+    if let Some(dir) = path.parent() {
+        tokio::fs::create_dir_all(dir).await?;
+    }
+    tokio::fs::File::create(path).await
+}
+
+fn write_metadata(dir: &std::path::Path, node: &Node, digest: &str) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let m = BuildMetadata {
+        id: node.id.clone(),
+        image: node.image.clone().unwrap_or_default(),
+        key: node.key().unwrap_or_default().to_owned(),
+        platform: node.platform.clone().unwrap_or_default(),
+        repository: node.reference.clone(),
+        digest: digest.to_owned(),
+    };
+    let path = dir.join(format!("{}.json", file_stem(&node.id)));
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&m).unwrap_or_default())?;
+    std::fs::rename(tmp, path)
+}
+
+/// The benchmark backend: a build sleeps for its `MAB_SLEEP_MS`, everything else is instant.
+async fn sleep_node(node: &Node, ctx: &Context) -> Done {
+    let ms = node
+        .args
+        .get("MAB_SLEEP_MS")
+        .and_then(|a| a.display().parse::<u64>().ok())
+        .unwrap_or(0);
+    let mut cancel = ctx.cancel.clone();
+    tokio::select! {
+        () = tokio::time::sleep(Duration::from_millis(ms)) => Done::ok(Some(registry::digest_of(node.id.as_bytes()))),
+        _ = cancel.changed() => Done { status: Status::Cancelled, reason: Some("interrupted".into()), digest: None, cache: None },
+    }
+}
+
+/// Replace digest placeholders with what the named nodes published.
+fn resolve(arg: &Arg, ctx: &Context) -> Result<String, String> {
+    let mut s = String::new();
+    for p in &arg.0 {
+        match p {
+            Part::Lit(l) => s.push_str(l),
+            Part::Digest(id) => s.push_str(
+                &ctx.digest(id)
+                    .ok_or_else(|| format!("no digest from `{id}`"))?,
+            ),
+        }
+    }
+    Ok(s)
+}
+
+/// A digest file must hold exactly one well-formed digest: anything else fails the node.
+async fn read_digest_file(path: &std::path::Path) -> Result<String, String> {
+    let text = tokio::fs::read_to_string(path)
+        .await
+        .map_err(|e| format!("no digest file {}: {e}", path.display()))?;
+    let d = text.trim();
+    if is_digest(d) {
+        Ok(d.to_owned())
+    } else {
+        Err(format!("malformed digest in {}: {d:?}", path.display()))
+    }
+}
+
+async fn read_buildx_metadata(path: &std::path::Path) -> Result<String, String> {
+    let text = tokio::fs::read(path)
+        .await
+        .map_err(|e| format!("no metadata file {}: {e}", path.display()))?;
+    let json: serde_json::Value = serde_json::from_slice(&text)
+        .map_err(|e| format!("malformed metadata file {}: {e}", path.display()))?;
+    let d = json
+        .get("containerimage.digest")
+        .and_then(|d| d.as_str())
+        .unwrap_or_default();
+    if is_digest(d) {
+        Ok(d.to_owned())
+    } else {
+        Err(format!(
+            "no image digest in metadata file {}",
+            path.display()
+        ))
+    }
+}
+
+/// Builds and tests: the node's commands as child processes.
+async fn commands(node: &Node, ctx: &Context, log: &mut tokio::fs::File) -> Done {
+    let steps = command::for_node(node);
+    let dir = &ctx.options.workdir;
+    for sub in [".mab/digests", ".mab/metadata", ".mab/oci"] {
+        let _ = tokio::fs::create_dir_all(dir.join(sub)).await;
+    }
+    let own_digest = dir.join(digest_file(&node.id));
+    let _ = tokio::fs::remove_file(&own_digest).await;
+    let mut cache = CacheUse::default();
+    let mut failure: Option<Done> = None;
+    let mut cancel = ctx.cancel.clone();
+    for cmd in &steps.commands {
+        let argv: Result<Vec<String>, String> = cmd.0.iter().map(|a| resolve(a, ctx)).collect();
+        let argv = match argv {
+            Ok(a) => a,
+            Err(e) => {
+                failure = Some(Done::failed(e));
+                break;
+            }
+        };
+        let _ = log
+            .write_all(format!("$ {}\n", argv.join(" ")).as_bytes())
+            .await;
+        let mut on_line = |l: &str| {
+            if l.starts_with("STEP ") && !l.contains(": FROM ") {
+                cache.steps += 1;
+            }
+            if l.contains("Using cache ") || l.contains(" CACHED") {
+                cache.hits += 1;
+            }
+            ctx.reporter.line(&node.id, l);
+        };
+        let exit = process::run(
+            &argv,
+            dir,
+            log,
+            &mut cancel,
+            ctx.options.grace,
+            &mut on_line,
+        )
+        .await;
+        match exit {
+            Exit::Code(0) => {}
+            Exit::Code(c) => {
+                failure = Some(Done::failed(format!(
+                    "`{}` exited with {c}",
+                    argv[..2.min(argv.len())].join(" ")
+                )));
+                break;
+            }
+            Exit::Signal => {
+                failure = Some(Done::failed(format!(
+                    "`{}` was killed by a signal",
+                    argv[0]
+                )));
+                break;
+            }
+            Exit::Cancelled => {
+                failure = Some(Done {
+                    status: Status::Cancelled,
+                    reason: Some("interrupted".into()),
+                    digest: None,
+                    cache: None,
+                });
+                break;
+            }
+            Exit::SpawnFailed(e) => {
+                failure = Some(Done::failed(e));
+                break;
+            }
+        }
+        // `--digestfile` has written the digest the following commands pin.
+        if steps.digest == DigestOut::File
+            && tokio::fs::try_exists(&own_digest).await.unwrap_or(false)
+        {
+            match read_digest_file(&own_digest).await {
+                Ok(d) => ctx.set_digest(&node.id, d),
+                Err(e) => {
+                    failure = Some(Done::failed(e));
+                    break;
+                }
+            }
+        }
+    }
+    for cmd in &steps.cleanup {
+        if let Ok(argv) = cmd
+            .0
+            .iter()
+            .map(|a| resolve(a, ctx))
+            .collect::<Result<Vec<_>, _>>()
+        {
+            let _ = log
+                .write_all(format!("$ {}\n", argv.join(" ")).as_bytes())
+                .await;
+            // Cleanup runs even after a signal, so nothing is left behind.
+            let (_tx, mut never) = tokio::sync::watch::channel(super::Cancel::None);
+            let _ = process::run(&argv, dir, log, &mut never, ctx.options.grace, &mut |_| {}).await;
+        }
+    }
+    if let Some(f) = failure {
+        return f;
+    }
+    let cache = (node.kind == Kind::Build).then_some(cache);
+    if node.kind != Kind::Build || !node.publish.push {
+        return Done {
+            cache,
+            ..Done::ok(None)
+        };
+    }
+    // Fail closed: a build that pushed must name a digest, and the registry must hold it.
+    let digest = match &steps.digest {
+        DigestOut::File => read_digest_file(&own_digest).await,
+        DigestOut::BuildxMetadata(path) => read_buildx_metadata(&dir.join(path)).await,
+        DigestOut::Stdout | DigestOut::None => Err("the backend reports no digest".to_owned()),
+    };
+    let digest = match digest {
+        Ok(d) => d,
+        Err(e) => return Done::failed(e),
+    };
+    match ctx
+        .registry
+        .digest(&format!("{}@{digest}", node.reference))
+        .await
+    {
+        Ok(Some(d)) if d == digest => Done {
+            cache,
+            ..Done::ok(Some(digest))
+        },
+        Ok(_) => Done::failed(format!(
+            "{}@{digest} is not in the registry after the push",
+            node.reference
+        )),
+        Err(e) => Done::failed(e.to_string()),
+    }
+}
+
+/// Push the index of every platform's digest, then its tags, unless interrupted.
+async fn merge(node: &Node, ctx: &Context, log: &mut tokio::fs::File) -> Done {
+    let mut children: Vec<Descriptor> = Vec::new();
+    for id in node.needs.iter().filter(|n| n.starts_with("build:")) {
+        let Some(digest) = ctx.digest(id) else {
+            return Done::failed(format!("no digest from `{id}`"));
+        };
+        let platform = id.rsplit_once('@').map_or("", |x| x.1);
+        match ctx
+            .registry
+            .descriptor(&node.reference, &digest, platform)
+            .await
+        {
+            Ok(d) => children.push(d),
+            Err(e) => return Done::failed(e.to_string()),
+        }
+    }
+    publish_index(node, ctx, log, &children).await
+}
+
+/// PUT an index of `children` at every tag of `node`.
+async fn publish_index(
+    node: &Node,
+    ctx: &Context,
+    log: &mut tokio::fs::File,
+    children: &[Descriptor],
+) -> Done {
+    let bytes = index_bytes(children);
+    let digest = registry::digest_of(&bytes);
+    for tag in &node.tags {
+        if ctx.cancelled() {
+            return Done {
+                status: Status::Cancelled,
+                reason: Some("interrupted before publishing".into()),
+                digest: None,
+                cache: None,
+            };
+        }
+        let _ = log
+            .write_all(format!("PUT {}:{tag} -> {digest}\n", node.reference).as_bytes())
+            .await;
+        if let Err(e) = ctx
+            .registry
+            .put_manifest(&node.reference, tag, &bytes, registry::OCI_INDEX)
+            .await
+        {
+            return Done::failed(e.to_string());
+        }
+        ctx.reporter.line(
+            &node.id,
+            &format!("tagged {}:{tag} ({digest})", node.reference),
+        );
+    }
+    Done::ok(Some(digest))
+}
+
+/// Copy `source:tag` to `ref:tag`: the whole index, or the selected platforms only.
+async fn mirror(node: &Node, ctx: &Context, log: &mut tokio::fs::File) -> Done {
+    let tag = node.tags.first().cloned().unwrap_or_default();
+    let source = node.source.clone().unwrap_or_default();
+    let src = format!("{source}:{tag}");
+    let dst = format!("{}:{tag}", node.reference);
+    let result: Result<Done, registry::RegistryError> = async {
+        let upstream = ctx.registry.manifest(&src).await?;
+        let current = ctx.registry.digest(&dst).await?;
+        if node.platforms.is_empty() && current.as_deref() == Some(upstream.digest.as_str()) {
+            return Ok(Done {
+                status: Status::Current,
+                reason: None,
+                digest: Some(upstream.digest),
+                cache: None,
+            });
+        }
+        let _ = log
+            .write_all(format!("copy {src} -> {dst}\n").as_bytes())
+            .await;
+        if !upstream.is_index() {
+            ctx.registry
+                .copy_image(&source, &node.reference, &upstream)
+                .await?;
+            if ctx.cancelled() {
+                return Ok(Done {
+                    status: Status::Cancelled,
+                    reason: Some("interrupted".into()),
+                    digest: None,
+                    cache: None,
+                });
+            }
+            ctx.registry
+                .put_manifest(&node.reference, &tag, &upstream.bytes, &upstream.media_type)
+                .await?;
+            return Ok(Done::ok(Some(upstream.digest)));
+        }
+        let entries: Vec<Descriptor> = serde_json::from_value(
+            upstream
+                .json()?
+                .get("manifests")
+                .cloned()
+                .unwrap_or_default(),
+        )
+        .map_err(|e| registry::RegistryError(format!("reading index {src}: {e}")))?;
+        let keep: Vec<Descriptor> = entries
+            .into_iter()
+            .filter(|d| {
+                node.platforms.is_empty()
+                    || d.platform
+                        .as_ref()
+                        .is_some_and(|p| node.platforms.contains(&p.display()))
+            })
+            .collect();
+        if !node.platforms.is_empty() {
+            let have: Vec<String> = keep
+                .iter()
+                .filter_map(|d| d.platform.as_ref().map(|p| p.display()))
+                .collect();
+            let missing: Vec<&String> = node
+                .platforms
+                .iter()
+                .filter(|p| !have.contains(p))
+                .collect();
+            if !missing.is_empty() {
+                return Ok(Done::failed(format!(
+                    "{src} has no {}",
+                    missing
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            let wanted = registry::digest_of(&index_bytes(&keep));
+            if current.as_deref() == Some(wanted.as_str()) {
+                return Ok(Done {
+                    status: Status::Current,
+                    reason: None,
+                    digest: Some(wanted),
+                    cache: None,
+                });
+            }
+        }
+        for child in &keep {
+            let m = ctx
+                .registry
+                .manifest(&format!("{source}@{}", child.digest))
+                .await?;
+            ctx.registry
+                .copy_image(&source, &node.reference, &m)
+                .await?;
+        }
+        if ctx.cancelled() {
+            return Ok(Done {
+                status: Status::Cancelled,
+                reason: Some("interrupted".into()),
+                digest: None,
+                cache: None,
+            });
+        }
+        if node.platforms.is_empty() {
+            ctx.registry
+                .put_manifest(&node.reference, &tag, &upstream.bytes, &upstream.media_type)
+                .await?;
+            Ok(Done::ok(Some(upstream.digest)))
+        } else {
+            Ok(publish_index(node, ctx, log, &keep).await)
+        }
+    }
+    .await;
+    result.unwrap_or_else(|e| Done::failed(e.to_string()))
+}
+
+/// Read every metadata file of a directory (split builds).
+pub fn read_metadata(dir: &std::path::Path) -> Result<Vec<BuildMetadata>, String> {
+    let mut out = Vec::new();
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for p in paths
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+    {
+        let text = std::fs::read(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+        let m: BuildMetadata = serde_json::from_slice(&text)
+            .map_err(|e| format!("malformed metadata file {}: {e}", p.display()))?;
+        if !is_digest(&m.digest) {
+            return Err(format!("malformed digest in {}", p.display()));
+        }
+        out.push(m);
+    }
+    Ok(out)
+}

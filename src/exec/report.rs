@@ -1,0 +1,280 @@
+//! What a run shows: a live view on a terminal, prefixed lines otherwise (folded in
+//! `::group::` blocks under GitHub Actions), the summary table and the JSON report.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Ran and succeeded.
+    Ok,
+    /// Nothing to do: a mirror already up to date.
+    Current,
+    Failed,
+    /// Not run because a node it needs failed or was not run.
+    Skipped,
+    /// Stopped by Ctrl-C / SIGTERM.
+    Cancelled,
+    /// Not started: the run stopped first (a failure without `--keep-going`, or a signal).
+    #[serde(rename = "not-run")]
+    NotRun,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Current => "up-to-date",
+            Status::Failed => "FAILED",
+            Status::Skipped => "skipped",
+            Status::Cancelled => "cancelled",
+            Status::NotRun => "not run",
+        }
+    }
+}
+
+/// Steps a build took from the layer cache, of those it could.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CacheUse {
+    pub hits: u32,
+    pub steps: u32,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeResult {
+    pub id: String,
+    pub kind: crate::plan::Kind,
+    pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub duration_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheUse>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RunReport {
+    pub profile: String,
+    /// `success`, `failed` or `interrupted`.
+    pub result: &'static str,
+    pub exit_code: i32,
+    pub duration_ms: u64,
+    pub nodes: Vec<NodeResult>,
+}
+
+enum Mode {
+    Plain,
+    Github,
+    Live {
+        multi: MultiProgress,
+        bars: HashMap<String, ProgressBar>,
+    },
+}
+
+/// Receives node events from the executor and shows them.
+pub struct Reporter {
+    mode: Mutex<Mode>,
+    buffers: Mutex<HashMap<String, Vec<String>>>,
+}
+
+impl Reporter {
+    /// Live view on a terminal, groups under GitHub Actions, plain lines otherwise.
+    pub fn detect() -> Reporter {
+        let mode = if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
+            Mode::Github
+        } else if std::io::stderr().is_terminal() {
+            Mode::Live {
+                multi: MultiProgress::new(),
+                bars: HashMap::new(),
+            }
+        } else {
+            Mode::Plain
+        };
+        Reporter {
+            mode: Mutex::new(mode),
+            buffers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn plain() -> Reporter {
+        Reporter {
+            mode: Mutex::new(Mode::Plain),
+            buffers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn err_line(text: &str) {
+        let mut e = std::io::stderr().lock();
+        let _ = writeln!(e, "{text}");
+    }
+
+    pub fn started(&self, id: &str) {
+        let mut mode = self.mode.lock().unwrap_or_else(|p| p.into_inner());
+        match &mut *mode {
+            Mode::Plain => Self::err_line(&format!("[{id}] started")),
+            Mode::Github => {}
+            Mode::Live { multi, bars } => {
+                let bar = multi.add(ProgressBar::new_spinner());
+                bar.set_style(
+                    ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                bar.set_message(id.to_owned());
+                bar.enable_steady_tick(Duration::from_millis(200));
+                bars.insert(id.to_owned(), bar);
+            }
+        }
+    }
+
+    pub fn line(&self, id: &str, text: &str) {
+        let mode = self.mode.lock().unwrap_or_else(|p| p.into_inner());
+        match &*mode {
+            Mode::Plain => Self::err_line(&format!("[{id}] {text}")),
+            Mode::Github => {
+                let mut b = self.buffers.lock().unwrap_or_else(|p| p.into_inner());
+                b.entry(id.to_owned()).or_default().push(text.to_owned());
+            }
+            Mode::Live { bars, .. } => {
+                if let Some(bar) = bars.get(id) {
+                    let short: String = text.chars().take(80).collect();
+                    bar.set_message(format!("{id}  {short}"));
+                }
+            }
+        }
+    }
+
+    pub fn finished(&self, r: &NodeResult) {
+        let outcome = format!(
+            "{} in {}{}",
+            r.status.as_str(),
+            human(Duration::from_millis(r.duration_ms)),
+            r.reason
+                .as_ref()
+                .map(|x| format!(": {x}"))
+                .unwrap_or_default()
+        );
+        let summary = format!(
+            "{} {} in {}{}",
+            r.id,
+            r.status.as_str(),
+            human(Duration::from_millis(r.duration_ms)),
+            r.reason
+                .as_ref()
+                .map(|x| format!(": {x}"))
+                .unwrap_or_default()
+        );
+        let mut mode = self.mode.lock().unwrap_or_else(|p| p.into_inner());
+        match &mut *mode {
+            Mode::Plain => Self::err_line(&format!("[{}] {outcome}", r.id)),
+            Mode::Github => {
+                let lines = self
+                    .buffers
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&r.id)
+                    .unwrap_or_default();
+                let mut e = std::io::stderr().lock();
+                let _ = writeln!(e, "::group::{summary}");
+                for l in lines {
+                    let _ = writeln!(e, "{l}");
+                }
+                let _ = writeln!(e, "::endgroup::");
+                if r.status == Status::Failed {
+                    let _ = writeln!(
+                        e,
+                        "::error title={}::{}",
+                        r.id,
+                        r.reason.as_deref().unwrap_or("failed")
+                    );
+                }
+            }
+            Mode::Live { multi, bars } => {
+                if let Some(bar) = bars.remove(&r.id) {
+                    bar.finish_and_clear();
+                    multi.remove(&bar);
+                }
+                let _ = multi.println(summary);
+            }
+        }
+    }
+}
+
+pub fn human(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 60.0 {
+        format!("{s:.1}s")
+    } else {
+        format!("{}m{:02}s", (s / 60.0) as u64, (s as u64) % 60)
+    }
+}
+
+/// The summary table printed at the end of a run.
+pub fn summary_table(report: &RunReport) -> String {
+    let width = report
+        .nodes
+        .iter()
+        .map(|n| n.id.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:width$}  {:10}  {:>8}  CACHE",
+        "NODE", "STATUS", "TIME"
+    );
+    for n in &report.nodes {
+        let cache = match n.cache {
+            Some(c) if c.steps > 0 && c.hits == c.steps => {
+                format!("cached ({}/{} steps)", c.hits, c.steps)
+            }
+            Some(c) if c.steps > 0 => format!("{}/{} steps cached", c.hits, c.steps),
+            _ if n.status == Status::Current => "up to date".to_owned(),
+            _ => "-".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "{:width$}  {:10}  {:>8}  {cache}",
+            n.id,
+            n.status.as_str(),
+            human(Duration::from_millis(n.duration_ms))
+        );
+    }
+    let count = |s: Status| report.nodes.iter().filter(|n| n.status == s).count();
+    let _ = writeln!(
+        out,
+        "\n{}: {} ok, {} up to date, {} failed, {} skipped, {} cancelled, {} not run in {}",
+        report.result,
+        count(Status::Ok),
+        count(Status::Current),
+        count(Status::Failed),
+        count(Status::Skipped),
+        count(Status::Cancelled),
+        count(Status::NotRun),
+        human(Duration::from_millis(report.duration_ms))
+    );
+    for n in report.nodes.iter().filter(|n| n.status == Status::Failed) {
+        let _ = writeln!(
+            out,
+            "failed: {}: {}{}",
+            n.id,
+            n.reason.as_deref().unwrap_or("failed"),
+            n.log
+                .as_ref()
+                .map(|l| format!(" (log: {l})"))
+                .unwrap_or_default()
+        );
+    }
+    out
+}

@@ -1,0 +1,264 @@
+//! `build`, `mirror`, `seed` and `merge`: plans turned into runs.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::cli::{BuildArgs, Cli, MergeArgs, MirrorArgs, RunArgs, SeedArgs};
+use crate::diag::{Diag, Diagnostics};
+use crate::exec::{self, report};
+use crate::manifest::Model;
+use crate::plan::command::Part;
+use crate::plan::{self, Kind, Plan, Selection};
+use crate::registry::Registry;
+use crate::{exit_code, render};
+
+/// The manifest's directory, absolute: commands run there and `.mab/` lives there.
+fn workdir(cli: &Cli) -> PathBuf {
+    let dir = cli
+        .file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
+/// `host[:port]` of a repository reference.
+fn host(reference: &str) -> &str {
+    reference.split('/').next().unwrap_or(reference)
+}
+
+/// Registries spoken to over plain HTTP: the profile's when `insecure`, and insecure mirrors' upstreams.
+fn registry(model: &Model) -> Registry {
+    let mut insecure: Vec<String> = Vec::new();
+    if model.profile.insecure {
+        insecure.push(host(&model.profile.registry).to_owned());
+    }
+    for m in model.mirrors.iter().filter(|m| m.insecure) {
+        insecure.push(host(&m.source).to_owned());
+    }
+    insecure.sort();
+    insecure.dedup();
+    Registry::new(&insecure)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Diagnostics> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Diag::plain(format!("cannot start the runtime: {e}")).into())
+}
+
+fn options(cli: &Cli, run: &RunArgs, metadata_dir: Option<PathBuf>) -> exec::Options {
+    exec::Options {
+        jobs: run
+            .jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        keep_going: run.keep_going,
+        grace: Duration::from_secs(run.grace),
+        workdir: workdir(cli),
+        metadata_dir,
+        sleep_backend: std::env::var("MAB_TEST_BACKEND").is_ok_and(|v| v == "sleep"),
+        known_digests: HashMap::new(),
+    }
+}
+
+/// Run `plan`, print the summary, write the report; the exit code.
+fn execute(
+    model: &Model,
+    plan: &Plan,
+    run: &RunArgs,
+    opts: exec::Options,
+    out: &mut dyn Write,
+) -> Result<i32, Diagnostics> {
+    let rt = runtime()?;
+    let reporter = report::Reporter::detect();
+    let report = rt.block_on(exec::run(plan, opts, registry(model), reporter));
+    let _ = out.write_all(report::summary_table(&report).as_bytes());
+    if let Some(path) = &run.report {
+        let json = serde_json::to_vec_pretty(&report).unwrap_or_default();
+        if let Err(e) = std::fs::write(path, json) {
+            return Err(Diag::plain(format!("cannot write report {}: {e}", path.display())).into());
+        }
+    }
+    Ok(report.exit_code)
+}
+
+pub fn build(
+    cli: &Cli,
+    model: &Model,
+    args: &BuildArgs,
+    out: &mut dyn Write,
+) -> Result<i32, Diagnostics> {
+    let selection = Selection {
+        selectors: args.selectors.clone(),
+        platforms: args.platforms.clone(),
+    };
+    let mut plan = plan::plan(model, &selection)?;
+    if args.metadata_dir.is_some() {
+        split(&mut plan);
+    }
+    if args.dry_run {
+        let _ = out.write_all(render::shell::render(&plan).as_bytes());
+        return Ok(exit_code::SUCCESS);
+    }
+    let opts = options(cli, &args.run, args.metadata_dir.clone());
+    execute(model, &plan, &args.run, opts, out)
+}
+
+/// Split builds: no merges; a dependent builds on its base's image for the same platform.
+fn split(plan: &mut Plan) {
+    plan.nodes.retain(|n| n.kind != Kind::Merge);
+    for node in &mut plan.nodes {
+        let Some(platform) = node.platform.clone() else {
+            continue;
+        };
+        let to_build = |id: &str| match id.strip_prefix("merge:") {
+            Some(key) => format!("build:{key}@{platform}"),
+            None => id.to_owned(),
+        };
+        for need in &mut node.needs {
+            *need = to_build(need);
+        }
+        for arg in node.args.values_mut() {
+            for part in &mut arg.0 {
+                if let Part::Digest(id) = part {
+                    *id = to_build(id);
+                }
+            }
+        }
+    }
+}
+
+pub fn mirror(
+    cli: &Cli,
+    model: &Model,
+    args: &MirrorArgs,
+    out: &mut dyn Write,
+) -> Result<i32, Diagnostics> {
+    let selectors: Vec<String> = if args.names.is_empty() {
+        model
+            .mirrors
+            .iter()
+            .map(|m| format!("mirror:{}", m.name))
+            .collect()
+    } else {
+        args.names.iter().map(|n| format!("mirror:{n}")).collect()
+    };
+    if selectors.is_empty() {
+        let _ = writeln!(out, "the manifest declares no mirror");
+        return Ok(exit_code::SUCCESS);
+    }
+    let plan = plan::plan(
+        model,
+        &Selection {
+            selectors,
+            platforms: Vec::new(),
+        },
+    )?;
+    let opts = options(cli, &args.run, None);
+    execute(model, &plan, &args.run, opts, out)
+}
+
+/// Resolve the digests of the mirrored tags `plan` needs, from the registry.
+fn mirrored_digests(
+    rt: &tokio::runtime::Runtime,
+    model: &Model,
+    plan: &Plan,
+) -> Result<HashMap<String, String>, Diagnostics> {
+    let reg = registry(model);
+    let mut known = HashMap::new();
+    let mut diags = Diagnostics::new();
+    for n in plan.nodes.iter().filter(|n| n.kind == Kind::Mirror) {
+        let tag = n.tags.first().cloned().unwrap_or_default();
+        let reference = format!("{}:{tag}", n.reference);
+        match rt.block_on(reg.digest(&reference)) {
+            Ok(Some(d)) => {
+                known.insert(n.id.clone(), d);
+            }
+            Ok(None) => diags.push(
+                Diag::plain(format!("{reference} is not in the registry"))
+                    .help("run `mab mirror` first: seeding builds on the mirrored bases"),
+            ),
+            Err(e) => diags.push(Diag::plain(e.to_string())),
+        }
+    }
+    if diags.has_errors() {
+        Err(diags)
+    } else {
+        Ok(known)
+    }
+}
+
+pub fn seed(
+    cli: &Cli,
+    model: &Model,
+    args: &SeedArgs,
+    out: &mut dyn Write,
+) -> Result<i32, Diagnostics> {
+    // Builds of the platform, kept local: only the cache (`--cache-to`) is written to the registry.
+    let mut local = model.clone();
+    local.profile.push = false;
+    let selection = Selection {
+        selectors: args.selectors.clone(),
+        platforms: args.platforms.clone(),
+    };
+    let mut plan = plan::plan(&local, &selection)?;
+    let rt = runtime()?;
+    let mut opts = options(cli, &args.run, None);
+    opts.known_digests = mirrored_digests(&rt, model, &plan)?;
+    drop(rt);
+    plan.nodes.retain(|n| n.kind == Kind::Build);
+    execute(&local, &plan, &args.run, opts, out)
+}
+
+pub fn merge(
+    cli: &Cli,
+    model: &Model,
+    args: &MergeArgs,
+    out: &mut dyn Write,
+) -> Result<i32, Diagnostics> {
+    let mut plan = plan::plan(
+        model,
+        &Selection {
+            selectors: args.selectors.clone(),
+            platforms: Vec::new(),
+        },
+    )?;
+    let metadata = exec::node::read_metadata(&args.metadata_dir).map_err(Diag::plain)?;
+    let by_id: HashMap<&str, &exec::node::BuildMetadata> =
+        metadata.iter().map(|m| (m.id.as_str(), m)).collect();
+    plan.nodes.retain(|n| n.kind == Kind::Merge);
+    // Refuse before publishing anything when a platform the manifest expects is missing.
+    let mut diags = Diagnostics::new();
+    let mut known = HashMap::new();
+    for n in &plan.nodes {
+        for need in n.needs.iter().filter(|x| x.starts_with("build:")) {
+            match by_id.get(need.as_str()) {
+                None => diags.push(
+                    Diag::plain(format!("`{}` expects `{need}`, which {} has no metadata for", n.id, args.metadata_dir.display()))
+                        .help("build that platform with `mab build --platform P --metadata-dir DIR` and copy its files here"),
+                ),
+                Some(m) if m.repository != n.reference => diags.push(Diag::plain(format!(
+                    "metadata of `{need}` names {}, the manifest {}",
+                    m.repository, n.reference
+                ))),
+                Some(m) => {
+                    known.insert(need.clone(), m.digest.clone());
+                }
+            }
+        }
+    }
+    if diags.has_errors() {
+        diags.eprint();
+        let _ = writeln!(out, "merge refused: nothing was published");
+        return Ok(exit_code::NODE_FAILED);
+    }
+    for n in &mut plan.nodes {
+        n.needs.clear();
+    }
+    let mut opts = options(cli, &args.run, None);
+    opts.known_digests = known;
+    execute(model, &plan, &args.run, opts, out)
+}
