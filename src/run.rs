@@ -97,7 +97,21 @@ pub fn build(
     };
     let mut plan = plan::plan(model, &selection)?;
     if args.metadata_dir.is_some() {
-        split(&mut plan);
+        split(&mut plan, |_| true);
+    } else if !args.platforms.is_empty() {
+        // Never publish half a release: an index is merged only when every platform
+        // of its image version is built in this run; the others push digests only.
+        let full: HashMap<&str, usize> = model
+            .versions
+            .iter()
+            .map(|v| (v.key.as_str(), v.platforms.len()))
+            .collect();
+        split(&mut plan, |merge| {
+            merge
+                .key()
+                .and_then(|k| full.get(k))
+                .is_some_and(|n| *n != merge.platforms.len())
+        });
     }
     if args.dry_run {
         let _ = out.write_all(render::shell::render(&plan).as_bytes());
@@ -107,16 +121,23 @@ pub fn build(
     execute(model, &plan, &args.run, opts, out)
 }
 
-/// Split builds: no merges; a dependent builds on its base's image for the same platform.
-fn split(plan: &mut Plan) {
-    plan.nodes.retain(|n| n.kind != Kind::Merge);
+/// Split builds: the merges `drop` picks are removed; a build that needed one of them
+/// builds on its base's image for the same platform instead.
+fn split(plan: &mut Plan, drop: impl Fn(&plan::Node) -> bool) {
+    let dropped: std::collections::HashSet<String> = plan
+        .nodes
+        .iter()
+        .filter(|n| n.kind == Kind::Merge && drop(n))
+        .map(|n| n.id.clone())
+        .collect();
+    plan.nodes.retain(|n| !dropped.contains(&n.id));
     for node in &mut plan.nodes {
         let Some(platform) = node.platform.clone() else {
             continue;
         };
         let to_build = |id: &str| match id.strip_prefix("merge:") {
-            Some(key) => format!("build:{key}@{platform}"),
-            None => id.to_owned(),
+            Some(key) if dropped.contains(id) => format!("build:{key}@{platform}"),
+            _ => id.to_owned(),
         };
         for need in &mut node.needs {
             *need = to_build(need);
@@ -230,6 +251,19 @@ pub fn merge(
     let by_id: HashMap<&str, &exec::node::BuildMetadata> =
         metadata.iter().map(|m| (m.id.as_str(), m)).collect();
     plan.nodes.retain(|n| n.kind == Kind::Merge);
+    if args.selectors.is_empty() {
+        // Without selectors: the image versions the metadata speaks of.
+        plan.nodes
+            .retain(|n| n.needs.iter().any(|x| by_id.contains_key(x.as_str())));
+    }
+    if plan.nodes.is_empty() {
+        return Err(Diag::plain(format!(
+            "{} holds no metadata of this manifest's builds",
+            args.metadata_dir.display()
+        ))
+        .help("write it with `mab build --platform P --metadata-dir DIR`")
+        .into());
+    }
     // Refuse before publishing anything when a platform the manifest expects is missing.
     let mut diags = Diagnostics::new();
     let mut known = HashMap::new();
@@ -254,9 +288,6 @@ pub fn merge(
         diags.eprint();
         let _ = writeln!(out, "merge refused: nothing was published");
         return Ok(exit_code::NODE_FAILED);
-    }
-    for n in &mut plan.nodes {
-        n.needs.clear();
     }
     let mut opts = options(cli, &args.run, None);
     opts.known_digests = known;

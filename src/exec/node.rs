@@ -229,6 +229,9 @@ async fn commands(node: &Node, ctx: &Context, log: &mut tokio::fs::File) -> Done
             if l.contains("Using cache ") || l.contains(" CACHED") {
                 cache.hits += 1;
             }
+            if l.contains("Cache pulled from remote") || l.contains("importing cache manifest") {
+                cache.remote += 1;
+            }
             ctx.reporter.line(&node.id, l);
         };
         let exit = process::run(
@@ -351,6 +354,9 @@ async fn merge(node: &Node, ctx: &Context, log: &mut tokio::fs::File) -> Done {
             Ok(d) => children.push(d),
             Err(e) => return Done::failed(e.to_string()),
         }
+    }
+    if children.is_empty() {
+        return Done::failed("no platform image to merge");
     }
     publish_index(node, ctx, log, &children).await
 }

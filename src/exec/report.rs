@@ -45,6 +45,8 @@ impl Status {
 pub struct CacheUse {
     pub hits: u32,
     pub steps: u32,
+    /// Hits pulled from the registry cache (`--cache-from`) rather than found locally.
+    pub remote: u32,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -210,6 +212,14 @@ impl Reporter {
     }
 }
 
+fn remote(c: CacheUse) -> String {
+    if c.remote > 0 {
+        format!(", {} from the registry", c.remote)
+    } else {
+        String::new()
+    }
+}
+
 pub fn human(d: Duration) -> String {
     let s = d.as_secs_f64();
     if s < 60.0 {
@@ -237,9 +247,9 @@ pub fn summary_table(report: &RunReport) -> String {
     for n in &report.nodes {
         let cache = match n.cache {
             Some(c) if c.steps > 0 && c.hits == c.steps => {
-                format!("cached ({}/{} steps)", c.hits, c.steps)
+                format!("cached ({}/{} steps{})", c.hits, c.steps, remote(c))
             }
-            Some(c) if c.steps > 0 => format!("{}/{} steps cached", c.hits, c.steps),
+            Some(c) if c.steps > 0 => format!("{}/{} steps cached{}", c.hits, c.steps, remote(c)),
             _ if n.status == Status::Current => "up to date".to_owned(),
             _ => "-".to_owned(),
         };

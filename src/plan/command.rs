@@ -278,7 +278,10 @@ fn build(node: &Node) -> (Vec<Command>, DigestOut) {
             if !p.push {
                 return (vec![c], DigestOut::None);
             }
-            let oci = format!("oci:.mab/oci/{}", file_stem(&node.id));
+            let layout = format!(".mab/oci/{}", file_stem(&node.id));
+            let oci = format!("oci:{layout}");
+            // A layout of an earlier run would hold two images; skopeo then cannot choose.
+            let clear = Command::new("rm").arg("-rf").arg(layout);
             let push = Command::new(tool)
                 .arg("push")
                 .arg("--quiet")
@@ -295,7 +298,7 @@ fn build(node: &Node) -> (Vec<Command>, DigestOut) {
                     Part::Lit(format!("docker://{}@", node.reference)),
                     Part::Digest(node.id.clone()),
                 ]));
-            (vec![c, push, copy], DigestOut::File)
+            (vec![c, clear, push, copy], DigestOut::File)
         }
     }
 }

@@ -1,0 +1,554 @@
+//! End to end, against the real environment of `scripts/test-env`: a registry on
+//! loopback, buildah with vfs storage, qemu-user-static emulation, and a four-platform
+//! busybox "upstream". Under CI the environment must be there (the tests fail without
+//! it); elsewhere they are skipped with a message when `MAB_E2E_REGISTRY` is unset.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::root;
+
+/// Builds share buildah's local storage: one end-to-end test at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn registry() -> Option<String> {
+    match std::env::var("MAB_E2E_REGISTRY") {
+        Ok(r) if !r.is_empty() => Some(r),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!(
+                "MAB_E2E_REGISTRY is not set under CI: run the tests with scripts/test (it runs scripts/test-env)"
+            )
+        }
+        _ => {
+            eprintln!(
+                "skipping end-to-end test: MAB_E2E_REGISTRY is unset (eval \"$(scripts/test-env)\")"
+            );
+            None
+        }
+    }
+}
+
+struct Env {
+    registry: String,
+    /// Repository namespace of this test, so tests never see each other's tags.
+    ns: String,
+    dir: tempfile::TempDir,
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+impl Env {
+    /// A copy of the repository's root manifest and its images.
+    fn root(name: &str) -> Option<Env> {
+        let env = Env::empty(name)?;
+        std::fs::copy(root().join("images.kdl"), env.dir.path().join("images.kdl")).unwrap();
+        copy_dir(&root().join("images"), &env.dir.path().join("images"));
+        Some(env)
+    }
+
+    fn empty(name: &str) -> Option<Env> {
+        let registry = registry()?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        Some(Env {
+            registry,
+            ns: format!("e2e-{name}-{}", nanos % 1_000_000_000),
+            dir: tempfile::tempdir().unwrap(),
+        })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn write(&self, path: &str, text: &str) {
+        let p = self.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    /// The registry root of the `local` profile in this test.
+    fn repo(&self, image: &str) -> String {
+        format!("{}/{}/platform/{image}", self.registry, self.ns)
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_mab"));
+        c.current_dir(self.path())
+            .env("NO_COLOR", "1")
+            .env("STORAGE_DRIVER", "vfs")
+            .env("BUILDAH_ISOLATION", "chroot")
+            .env_remove("MAB_PROFILE")
+            .env_remove("GITHUB_ACTIONS")
+            .args(["--profile", "local"])
+            .arg("--var")
+            .arg(format!("upstream={}", self.registry))
+            .arg("--var")
+            .arg(format!("local_registry={}/{}", self.registry, self.ns))
+            .args(args);
+        c
+    }
+
+    fn mab(&self, args: &[&str]) -> (i32, String, String) {
+        let o: Output = self.command(args).output().unwrap();
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    }
+}
+
+/// `skopeo inspect --raw`: what the registry holds, read by an independent tool.
+fn raw(reference: &str) -> Option<Value> {
+    let o = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{reference}"))
+        .output()
+        .unwrap();
+    o.status
+        .success()
+        .then(|| serde_json::from_slice(&o.stdout).unwrap())
+}
+
+fn platforms(index: &Value) -> BTreeSet<String> {
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            format!(
+                "{}/{}",
+                m["platform"]["os"].as_str().unwrap(),
+                m["platform"]["architecture"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+fn child(index: &Value, arch: &str) -> String {
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["platform"]["architecture"] == arch)
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn layers(manifest: &Value) -> Vec<String> {
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Run a command in a working container of `reference` for `platform`.
+fn run_in(reference: &str, platform: &str, cmd: &str) -> String {
+    let name = format!("mab-e2e-{}", std::process::id());
+    let from = Command::new("buildah")
+        .env("STORAGE_DRIVER", "vfs")
+        .args([
+            "from",
+            "--name",
+            &name,
+            "--platform",
+            platform,
+            "--tls-verify=false",
+        ])
+        .arg(format!("docker://{reference}"))
+        .output()
+        .unwrap();
+    assert!(
+        from.status.success(),
+        "buildah from: {}",
+        String::from_utf8_lossy(&from.stderr)
+    );
+    let out = Command::new("buildah")
+        .env("STORAGE_DRIVER", "vfs")
+        .env("BUILDAH_ISOLATION", "chroot")
+        .args(["run", &name, "--", "sh", "-c", cmd])
+        .output()
+        .unwrap();
+    let _ = Command::new("buildah")
+        .env("STORAGE_DRIVER", "vfs")
+        .args(["rm", &name])
+        .output();
+    assert!(
+        out.status.success(),
+        "buildah run: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn report(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn node<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == id)
+        .unwrap_or_else(|| panic!("no {id} in report"))
+}
+
+#[test]
+fn the_root_manifest_builds_for_real() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = Env::root("root") else { return };
+    let (code, out, err) = env.mab(&["build", "--report", "report.json"]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let two: BTreeSet<String> = ["linux/amd64", "linux/arm64"].map(String::from).into();
+    let four: BTreeSet<String> = ["linux/amd64", "linux/arm64", "linux/ppc64le", "linux/s390x"]
+        .map(String::from)
+        .into();
+    for (reference, want) in [
+        ("runtime:3.15", &two),
+        ("runtime:3.16", &two),
+        ("golang-build:1.18", &two),
+        ("odb:2.5.0-b.23", &two),
+        ("odb:2.5.0-b.23-slim", &two),
+        ("builder:2.2", &four),
+        ("builder:2.3", &four),
+    ] {
+        let index =
+            raw(&env.repo(reference)).unwrap_or_else(|| panic!("{reference} was not published"));
+        assert_eq!(
+            index["mediaType"], "application/vnd.oci.image.index.v1+json",
+            "{reference}"
+        );
+        assert_eq!(&platforms(&index), want, "{reference}");
+    }
+    // The arm64 image really ran its RUN steps as aarch64 (under emulation here).
+    let release = run_in(
+        &format!("{}:3.15", env.repo("runtime")),
+        "linux/arm64",
+        "cat /etc/platform/runtime-release",
+    );
+    assert_eq!(release.trim(), "runtime 3.15 aarch64");
+    let builder = run_in(
+        &format!("{}:2.3", env.repo("builder")),
+        "linux/s390x",
+        "cat /etc/builder/release",
+    );
+    assert_eq!(builder.trim(), "release-2.3 s390x");
+    // A dependent is built on the published parent: its layers start with the parent's, per platform.
+    let base = raw(&env.repo("runtime:3.15")).unwrap();
+    let dependent = raw(&env.repo("golang-build:1.18")).unwrap();
+    for arch in ["amd64", "arm64"] {
+        let b = raw(&format!("{}@{}", env.repo("runtime"), child(&base, arch))).unwrap();
+        let d = raw(&format!(
+            "{}@{}",
+            env.repo("golang-build"),
+            child(&dependent, arch)
+        ))
+        .unwrap();
+        let (bl, dl) = (layers(&b), layers(&d));
+        assert!(
+            dl.len() > bl.len() && dl[..bl.len()] == bl[..],
+            "{arch}: {dl:?} does not start with {bl:?}"
+        );
+    }
+    // The report names every node, with digests for builds and merges.
+    let r = report(&env.path().join("report.json"));
+    assert_eq!(r["result"], "success");
+    assert!(
+        node(&r, "merge:runtime:3.15")["digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    assert!(out.contains("merge:odb:2.5.0-b.23-slim"), "{out}");
+    assert!(
+        env.path()
+            .join(".mab/logs/build_runtime_3.15_linux_arm64.log")
+            .is_file()
+    );
+}
+
+const FAILING: &str = r#"var "local_registry" "127.0.0.1:5000"
+var "upstream" "docker.io"
+profile "local" { registry "${local_registry}/platform" insecure=#true; backend "buildah"; }
+defaults { platforms "linux/amd64" "linux/arm64"; }
+mirror "alpine" from="${upstream}/library/alpine" { tags "3.15"; }
+image "good" { from "mirror:alpine:3.15" arg="BASE"; version "1"; }
+image "bad" { from "mirror:alpine:3.15" arg="BASE"; version "1"; }
+image "after-bad" { from "bad:1" arg="BASE"; version "1"; }
+"#;
+
+const BASED: &str = "ARG BASE\nFROM ${BASE}\n";
+
+#[test]
+fn a_failed_platform_moves_no_tag_and_keep_going_finishes_the_rest() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = Env::empty("fail") else {
+        return;
+    };
+    env.write("images.kdl", FAILING);
+    env.write(
+        "images/good/Dockerfile",
+        &format!("{BASED}RUN uname -m > /arch\n"),
+    );
+    env.write("images/after-bad/Dockerfile", &format!("{BASED}RUN true\n"));
+    // First a release where `bad` builds everywhere.
+    env.write(
+        "images/bad/Dockerfile",
+        &format!("{BASED}RUN echo v1 > /version\n"),
+    );
+    let (code, out, err) = env.mab(&["build", "bad"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let published = raw(&env.repo("bad:1")).unwrap();
+    // Now arm64 fails: the tag must keep pointing at the first release.
+    env.write(
+        "images/bad/Dockerfile",
+        &format!("{BASED}RUN echo v2 > /version && test \"$(uname -m)\" != aarch64\n"),
+    );
+    let (code, out, err) = env.mab(&["build", "--keep-going", "--report", "r.json"]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert_eq!(
+        raw(&env.repo("bad:1")).unwrap(),
+        published,
+        "the tag of the failed version moved"
+    );
+    assert!(
+        raw(&env.repo("good:1")).is_some(),
+        "an independent image was not published with --keep-going"
+    );
+    assert!(raw(&env.repo("after-bad:1")).is_none());
+    assert!(out.contains("failed: build:bad:1@linux/arm64"), "{out}");
+    let r = report(&env.path().join("r.json"));
+    assert_eq!(node(&r, "build:bad:1@linux/arm64")["status"], "failed");
+    assert_eq!(node(&r, "merge:bad:1")["status"], "skipped");
+    assert_eq!(
+        node(&r, "build:after-bad:1@linux/amd64")["status"],
+        "skipped"
+    );
+    assert_eq!(node(&r, "merge:good:1")["status"], "ok");
+    assert_eq!(r["exit_code"], 1);
+}
+
+#[test]
+fn interrupt_stops_every_child_and_publishes_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = Env::empty("sigint") else {
+        return;
+    };
+    env.write("images.kdl", FAILING);
+    let marker = format!("mab-e2e-sleep-{}", std::process::id());
+    env.write(
+        "images/good/Dockerfile",
+        &format!("{BASED}RUN echo {marker} && sleep 300\n"),
+    );
+    let mut child = env
+        .command(&["build", "good", "--grace", "5"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let log = env.path().join(".mab/logs/build_good_1_linux_amd64.log");
+    let started = Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains(&marker)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the build never reached its sleep"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let stopped = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(30),
+            "mab did not stop after SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(130));
+    std::thread::sleep(Duration::from_millis(500));
+    let left = Command::new("pgrep")
+        .args(["-f", "sleep 300"])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "processes left behind: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+    assert!(
+        raw(&env.repo("good:1")).is_none(),
+        "an index was pushed after the signal"
+    );
+}
+
+#[test]
+fn a_rebuild_reuses_the_registry_cache() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = Env::root("cache") else {
+        return;
+    };
+    let (code, out, err) = env.mab(&["build", "builder:2.3"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    // Forget every local image and layer: what is reused now comes from the registry cache.
+    let rmi = Command::new("buildah")
+        .env("STORAGE_DRIVER", "vfs")
+        .args(["rmi", "--all", "--force"])
+        .output()
+        .unwrap();
+    assert!(
+        rmi.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rmi.stderr)
+    );
+    let (code, out, err) = env.mab(&["build", "builder:2.3", "--report", "r.json"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let r = report(&env.path().join("r.json"));
+    for arch in ["amd64", "arm64", "ppc64le", "s390x"] {
+        let cache = &node(&r, &format!("build:builder:2.3@linux/{arch}"))["cache"];
+        assert!(
+            cache["remote"].as_u64().unwrap() > 0,
+            "{arch}: nothing came from the registry cache: {cache}"
+        );
+        assert_eq!(cache["hits"], cache["steps"], "{arch}: {cache}");
+    }
+    assert!(
+        out.contains("from the registry"),
+        "the summary shows the cache: {out}"
+    );
+}
+
+#[test]
+fn a_platform_subset_pushes_digests_but_moves_no_tag() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = Env::root("subset") else {
+        return;
+    };
+    let (code, out, err) = env.mab(&[
+        "build",
+        "builder:2.2",
+        "--platform",
+        "linux/arm64",
+        "--report",
+        "r.json",
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        raw(&env.repo("builder:2.2")).is_none(),
+        "a one-platform run published a four-platform tag"
+    );
+    let r = report(&env.path().join("r.json"));
+    let digest = node(&r, "build:builder:2.2@linux/arm64")["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(raw(&format!("{}@{digest}", env.repo("builder"))).is_some());
+}
+
+#[test]
+fn split_builds_merge_into_the_index_a_single_run_publishes() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = Env::root("split") else {
+        return;
+    };
+    let dist: PathBuf = env.path().join("dist");
+    for (platform, dir) in [("linux/amd64", "amd64"), ("linux/arm64", "arm64")] {
+        let (code, out, err) = env.mab(&[
+            "build",
+            "golang-build",
+            "--platform",
+            platform,
+            "--metadata-dir",
+            dir,
+        ]);
+        assert_eq!(code, 0, "{platform}:\n{out}\n{err}");
+        assert!(
+            raw(&env.repo("golang-build:1.18")).is_none(),
+            "a split build published a tag"
+        );
+        copy_dir(&env.path().join(dir), &dist);
+    }
+    // Only one platform's files: the merge refuses and publishes nothing.
+    let (code, out, err) = env.mab(&["merge", "--metadata-dir", "amd64"]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("linux/arm64"), "{err}");
+    assert!(raw(&env.repo("runtime:3.15")).is_none());
+    // Both: one index per image version, of exactly the digests the builds pushed.
+    let (code, out, err) = env.mab(&["merge", "--metadata-dir", "dist", "--report", "m.json"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    for key in ["runtime:3.15", "golang-build:1.18"] {
+        let index = raw(&env.repo(key)).unwrap_or_else(|| panic!("{key} not merged"));
+        assert_eq!(platforms(&index).len(), 2);
+        let image = key.split(':').next().unwrap();
+        for arch in ["amd64", "arm64"] {
+            let file = dist.join(format!("build_{}_linux_{arch}.json", key.replace(':', "_")));
+            let meta: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+            assert_eq!(
+                child(&index, arch),
+                meta["digest"].as_str().unwrap(),
+                "{key} {arch}"
+            );
+            assert_eq!(meta["repository"], env.repo(image));
+        }
+    }
+    // The index bytes are those the single-run merge writes for the same digests.
+    let r = report(&env.path().join("m.json"));
+    let digest = node(&r, "merge:golang-build:1.18")["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let o = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{}:1.18", env.repo("golang-build")))
+        .output()
+        .unwrap();
+    assert_eq!(mab::registry::digest_of(&o.stdout), digest);
+}
+
+#[test]
+fn check_sees_the_machine() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = Env::root("check") else {
+        return;
+    };
+    let (code, out, err) = env.mab(&["check"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    // Without buildah on PATH the machine check names it.
+    let o = env
+        .command(&["check"])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("`buildah` is not installed"));
+}
