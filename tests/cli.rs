@@ -179,3 +179,187 @@ fn check_warns_when_the_dockerfile_lacks_the_from_arg() {
         r.stderr
     );
 }
+
+/// A stand-in `docker` on PATH: records its arguments and writes the `--metadata-file`
+/// the way `FAKE_METADATA` says. It proves how commands are assembled and that a bad
+/// digest fails the node; real builds are proven by the end-to-end suite.
+fn fake_docker(dir: &std::path::Path) -> std::path::PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let script = bin.join("docker");
+    std::fs::write(
+        &script,
+        r#"#!/bin/sh
+echo "$@" >> "$FAKE_LOG"
+meta=""
+prev=""
+for a in "$@"; do
+  [ "$prev" = "--metadata-file" ] && meta="$a"
+  prev="$a"
+done
+case "$FAKE_METADATA" in
+  none) ;;
+  empty) : > "$meta" ;;
+  nodigest) echo '{"buildx.build.ref": "x"}' > "$meta" ;;
+  malformed) echo '{"containerimage.digest": "sha256:nothex"}' > "$meta" ;;
+esac
+exit 0
+"#,
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+#[test]
+fn buildx_commands_and_fail_closed_digests() {
+    let dir = project(
+        r#"profile "ci" { registry "127.0.0.1:9/team"; }
+defaults { platforms "linux/amd64" "linux/arm64"; }
+builder "arm" { platforms "linux/arm64"; }
+image "app" { version "1"; }"#,
+        &[("images/app/Dockerfile", "FROM scratch\n")],
+    );
+    let bin = fake_docker(dir.path());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for (mode, message) in [
+        ("none", "no metadata file"),
+        ("empty", "malformed metadata file"),
+        ("nodigest", "no image digest in metadata file"),
+        ("malformed", "no image digest in metadata file"),
+    ] {
+        let log = dir.path().join(format!("{mode}.log"));
+        let out = assert_cmd::Command::cargo_bin("mab")
+            .unwrap()
+            .current_dir(dir.path())
+            .env("PATH", &path)
+            .env("FAKE_LOG", &log)
+            .env("FAKE_METADATA", mode)
+            .env("NO_COLOR", "1")
+            .args(["build", "--keep-going", "--report", "r.json"])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{mode}: {stdout}");
+        let report: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("r.json")).unwrap()).unwrap();
+        for n in report["nodes"].as_array().unwrap() {
+            match n["id"].as_str().unwrap() {
+                id if id.starts_with("build:") => {
+                    assert_eq!(n["status"], "failed", "{mode}: {n}");
+                    assert!(
+                        n["reason"].as_str().unwrap().contains(message),
+                        "{mode}: {n}"
+                    );
+                }
+                _ => assert_eq!(n["status"], "skipped", "{mode}: nothing is merged: {n}"),
+            }
+        }
+        let calls = std::fs::read_to_string(&log).unwrap();
+        let arm = calls.lines().find(|l| l.contains("linux/arm64")).unwrap();
+        assert!(
+            arm.starts_with(
+                "buildx build --builder arm --platform linux/arm64 --file images/app/Dockerfile"
+            ),
+            "{arm}"
+        );
+        assert!(
+            arm.contains("--cache-from type=registry,ref=127.0.0.1:9/team/cache/app:1-arm64"),
+            "{arm}"
+        );
+        assert!(arm.contains("--output type=image,name=127.0.0.1:9/team/app,push-by-digest=true,name-canonical=true,push=true"), "{arm}");
+        assert!(
+            arm.ends_with("--metadata-file .mab/metadata/build_app_1_linux_arm64.json images/app"),
+            "{arm}"
+        );
+    }
+}
+
+const SLEEPY: &str = r#"profile "t" { registry "r.example/team"; }
+defaults { platforms "linux/amd64" "linux/arm64"; arg "MAB_SLEEP_MS" "50"; }
+image "base" { version "1"; }
+image "broken" { arg "MAB_FAIL" "1"; version "1"; }
+image "after" { from "broken:1" arg="B"; version "1"; }
+image "other" { from "base:1" arg="B"; version "1"; }
+"#;
+
+fn sleepy(args: &[&str], extra_env: &[(&str, &str)]) -> (i32, String, String, serde_json::Value) {
+    let dir = project(SLEEPY, &[]);
+    let mut cmd = assert_cmd::Command::cargo_bin("mab").unwrap();
+    cmd.current_dir(dir.path())
+        .env("MAB_TEST_BACKEND", "sleep")
+        .env("NO_COLOR", "1")
+        .env_remove("GITHUB_ACTIONS");
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let out = cmd
+        .arg("build")
+        .args(args)
+        .args(["--report", "r.json"])
+        .output()
+        .unwrap();
+    let report =
+        serde_json::from_slice(&std::fs::read(dir.path().join("r.json")).unwrap()).unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        report,
+    )
+}
+
+fn status<'a>(report: &'a serde_json::Value, id: &str) -> &'a str {
+    report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == id)
+        .unwrap()["status"]
+        .as_str()
+        .unwrap()
+}
+
+#[test]
+fn a_failure_skips_dependents_and_stops_or_keeps_going() {
+    let (code, out, _, r) = sleepy(&["--jobs", "1", "--keep-going"], &[]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(status(&r, "build:broken:1@linux/amd64"), "failed");
+    assert_eq!(status(&r, "merge:broken:1"), "skipped");
+    assert_eq!(status(&r, "build:after:1@linux/arm64"), "skipped");
+    assert_eq!(
+        status(&r, "merge:other:1"),
+        "ok",
+        "independent work finishes with --keep-going"
+    );
+    assert!(out.contains("failed: build:broken:1@linux/"), "{out}");
+    // Without --keep-going nothing new starts after the failure.
+    let (code, _, _, r) = sleepy(&["--jobs", "1"], &[]);
+    assert_eq!(code, 1);
+    let not_run = r["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["status"] == "not-run")
+        .count();
+    assert!(not_run > 0, "{r}");
+}
+
+#[test]
+fn github_actions_output_is_grouped() {
+    let (_, _, err, _) = sleepy(&["--keep-going"], &[("GITHUB_ACTIONS", "true")]);
+    assert!(
+        err.contains("::group::build:base:1@linux/amd64 ok in"),
+        "{err}"
+    );
+    assert!(err.contains("::endgroup::"), "{err}");
+    assert!(
+        err.contains("::error title=build:broken:1@linux/amd64::MAB_FAIL is set"),
+        "{err}"
+    );
+}

@@ -552,3 +552,72 @@ fn check_sees_the_machine() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("`buildah` is not installed"));
 }
+
+#[test]
+fn mirror_copies_exactly_and_then_does_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = Env::root("mirror") else {
+        return;
+    };
+    let (code, out, err) = env.mab(&["mirror", "--report", "m1.json"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    // Without a platform filter the copy is byte-identical: the same digest as upstream.
+    let upstream = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{}/library/alpine:3.15", env.registry))
+        .output()
+        .unwrap();
+    let copied = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{}:3.15", env.repo("thirdparty/alpine")))
+        .output()
+        .unwrap();
+    assert!(copied.status.success());
+    assert_eq!(
+        mab::registry::digest_of(&upstream.stdout),
+        mab::registry::digest_of(&copied.stdout)
+    );
+    // With `platforms`, a new index of exactly those.
+    let golang = raw(&format!(
+        "{}:1.18-alpine3.15",
+        env.repo("thirdparty/golang")
+    ))
+    .unwrap();
+    let want: BTreeSet<String> = ["linux/amd64", "linux/arm64"].map(String::from).into();
+    assert_eq!(platforms(&golang), want);
+    // Up to date: nothing copied the second time.
+    let (code, out, err) = env.mab(&["mirror", "--report", "m2.json"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let r = report(&env.path().join("m2.json"));
+    for n in r["nodes"].as_array().unwrap() {
+        assert_eq!(n["status"], "current", "{n}");
+    }
+}
+
+#[test]
+fn seed_fills_the_cache_and_publishes_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = Env::root("seed") else { return };
+    // Seeding needs the mirrored bases; without them it says so.
+    let (code, _, err) = env.mab(&["seed", "--platform", "linux/arm64", "builder:2.2"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("run `mab mirror` first"), "{err}");
+    let (code, out, err) = env.mab(&["mirror"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, out, err) = env.mab(&["seed", "--platform", "linux/arm64", "builder:2.2"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        raw(&env.repo("builder:2.2")).is_none(),
+        "seeding published a tag"
+    );
+    let tags = Command::new("skopeo")
+        .args(["list-tags", "--tls-verify=false"])
+        .arg(format!("docker://{}", env.repo("cache/builder")))
+        .output()
+        .unwrap();
+    let tags: Value = serde_json::from_slice(&tags.stdout).unwrap();
+    assert!(
+        !tags["Tags"].as_array().unwrap().is_empty(),
+        "no cache was written: {tags}"
+    );
+}

@@ -114,10 +114,15 @@ fn relative(path: &std::path::Path, base: &std::path::Path) -> String {
 }
 
 async fn open_log(path: &std::path::Path) -> std::io::Result<tokio::fs::File> {
-    if let Some(dir) = path.parent() {
-        tokio::fs::create_dir_all(dir).await?;
+    match tokio::fs::File::create(path).await {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                tokio::fs::create_dir_all(dir).await?;
+            }
+            tokio::fs::File::create(path).await
+        }
+        other => other,
     }
-    tokio::fs::File::create(path).await
 }
 
 fn write_metadata(dir: &std::path::Path, node: &Node, digest: &str) -> std::io::Result<()> {
@@ -136,17 +141,35 @@ fn write_metadata(dir: &std::path::Path, node: &Node, digest: &str) -> std::io::
     std::fs::rename(tmp, path)
 }
 
-/// The benchmark backend: a build sleeps for its `MAB_SLEEP_MS`, everything else is instant.
+/// The test backend (`MAB_TEST_BACKEND=sleep`): a build sleeps for its `MAB_SLEEP_MS`
+/// build arg and fails when `MAB_FAIL` is `1`; every other node is instant. It measures
+/// the scheduler alone and tests failure handling without a builder or registry.
 async fn sleep_node(node: &Node, ctx: &Context) -> Done {
-    let ms = node
-        .args
-        .get("MAB_SLEEP_MS")
-        .and_then(|a| a.display().parse::<u64>().ok())
+    let arg = |name: &str| node.args.get(name).map(Arg::display);
+    if node.kind != Kind::Build {
+        return Done::ok(Some(registry::digest_of(node.id.as_bytes())));
+    }
+    let ms = arg("MAB_SLEEP_MS")
+        .and_then(|a| a.parse::<u64>().ok())
         .unwrap_or(0);
+    // A thread sleep lasts what it says; tokio's timer wheel rounds every sleep up to its
+    // next millisecond tick, which would bill the backend's imprecision to the scheduler.
+    let work = tokio::task::spawn_blocking(move || std::thread::sleep(Duration::from_millis(ms)));
     let mut cancel = ctx.cancel.clone();
     tokio::select! {
-        () = tokio::time::sleep(Duration::from_millis(ms)) => Done::ok(Some(registry::digest_of(node.id.as_bytes()))),
-        _ = cancel.changed() => Done { status: Status::Cancelled, reason: Some("interrupted".into()), digest: None, cache: None },
+        _ = work => {
+            if arg("MAB_FAIL").as_deref() == Some("1") {
+                Done::failed("MAB_FAIL is set")
+            } else {
+                Done::ok(Some(registry::digest_of(node.id.as_bytes())))
+            }
+        }
+        _ = cancel.changed() => Done {
+            status: Status::Cancelled,
+            reason: Some("interrupted".into()),
+            digest: None,
+            cache: None,
+        },
     }
 }
 
