@@ -621,3 +621,32 @@ fn seed_fills_the_cache_and_publishes_nothing() {
         "no cache was written: {tags}"
     );
 }
+
+#[test]
+fn podman_builds_and_publishes_for_real() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = Env::empty("podman") else {
+        return;
+    };
+    // No `test`: `podman run` needs an OCI runtime, which this sandbox's cgroups refuse
+    // (crun: "cgroups in hybrid mode not supported"); builds and pushes are podman's own.
+    env.write(
+        "images.kdl",
+        &FAILING.replace("backend \"buildah\"", "backend \"podman\""),
+    );
+    env.write(
+        "images/good/Dockerfile",
+        &format!("{BASED}RUN uname -m > /arch\n"),
+    );
+    let (code, out, err) = env.mab(&["build", "good"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let index = raw(&env.repo("good:1")).expect("podman build published good:1");
+    let want: BTreeSet<String> = ["linux/amd64", "linux/arm64"].map(String::from).into();
+    assert_eq!(platforms(&index), want);
+    let log =
+        std::fs::read_to_string(env.path().join(".mab/logs/build_good_1_linux_arm64.log")).unwrap();
+    assert!(
+        log.starts_with("$ podman build --platform linux/arm64"),
+        "{log}"
+    );
+}
