@@ -650,3 +650,122 @@ fn podman_builds_and_publishes_for_real() {
         "{log}"
     );
 }
+
+/// A second registry that wants basic auth (htpasswd), for as long as the test holds it.
+struct AuthRegistry {
+    child: std::process::Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for AuthRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn auth_registry(user: &str, password: &str) -> AuthRegistry {
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = Command::new("htpasswd")
+        .args(["-Bbn", user, password])
+        .output()
+        .expect("htpasswd (apache2-utils)");
+    std::fs::write(dir.path().join("htpasswd"), &htpasswd.stdout).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let config = format!(
+        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {root}/data\nhttp:\n  addr: {addr}\nauth:\n  htpasswd:\n    realm: mab-test\n    path: {root}/htpasswd\n",
+        root = dir.path().display()
+    );
+    std::fs::write(dir.path().join("config.yml"), config).unwrap();
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(dir.path().join("config.yml"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the auth registry did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    AuthRegistry {
+        child,
+        addr,
+        _dir: dir,
+    }
+}
+
+#[test]
+fn basic_auth_from_the_docker_config_and_no_secret_in_output() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = Env::empty("auth") else {
+        return;
+    };
+    let password = "s3cret-never-printed";
+    let reg = auth_registry("mabuser", password);
+    env.write(
+        "images.kdl",
+        &format!(
+            "var \"upstream\" \"x\"\nvar \"local_registry\" \"x\"\nprofile \"local\" {{ registry \"{}/team\" insecure=#true; backend \"buildah\"; }}\n\
+             defaults {{ platforms \"linux/amd64\"; }}\nmirror \"alpine\" from=\"${{upstream}}/library/alpine\" insecure=#true {{ tags \"3.15\"; }}\n",
+            reg.addr
+        ),
+    );
+    // No credentials: a clear failure, nothing copied.
+    let o = env
+        .command(&["mirror"])
+        .env("DOCKER_CONFIG", env.path().join("none"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("Not authorized"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    // Credentials in a docker config.json (`auths`): the copy goes through.
+    let config = env.path().join("docker");
+    std::fs::create_dir_all(&config).unwrap();
+    let auth = base64_encode(format!("mabuser:{password}").as_bytes());
+    std::fs::write(
+        config.join("config.json"),
+        format!(
+            "{{\"auths\": {{\"{}\": {{\"auth\": \"{auth}\"}}}}}}",
+            reg.addr
+        ),
+    )
+    .unwrap();
+    let o = env
+        .command(&["mirror", "--report", "r.json"])
+        .env("DOCKER_CONFIG", &config)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
+    let report = std::fs::read_to_string(env.path().join("r.json")).unwrap();
+    let log = std::fs::read_to_string(env.path().join(".mab/logs/mirror_alpine_3.15.log")).unwrap();
+    for text in [&*stdout, &*stderr, &report, &log] {
+        assert!(
+            !text.contains(password) && !text.contains(&auth),
+            "a credential leaked: {text}"
+        );
+    }
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
