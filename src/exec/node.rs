@@ -32,6 +32,24 @@ impl Done {
         }
     }
 
+    fn cancelled(reason: &str) -> Done {
+        Done {
+            status: Status::Cancelled,
+            reason: Some(reason.to_owned()),
+            digest: None,
+            cache: None,
+        }
+    }
+
+    fn current(digest: String) -> Done {
+        Done {
+            status: Status::Current,
+            reason: None,
+            digest: Some(digest),
+            cache: None,
+        }
+    }
+
     fn failed(reason: impl Into<String>) -> Done {
         Done {
             status: Status::Failed,
@@ -164,12 +182,7 @@ async fn sleep_node(node: &Node, ctx: &Context) -> Done {
                 Done::ok(Some(registry::digest_of(node.id.as_bytes())))
             }
         }
-        _ = cancel.changed() => Done {
-            status: Status::Cancelled,
-            reason: Some("interrupted".into()),
-            digest: None,
-            cache: None,
-        },
+        _ = cancel.changed() => Done::cancelled("interrupted"),
     }
 }
 
@@ -283,12 +296,7 @@ async fn commands(node: &Node, ctx: &Context, log: &mut tokio::fs::File) -> Done
                 break;
             }
             Exit::Cancelled => {
-                failure = Some(Done {
-                    status: Status::Cancelled,
-                    reason: Some("interrupted".into()),
-                    digest: None,
-                    cache: None,
-                });
+                failure = Some(Done::cancelled("interrupted"));
                 break;
             }
             Exit::SpawnFailed(e) => {
@@ -395,12 +403,7 @@ async fn publish_index(
     let digest = registry::digest_of(&bytes);
     for tag in &node.tags {
         if ctx.cancelled() {
-            return Done {
-                status: Status::Cancelled,
-                reason: Some("interrupted before publishing".into()),
-                digest: None,
-                cache: None,
-            };
+            return Done::cancelled("interrupted before publishing");
         }
         let _ = log
             .write_all(format!("PUT {}:{tag} -> {digest}\n", node.reference).as_bytes())
@@ -430,12 +433,7 @@ async fn mirror(node: &Node, ctx: &Context, log: &mut tokio::fs::File) -> Done {
         let upstream = ctx.registry.manifest(&src).await?;
         let current = ctx.registry.digest(&dst).await?;
         if node.platforms.is_empty() && current.as_deref() == Some(upstream.digest.as_str()) {
-            return Ok(Done {
-                status: Status::Current,
-                reason: None,
-                digest: Some(upstream.digest),
-                cache: None,
-            });
+            return Ok(Done::current(upstream.digest));
         }
         let _ = log
             .write_all(format!("copy {src} -> {dst}\n").as_bytes())
@@ -445,12 +443,7 @@ async fn mirror(node: &Node, ctx: &Context, log: &mut tokio::fs::File) -> Done {
                 .copy_image(&source, &node.reference, &upstream)
                 .await?;
             if ctx.cancelled() {
-                return Ok(Done {
-                    status: Status::Cancelled,
-                    reason: Some("interrupted".into()),
-                    digest: None,
-                    cache: None,
-                });
+                return Ok(Done::cancelled("interrupted"));
             }
             ctx.registry
                 .put_manifest(&node.reference, &tag, &upstream.bytes, &upstream.media_type)
@@ -496,12 +489,7 @@ async fn mirror(node: &Node, ctx: &Context, log: &mut tokio::fs::File) -> Done {
             }
             let wanted = registry::digest_of(&index_bytes(&keep));
             if current.as_deref() == Some(wanted.as_str()) {
-                return Ok(Done {
-                    status: Status::Current,
-                    reason: None,
-                    digest: Some(wanted),
-                    cache: None,
-                });
+                return Ok(Done::current(wanted));
             }
         }
         for child in &keep {
@@ -514,12 +502,7 @@ async fn mirror(node: &Node, ctx: &Context, log: &mut tokio::fs::File) -> Done {
                 .await?;
         }
         if ctx.cancelled() {
-            return Ok(Done {
-                status: Status::Cancelled,
-                reason: Some("interrupted".into()),
-                digest: None,
-                cache: None,
-            });
+            return Ok(Done::cancelled("interrupted"));
         }
         if node.platforms.is_empty() {
             ctx.registry

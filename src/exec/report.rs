@@ -166,16 +166,7 @@ impl Reporter {
                 .map(|x| format!(": {x}"))
                 .unwrap_or_default()
         );
-        let summary = format!(
-            "{} {} in {}{}",
-            r.id,
-            r.status.as_str(),
-            human(Duration::from_millis(r.duration_ms)),
-            r.reason
-                .as_ref()
-                .map(|x| format!(": {x}"))
-                .unwrap_or_default()
-        );
+        let summary = format!("{} {outcome}", r.id);
         let mut mode = self.mode.lock().unwrap_or_else(|p| p.into_inner());
         match &mut *mode {
             Mode::Plain => Self::err_line(&format!("[{}] {outcome}", r.id)),
