@@ -160,6 +160,7 @@ pub async fn run(
     let mut running: JoinSet<NodeResult> = JoinSet::new();
     let mut stopping = false;
     let mut cancel_rx = cancel_rx;
+    let mut signals_alive = true;
     loop {
         let interrupted = *cancel_rx.borrow() != Cancel::None;
         while !stopping && !interrupted && running.len() < jobs {
@@ -203,7 +204,10 @@ pub async fn run(
                 }
                 results[i] = Some(result);
             }
-            _ = cancel_rx.changed() => {}
+            changed = cancel_rx.changed(), if signals_alive => {
+                // Without a signal watcher there is nothing more to wait for here.
+                signals_alive = changed.is_ok();
+            }
         }
     }
     signals.abort();
