@@ -127,6 +127,10 @@ pub struct BuildArgs {
     #[arg(long, value_name = "DIR")]
     pub metadata_dir: Option<std::path::PathBuf>,
 
+    /// Fail, naming the tag, when an upstream tag moved since `images.lock`
+    #[arg(long)]
+    pub locked: bool,
+
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -135,6 +139,14 @@ pub struct BuildArgs {
 pub struct MirrorArgs {
     /// Mirrors to run (`alpine`, `alpine:3.15`); all when none
     pub names: Vec<String>,
+
+    /// Record the upstream digest of every mirrored tag in `images.lock`
+    #[arg(long, conflicts_with = "locked")]
+    pub update_lock: bool,
+
+    /// Fail, naming the tag, when an upstream tag moved since `images.lock`
+    #[arg(long)]
+    pub locked: bool,
 
     #[command(flatten)]
     pub run: RunArgs,

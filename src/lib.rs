@@ -6,6 +6,7 @@ pub mod diag;
 pub mod exec;
 pub mod exit_code;
 pub mod info;
+pub mod lock;
 pub mod manifest;
 pub mod plan;
 pub mod registry;

@@ -12,7 +12,7 @@ use crate::manifest::Model;
 use crate::plan::command::Part;
 use crate::plan::{self, Kind, Plan, Selection};
 use crate::registry::Registry;
-use crate::{exit_code, render};
+use crate::{exit_code, lock, render};
 
 /// The manifest's directory, absolute: commands run there and `.mab/` lives there.
 fn workdir(cli: &Cli) -> PathBuf {
@@ -61,6 +61,7 @@ fn options(cli: &Cli, run: &RunArgs, metadata_dir: Option<PathBuf>) -> exec::Opt
         metadata_dir,
         sleep_backend: std::env::var("MAB_TEST_BACKEND").is_ok_and(|v| v == "sleep"),
         known_digests: HashMap::new(),
+        locked: None,
     }
 }
 
@@ -72,6 +73,17 @@ fn execute(
     opts: exec::Options,
     out: &mut dyn Write,
 ) -> Result<i32, Diagnostics> {
+    run_plan(model, plan, run, opts, out).map(|r| r.exit_code)
+}
+
+/// Run `plan`, print the summary, write the report.
+fn run_plan(
+    model: &Model,
+    plan: &Plan,
+    run: &RunArgs,
+    opts: exec::Options,
+    out: &mut dyn Write,
+) -> Result<report::RunReport, Diagnostics> {
     let rt = runtime()?;
     let reporter = report::Reporter::detect();
     let report = rt.block_on(exec::run(plan, opts, registry(model), reporter));
@@ -82,7 +94,27 @@ fn execute(
             return Err(Diag::plain(format!("cannot write report {}: {e}", path.display())).into());
         }
     }
-    Ok(report.exit_code)
+    Ok(report)
+}
+
+/// `--locked`: mirror node id → locked upstream digest, from the manifest's lock file.
+fn locked_digests(cli: &Cli, plan: &Plan) -> Result<HashMap<String, String>, Diagnostics> {
+    let path = lock::path_for(&cli.file);
+    let lock = lock::Lock::read(&path).map_err(|e| {
+        Diagnostics::from(
+            Diag::plain(e).help("write it with `mab mirror --update-lock`, and commit it"),
+        )
+    })?;
+    Ok(plan
+        .nodes
+        .iter()
+        .filter(|n| n.kind == Kind::Mirror)
+        .filter_map(|n| {
+            lock.mirrors
+                .get(lock::key(&n.id))
+                .map(|l| (n.id.clone(), l.digest.clone()))
+        })
+        .collect())
 }
 
 pub fn build(
@@ -117,7 +149,10 @@ pub fn build(
         let _ = out.write_all(render::shell::render(&plan).as_bytes());
         return Ok(exit_code::SUCCESS);
     }
-    let opts = options(cli, &args.run, args.metadata_dir.clone());
+    let mut opts = options(cli, &args.run, args.metadata_dir.clone());
+    if args.locked {
+        opts.locked = Some(locked_digests(cli, &plan)?);
+    }
     execute(model, &plan, &args.run, opts, out)
 }
 
@@ -178,8 +213,52 @@ pub fn mirror(
             platforms: Vec::new(),
         },
     )?;
-    let opts = options(cli, &args.run, None);
-    execute(model, &plan, &args.run, opts, out)
+    let mut opts = options(cli, &args.run, None);
+    if args.locked {
+        opts.locked = Some(locked_digests(cli, &plan)?);
+    }
+    let report = run_plan(model, &plan, &args.run, opts, out)?;
+    if args.update_lock && report.exit_code == exit_code::SUCCESS {
+        write_lock(cli, model, &plan, &report).map_err(Diag::plain)?;
+        let _ = writeln!(out, "wrote {}", lock::path_for(&cli.file).display());
+    }
+    Ok(report.exit_code)
+}
+
+/// Record the upstream digest each mirror node found; keep the entries of mirrors not run
+/// now, drop those the manifest no longer declares.
+fn write_lock(
+    cli: &Cli,
+    model: &Model,
+    plan: &Plan,
+    report: &report::RunReport,
+) -> Result<(), String> {
+    let path = lock::path_for(&cli.file);
+    let mut lock = if path.exists() {
+        lock::Lock::read(&path)?
+    } else {
+        lock::Lock::default()
+    };
+    lock.version = 1;
+    let declared: std::collections::HashSet<String> = model
+        .mirrors
+        .iter()
+        .flat_map(|m| m.tags.iter().map(move |t| format!("{}:{t}", m.name)))
+        .collect();
+    lock.mirrors.retain(|k, _| declared.contains(k));
+    for (node, result) in plan.nodes.iter().zip(&report.nodes) {
+        if let (Some(digest), Some(source)) = (&result.source_digest, &node.source) {
+            let tag = node.tags.first().map_or("", String::as_str);
+            lock.mirrors.insert(
+                lock::key(&node.id).to_owned(),
+                lock::Locked {
+                    source: format!("{source}:{tag}"),
+                    digest: digest.clone(),
+                },
+            );
+        }
+    }
+    lock.write(&path)
 }
 
 /// Resolve the digests of the mirrored tags `plan` needs, from the registry.

@@ -769,3 +769,111 @@ fn base64_encode(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
+
+#[test]
+fn the_lock_file_pins_upstream_and_names_a_moved_tag() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = Env::empty("lock") else {
+        return;
+    };
+    // An upstream of this test's own, so moving its tag disturbs no other test.
+    let upstream = format!("{}/{}-up", env.registry, env.ns);
+    let copy = Command::new("skopeo")
+        .args([
+            "copy",
+            "--all",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+        ])
+        .arg(format!("docker://{}/library/alpine:3.15", env.registry))
+        .arg(format!("docker://{upstream}/library/alpine:3.15"))
+        .output()
+        .unwrap();
+    assert!(
+        copy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&copy.stderr)
+    );
+    env.write("images.kdl", FAILING);
+    env.write("images/good/Dockerfile", &format!("{BASED}RUN true\n"));
+    let var = format!("upstream={upstream}");
+    let mab = |args: &[&str]| {
+        let mut all = vec!["--var", var.as_str()];
+        all.extend_from_slice(args);
+        env.mab(&all)
+    };
+    let (code, out, err) = mab(&["mirror", "--update-lock"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let lock: Value =
+        serde_json::from_slice(&std::fs::read(env.path().join("images.lock")).unwrap()).unwrap();
+    let upstream_raw = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{upstream}/library/alpine:3.15"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        lock["mirrors"]["alpine:3.15"]["digest"],
+        mab::registry::digest_of(&upstream_raw.stdout)
+    );
+    assert_eq!(
+        lock["mirrors"]["alpine:3.15"]["source"],
+        format!("{upstream}/library/alpine:3.15")
+    );
+    let (code, out, err) = mab(&["build", "--locked", "good"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+
+    // Upstream moves: a new index (same children, another order, so another digest).
+    let mut index: Value = serde_json::from_slice(&upstream_raw.stdout).unwrap();
+    index["manifests"].as_array_mut().unwrap().reverse();
+    let body = serde_json::to_vec(&index).unwrap();
+    let moved = mab::registry::digest_of(&body);
+    let put = Command::new("curl")
+        .args([
+            "-fsS",
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/vnd.oci.image.index.v1+json",
+            "--data-binary",
+            "@-",
+        ])
+        .arg(format!(
+            "http://{}/v2/{}-up/library/alpine/manifests/3.15",
+            env.registry, env.ns
+        ))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        put.stdin.as_ref().unwrap().write_all(&body).unwrap();
+    }
+    let put = put.wait_with_output().unwrap();
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+
+    let (code, out, err) = mab(&["build", "--locked", "good", "--report", "r.json"]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        out.contains(&format!("upstream {upstream}/library/alpine:3.15 moved")),
+        "{out}"
+    );
+    assert!(out.contains(&moved), "the new digest is named: {out}");
+    assert_eq!(
+        node(&report(&env.path().join("r.json")), "merge:good:1")["status"],
+        "skipped"
+    );
+    // The bump is one reviewed change of the lock file.
+    let (code, out, err) = mab(&["mirror", "--update-lock"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let lock: Value =
+        serde_json::from_slice(&std::fs::read(env.path().join("images.lock")).unwrap()).unwrap();
+    assert_eq!(lock["mirrors"]["alpine:3.15"]["digest"], moved);
+    let (code, out, err) = mab(&["build", "--locked", "good"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+}

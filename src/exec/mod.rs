@@ -41,6 +41,8 @@ pub struct Options {
     pub sleep_backend: bool,
     /// Digests known before the run (split-build metadata, mirrors already in the registry).
     pub known_digests: HashMap<String, String>,
+    /// `--locked`: mirror node id → the upstream digest `images.lock` pins it to.
+    pub locked: Option<HashMap<String, String>>,
 }
 
 /// Shared by every running node.
@@ -51,9 +53,22 @@ pub struct Context {
     /// Digest published by each finished node, by node id.
     pub digests: Mutex<HashMap<String, String>>,
     pub cancel: watch::Receiver<Cancel>,
+    /// One writer per target repository at a time: tags of one mirror share their blobs and
+    /// child manifests, and the distribution registry can report a child it is still
+    /// linking for a concurrent writer as unknown.
+    pub repositories: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Context {
+    pub fn repository_lock(&self, repository: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.repositories
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(repository.to_owned())
+            .or_default()
+            .clone()
+    }
+
     pub fn digest(&self, id: &str) -> Option<String> {
         self.digests
             .lock()
@@ -156,6 +171,7 @@ pub async fn run(
         registry,
         reporter,
         cancel: cancel_rx.clone(),
+        repositories: Mutex::new(HashMap::new()),
     });
     let mut running: JoinSet<NodeResult> = JoinSet::new();
     let mut stopping = false;
@@ -183,7 +199,7 @@ pub async fn run(
                     // A panicking node task is our bug; report it as a failure, keep the run sane.
                     Err(e) => NodeResult {
                         id: "(internal)".to_owned(), kind: Kind::Build, status: Status::Failed,
-                        reason: Some(format!("internal error: {e}")), duration_ms: 0, digest: None, cache: None, log: None,
+                        reason: Some(format!("internal error: {e}")), duration_ms: 0, digest: None, source_digest: None, cache: None, log: None,
                     },
                 };
                 let Some(&i) = index.get(result.id.as_str()) else { continue };
@@ -227,6 +243,7 @@ pub async fn run(
                 }),
                 duration_ms: 0,
                 digest: None,
+                source_digest: None,
                 cache: None,
                 log: None,
             })
@@ -274,6 +291,7 @@ fn skip_dependents(
             )),
             duration_ms: 0,
             digest: None,
+            source_digest: None,
             cache: None,
             log: None,
         };

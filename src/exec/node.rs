@@ -20,6 +20,7 @@ struct Done {
     reason: Option<String>,
     digest: Option<String>,
     cache: Option<CacheUse>,
+    source_digest: Option<String>,
 }
 
 impl Done {
@@ -29,6 +30,7 @@ impl Done {
             reason: None,
             digest,
             cache: None,
+            source_digest: None,
         }
     }
 
@@ -38,6 +40,7 @@ impl Done {
             reason: Some(reason.to_owned()),
             digest: None,
             cache: None,
+            source_digest: None,
         }
     }
 
@@ -47,6 +50,7 @@ impl Done {
             reason: None,
             digest: Some(digest),
             cache: None,
+            source_digest: None,
         }
     }
 
@@ -56,6 +60,7 @@ impl Done {
             reason: Some(reason.into()),
             digest: None,
             cache: None,
+            source_digest: None,
         }
     }
 }
@@ -119,6 +124,7 @@ pub async fn run(node: &Node, ctx: &Context) -> NodeResult {
         reason: done.reason,
         duration_ms: start.elapsed().as_millis() as u64,
         digest: done.digest,
+        source_digest: done.source_digest,
         cache: done.cache,
         log: (!ctx.options.sleep_backend).then(|| relative(&log_path, &ctx.options.workdir)),
     }
@@ -389,6 +395,8 @@ async fn merge(node: &Node, ctx: &Context, log: &mut tokio::fs::File) -> Done {
     if children.is_empty() {
         return Done::failed("no platform image to merge");
     }
+    let repository = ctx.repository_lock(&node.reference);
+    let _writer = repository.lock().await;
     publish_index(node, ctx, log, &children).await
 }
 
@@ -429,12 +437,39 @@ async fn mirror(node: &Node, ctx: &Context, log: &mut tokio::fs::File) -> Done {
     let source = node.source.clone().unwrap_or_default();
     let src = format!("{source}:{tag}");
     let dst = format!("{}:{tag}", node.reference);
+    // Up to date in one round trip: two HEAD requests (not counted as pulls).
+    let upstream_digest = match ctx.registry.digest(&src).await {
+        Ok(Some(d)) => d,
+        Ok(None) => return Done::failed(format!("{src} does not exist upstream")),
+        Err(e) => return Done::failed(e.to_string()),
+    };
+    let repository = ctx.repository_lock(&node.reference);
+    let _writer = repository.lock().await;
     let result: Result<Done, registry::RegistryError> = async {
-        let upstream = ctx.registry.manifest(&src).await?;
-        let current = ctx.registry.digest(&dst).await?;
-        if node.platforms.is_empty() && current.as_deref() == Some(upstream.digest.as_str()) {
-            return Ok(Done::current(upstream.digest));
+        if let Some(locked) = &ctx.options.locked {
+            match locked.get(&node.id) {
+                None => {
+                    return Ok(Done::failed(format!(
+                        "`{}` is not in the lock file; run `mab mirror --update-lock`",
+                        crate::lock::key(&node.id)
+                    )));
+                }
+                Some(want) if *want != upstream_digest => {
+                    return Ok(Done::failed(format!(
+                        "upstream {src} moved: the lock file has {want}, upstream now {upstream_digest}; \
+                         run `mab mirror --update-lock` and review the change"
+                    )));
+                }
+                Some(_) => {}
+            }
         }
+        let current = ctx.registry.digest(&dst).await?;
+        if node.platforms.is_empty() && current.as_deref() == Some(upstream_digest.as_str()) {
+            return Ok(Done::current(upstream_digest.clone()));
+        }
+        // Everything below reads the upstream by digest: what is copied is what was checked.
+        let pinned = format!("{source}@{upstream_digest}");
+        let upstream = ctx.registry.manifest(&pinned).await?;
         let _ = log
             .write_all(format!("copy {src} -> {dst}\n").as_bytes())
             .await;
@@ -514,7 +549,14 @@ async fn mirror(node: &Node, ctx: &Context, log: &mut tokio::fs::File) -> Done {
         }
     }
     .await;
-    result.unwrap_or_else(|e| Done::failed(e.to_string()))
+    match result {
+        Ok(done) if matches!(done.status, Status::Ok | Status::Current) => Done {
+            source_digest: Some(upstream_digest),
+            ..done
+        },
+        Ok(done) => done,
+        Err(e) => Done::failed(e.to_string()),
+    }
 }
 
 /// Read every metadata file of a directory (split builds).

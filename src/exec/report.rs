@@ -59,6 +59,9 @@ pub struct NodeResult {
     pub duration_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// Mirrors: the upstream digest the node found (and copied, unless filtered).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_digest: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheUse>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,0 +1,58 @@
+//! `images.lock`: the upstream digest of every mirrored tag, so a scheduled rebuild is
+//! reproducible (`mab build --locked`) and a base bump is a reviewed diff
+//! (`mab mirror --update-lock`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lock {
+    pub version: u32,
+    /// `NAME:TAG` of each mirrored tag → what upstream held when the lock was written.
+    pub mirrors: BTreeMap<String, Locked>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Locked {
+    /// The upstream reference, `REPOSITORY:TAG`.
+    pub source: String,
+    pub digest: String,
+}
+
+/// `images.kdl` → `images.lock`, in the same directory.
+pub fn path_for(manifest: &Path) -> PathBuf {
+    manifest.with_extension("lock")
+}
+
+/// The lock key of a mirror node id (`mirror:alpine:3.15` → `alpine:3.15`).
+pub fn key(node_id: &str) -> &str {
+    node_id.strip_prefix("mirror:").unwrap_or(node_id)
+}
+
+impl Lock {
+    pub fn read(path: &Path) -> Result<Lock, String> {
+        let text =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let lock: Lock = serde_json::from_slice(&text)
+            .map_err(|e| format!("{} is not a lock file: {e}", path.display()))?;
+        if lock.version != 1 {
+            return Err(format!(
+                "{} has version {}; this mab reads version 1",
+                path.display(),
+                lock.version
+            ));
+        }
+        Ok(lock)
+    }
+
+    /// Write atomically (temporary file, then rename), sorted, newline-terminated.
+    pub fn write(&self, path: &Path) -> Result<(), String> {
+        let mut text = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
+        text.push('\n');
+        let tmp = path.with_extension("lock.tmp");
+        std::fs::write(&tmp, text).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    }
+}
