@@ -256,8 +256,17 @@ impl Registry {
     }
 
     /// Make blob `digest` of `from` (a repository) available in `to`: nothing if it is
-    /// there, a cross-repository mount on the same registry, else download and upload.
-    pub async fn copy_blob(&self, from: &str, to: &str, digest: &str) -> Result<()> {
+    /// there, a cross-repository mount on the same registry, else a streamed download and
+    /// upload, verified against `digest` and `size` as it passes: a mismatch aborts the
+    /// upload before it is committed.
+    pub async fn copy_blob(
+        &self,
+        from: &str,
+        to: &str,
+        digest: &str,
+        size: Option<u64>,
+    ) -> Result<()> {
+        use futures_util::StreamExt;
         let dst = Self::reference(&format!("{to}@{digest}"))?;
         self.authorize(&dst, RegistryOperation::Push).await?;
         if self.client.blob_exists(&dst, digest).await.unwrap_or(false) {
@@ -271,42 +280,42 @@ impl Registry {
             }
         }
         self.authorize(&src, RegistryOperation::Pull).await?;
-        let mut data: Vec<u8> = Vec::new();
-        self.client
-            .pull_blob(&src, digest, &mut data)
+        let download = self
+            .client
+            .pull_blob_stream(&src, digest)
             .await
             .map_err(|e| err(&format!("downloading blob {digest} from {from}"), e))?;
-        if digest_of(&data) != digest {
-            return Err(RegistryError(format!(
-                "blob {digest} from {from} does not match its digest"
-            )));
-        }
+        let chunks = download.stream.map(|chunk| {
+            chunk.map_err(|e| {
+                oci_client::errors::OciDistributionError::GenericError(Some(e.to_string()))
+            })
+        });
+        let checked = CheckedStream::new(chunks, digest.to_owned(), size);
         self.client
-            .push_blob(&dst, data, digest)
+            .push_blob_stream(&dst, checked, digest, size)
             .await
-            .map_err(|e| err(&format!("uploading blob {digest} to {to}"), e))?;
+            .map_err(|e| err(&format!("copying blob {digest} from {from} to {to}"), e))?;
         Ok(())
     }
 
     /// Copy the blobs of one image manifest (config and layers), then the manifest itself by digest.
     pub async fn copy_image(&self, from: &str, to: &str, manifest: &Manifest) -> Result<()> {
         let json = manifest.json()?;
-        let mut blobs: Vec<String> = Vec::new();
-        if let Some(d) = json.pointer("/config/digest").and_then(|d| d.as_str()) {
-            blobs.push(d.to_owned());
-        }
-        for layer in json
-            .get("layers")
-            .and_then(|l| l.as_array())
-            .into_iter()
-            .flatten()
-        {
-            if let Some(d) = layer.get("digest").and_then(|d| d.as_str()) {
-                blobs.push(d.to_owned());
-            }
-        }
-        for b in &blobs {
-            self.copy_blob(from, to, b).await?;
+        let blobs = json.get("config").into_iter().chain(
+            json.get("layers")
+                .and_then(|l| l.as_array())
+                .into_iter()
+                .flatten(),
+        );
+        for blob in blobs {
+            let Some(digest) = blob.get("digest").and_then(|d| d.as_str()) else {
+                return Err(RegistryError(format!(
+                    "a blob of {} has no digest",
+                    manifest.digest
+                )));
+            };
+            let size = blob.get("size").and_then(|s| s.as_u64());
+            self.copy_blob(from, to, digest, size).await?;
         }
         self.put_manifest(to, &manifest.digest, &manifest.bytes, &manifest.media_type)
             .await?;
@@ -360,5 +369,174 @@ impl Registry {
             .into_iter()
             .filter_map(|d| d.platform.map(|p| (p.display(), d.digest)))
             .collect())
+    }
+}
+
+/// Hashes a blob as it streams and checks its digest and size.
+struct Verifier {
+    hasher: Sha256,
+    digest: String,
+    size: Option<u64>,
+    seen: u64,
+}
+
+impl Verifier {
+    fn new(digest: &str, size: Option<u64>) -> Verifier {
+        Verifier {
+            hasher: Sha256::new(),
+            digest: digest.to_owned(),
+            size,
+            seen: 0,
+        }
+    }
+
+    fn update(&mut self, chunk: &[u8]) -> std::result::Result<(), String> {
+        self.seen += chunk.len() as u64;
+        if let Some(size) = self.size
+            && self.seen > size
+        {
+            return Err(format!(
+                "blob {} is longer than its {size} bytes",
+                self.digest
+            ));
+        }
+        self.hasher.update(chunk);
+        Ok(())
+    }
+}
+
+/// The verifier's stream wrapper: after the last chunk, the digest and size must match,
+/// else the stream ends in an error and the upload is never committed.
+struct CheckedStream<S> {
+    inner: std::pin::Pin<Box<S>>,
+    verifier: Verifier,
+    done: bool,
+}
+
+impl<S> CheckedStream<S> {
+    fn new(inner: S, digest: String, size: Option<u64>) -> CheckedStream<S> {
+        CheckedStream {
+            inner: Box::pin(inner),
+            verifier: Verifier::new(&digest, size),
+            done: false,
+        }
+    }
+}
+
+type StreamItem = std::result::Result<Bytes, oci_client::errors::OciDistributionError>;
+
+impl<S: futures_util::Stream<Item = StreamItem>> futures_util::Stream for CheckedStream<S> {
+    type Item = StreamItem;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match self.inner.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                if let Err(e) = self.verifier.update(&chunk) {
+                    self.done = true;
+                    return Poll::Ready(Some(Err(
+                        oci_client::errors::OciDistributionError::GenericError(Some(e)),
+                    )));
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(None) => {
+                self.done = true;
+                let v = &self.verifier;
+                let got = format!("sha256:{}", hex::encode(v.hasher.clone().finalize()));
+                let short = v.size.is_some_and(|s| v.seen != s);
+                if got != v.digest || short {
+                    let e = format!(
+                        "blob {} arrived as {got} ({} bytes): not what was asked for",
+                        v.digest, v.seen
+                    );
+                    return Poll::Ready(Some(Err(
+                        oci_client::errors::OciDistributionError::GenericError(Some(e)),
+                    )));
+                }
+                Poll::Ready(None)
+            }
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::StreamExt;
+
+    use super::*;
+
+    fn stream_of(chunks: &[&'static [u8]]) -> impl futures_util::Stream<Item = StreamItem> {
+        let items: Vec<StreamItem> = chunks.iter().map(|c| Ok(Bytes::from_static(c))).collect();
+        futures_util::stream::iter(items)
+    }
+
+    async fn drain(
+        digest: &str,
+        size: Option<u64>,
+        chunks: &[&'static [u8]],
+    ) -> std::result::Result<Vec<u8>, String> {
+        let mut s = CheckedStream::new(stream_of(chunks), digest.to_owned(), size);
+        let mut out = Vec::new();
+        while let Some(item) = s.next().await {
+            out.extend_from_slice(&item.map_err(|e| e.to_string())?);
+        }
+        Ok(out)
+    }
+
+    #[tokio::test]
+    async fn a_blob_passes_only_with_its_digest_and_size() {
+        let digest = digest_of(b"hello world");
+        assert_eq!(
+            drain(&digest, Some(11), &[b"hello ", b"world"])
+                .await
+                .unwrap(),
+            b"hello world"
+        );
+        // One flipped byte.
+        let e = drain(&digest, Some(11), &[b"hello ", b"worle"])
+            .await
+            .unwrap_err();
+        assert!(e.contains("not what was asked for"), "{e}");
+        // A short body.
+        let e = drain(&digest, Some(11), &[b"hello "]).await.unwrap_err();
+        assert!(e.contains("6 bytes"), "{e}");
+        // A long one stops as soon as it is too long.
+        let e = drain(&digest, Some(11), &[b"hello world", b"!!"])
+            .await
+            .unwrap_err();
+        assert!(e.contains("longer than"), "{e}");
+    }
+
+    #[test]
+    fn digests_are_checked_for_shape() {
+        assert!(is_digest(&digest_of(b"")));
+        assert!(!is_digest("sha256:abc"));
+        assert!(!is_digest("md5:d41d8cd98f00b204e9800998ecf8427e"));
+    }
+
+    #[test]
+    fn an_index_is_deterministic_bytes() {
+        let child = Descriptor {
+            media_type: OCI_MANIFEST.into(),
+            digest: digest_of(b"x"),
+            size: 1,
+            platform: Some(PlatformSpec::parse("linux/arm/v7")),
+        };
+        let bytes = index_bytes(std::slice::from_ref(&child));
+        assert_eq!(bytes, index_bytes(&[child]));
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(text.starts_with(r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"#), "{text}");
+        assert!(
+            text.contains(r#""platform":{"architecture":"arm","os":"linux","variant":"v7"}"#),
+            "{text}"
+        );
     }
 }
