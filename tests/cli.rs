@@ -363,3 +363,45 @@ fn github_actions_output_is_grouped() {
         "{err}"
     );
 }
+
+#[test]
+fn a_stalled_registry_cannot_hang_a_run() {
+    // A registry that accepts connections and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    let dir = project(
+        &format!(
+            "profile \"p\" {{ registry \"{addr}/team\" insecure=#true; }}\ndefaults {{ platforms \"linux/amd64\"; }}\n\
+             mirror \"alpine\" from=\"{addr}/library/alpine\" insecure=#true {{ tags \"3.15\"; }}\n"
+        ),
+        &[],
+    );
+    let started = std::time::Instant::now();
+    let out = assert_cmd::Command::cargo_bin("mab")
+        .unwrap()
+        .current_dir(dir.path())
+        .env("MAB_HTTP_TIMEOUT", "2")
+        .env("NO_COLOR", "1")
+        .args(["mirror"])
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("failed: mirror:alpine:3.15"));
+}

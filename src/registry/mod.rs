@@ -126,6 +126,17 @@ impl Registry {
     pub fn new(insecure: &[String]) -> Registry {
         let config = ClientConfig {
             protocol: ClientProtocol::HttpsExcept(insecure.to_vec()),
+            // A stalled registry must not hang a run: no connection in 10 s, or no byte
+            // for 60 s while reading, fails the request.
+            // `MAB_HTTP_TIMEOUT` (seconds) changes the read timeout.
+            connect_timeout: Some(std::time::Duration::from_secs(10)),
+            read_timeout: Some(std::time::Duration::from_secs(
+                std::env::var("MAB_HTTP_TIMEOUT")
+                    .ok()
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or(60),
+            )),
+            user_agent: concat!("mab/", env!("CARGO_PKG_VERSION")),
             ..ClientConfig::default()
         };
         Registry {
