@@ -119,6 +119,9 @@ pub fn index_bytes(children: &[Descriptor]) -> Vec<u8> {
 
 pub struct Registry {
     client: Client,
+    /// When each (repository, operation) was last authorized: one probe per minute, not
+    /// one per request (tokens outlive that; the OCI client caches them).
+    authorized: std::sync::Mutex<std::collections::HashMap<(String, bool), std::time::Instant>>,
 }
 
 impl Registry {
@@ -137,10 +140,13 @@ impl Registry {
                     .unwrap_or(60),
             )),
             user_agent: concat!("mab/", env!("CARGO_PKG_VERSION")),
+            // One PUT with a streamed body per blob, instead of POST + PATCHes + PUT.
+            use_monolithic_push: true,
             ..ClientConfig::default()
         };
         Registry {
             client: Client::new(config),
+            authorized: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -167,6 +173,24 @@ impl Registry {
     }
 
     async fn authorize(&self, reference: &Reference, op: RegistryOperation) -> Result<()> {
+        let key = (
+            format!(
+                "{}/{}",
+                reference.resolve_registry(),
+                reference.repository()
+            ),
+            matches!(op, RegistryOperation::Push),
+        );
+        let fresh = |t: &std::time::Instant| t.elapsed() < std::time::Duration::from_secs(60);
+        if self
+            .authorized
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .is_some_and(fresh)
+        {
+            return Ok(());
+        }
         self.client
             .auth(reference, &Self::auth(reference), op)
             .await
