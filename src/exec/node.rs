@@ -397,17 +397,25 @@ async fn merge(node: &Node, ctx: &Context, log: &mut tokio::fs::File) -> Done {
     }
     let repository = ctx.repository_lock(&node.reference);
     let _writer = repository.lock().await;
-    publish_index(node, ctx, log, &children).await
+    publish_index(
+        node,
+        ctx,
+        log,
+        registry::index_type_for(&children),
+        &children,
+    )
+    .await
 }
 
-/// PUT an index of `children` at every tag of `node`.
+/// PUT an index (of `media_type`) of `children` at every tag of `node`.
 async fn publish_index(
     node: &Node,
     ctx: &Context,
     log: &mut tokio::fs::File,
+    media_type: &str,
     children: &[Descriptor],
 ) -> Done {
-    let bytes = index_bytes(children);
+    let bytes = index_bytes(media_type, children);
     let digest = registry::digest_of(&bytes);
     for tag in &node.tags {
         if ctx.cancelled() {
@@ -418,7 +426,7 @@ async fn publish_index(
             .await;
         if let Err(e) = ctx
             .registry
-            .put_manifest(&node.reference, tag, &bytes, registry::OCI_INDEX)
+            .put_manifest(&node.reference, tag, &bytes, media_type)
             .await
         {
             return Done::failed(e.to_string());
@@ -522,7 +530,7 @@ async fn mirror(node: &Node, ctx: &Context, log: &mut tokio::fs::File) -> Done {
                         .join(", ")
                 )));
             }
-            let wanted = registry::digest_of(&index_bytes(&keep));
+            let wanted = registry::digest_of(&index_bytes(&upstream.media_type, &keep));
             if current.as_deref() == Some(wanted.as_str()) {
                 return Ok(Done::current(wanted));
             }
@@ -545,7 +553,7 @@ async fn mirror(node: &Node, ctx: &Context, log: &mut tokio::fs::File) -> Done {
                 .await?;
             Ok(Done::ok(Some(upstream.digest)))
         } else {
-            Ok(publish_index(node, ctx, log, &keep).await)
+            Ok(publish_index(node, ctx, log, &upstream.media_type, &keep).await)
         }
     }
     .await;

@@ -108,13 +108,23 @@ struct Index<'a> {
 }
 
 /// The bytes of an OCI index of `children`, in the order given (deterministic).
-pub fn index_bytes(children: &[Descriptor]) -> Vec<u8> {
+pub fn index_bytes(media_type: &str, children: &[Descriptor]) -> Vec<u8> {
     let index = Index {
         schema_version: 2,
-        media_type: OCI_INDEX,
+        media_type,
         manifests: children,
     };
     serde_json::to_vec(&index).unwrap_or_default()
+}
+
+/// The index type for `children`: a Docker manifest list when every child is a Docker
+/// manifest (what Docker-format tools expect), else an OCI index.
+pub fn index_type_for(children: &[Descriptor]) -> &'static str {
+    if !children.is_empty() && children.iter().all(|c| c.media_type == DOCKER_MANIFEST) {
+        DOCKER_LIST
+    } else {
+        OCI_INDEX
+    }
 }
 
 pub struct Registry {
@@ -122,7 +132,13 @@ pub struct Registry {
     /// When each (repository, operation) was last authorized: one probe per minute, not
     /// one per request (tokens outlive that; the OCI client caches them).
     authorized: std::sync::Mutex<std::collections::HashMap<(String, bool), std::time::Instant>>,
+    /// At most [`PER_REGISTRY`] operations in flight per registry host, whatever `--jobs` is.
+    limits:
+        std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Semaphore>>>,
 }
+
+/// Concurrent operations per registry host.
+pub const PER_REGISTRY: usize = 8;
 
 impl Registry {
     /// `insecure`: registries (host[:port]) spoken to over plain HTTP.
@@ -147,7 +163,20 @@ impl Registry {
         Registry {
             client: Client::new(config),
             authorized: std::sync::Mutex::new(std::collections::HashMap::new()),
+            limits: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
+    }
+
+    /// A slot for one operation against `host`; released when dropped.
+    async fn slot(&self, host: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let semaphore = self
+            .limits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(host.to_owned())
+            .or_insert_with(|| std::sync::Arc::new(tokio::sync::Semaphore::new(PER_REGISTRY)))
+            .clone();
+        semaphore.acquire_owned().await.ok()
     }
 
     fn reference(s: &str) -> Result<Reference> {
@@ -206,6 +235,7 @@ impl Registry {
     /// The manifest at `reference` (tag or digest), exactly as stored.
     pub async fn manifest(&self, reference: &str) -> Result<Manifest> {
         let r = Self::reference(reference)?;
+        let _slot = self.slot(r.resolve_registry()).await;
         let (bytes, _) = self
             .client
             .pull_manifest_raw(&r, &Self::auth(&r), ACCEPT)
@@ -237,6 +267,7 @@ impl Registry {
     /// The digest `reference` points at, or `None` when it does not exist.
     pub async fn digest(&self, reference: &str) -> Result<Option<String>> {
         let r = Self::reference(reference)?;
+        let _slot = self.slot(r.resolve_registry()).await;
         match self.client.fetch_manifest_digest(&r, &Self::auth(&r)).await {
             Ok(d) => Ok(Some(d)),
             Err(oci_client::errors::OciDistributionError::ImageManifestNotFoundError(_)) => {
@@ -274,6 +305,7 @@ impl Registry {
             ":"
         };
         let r = Self::reference(&format!("{repository}{sep}{reference}"))?;
+        let _slot = self.slot(r.resolve_registry()).await;
         self.authorize(&r, RegistryOperation::Push).await?;
         let content_type = media_type
             .parse()
@@ -303,6 +335,8 @@ impl Registry {
     ) -> Result<()> {
         use futures_util::StreamExt;
         let dst = Self::reference(&format!("{to}@{digest}"))?;
+        // One slot on the target for the whole copy (the source side is read within it).
+        let _slot = self.slot(dst.resolve_registry()).await;
         self.authorize(&dst, RegistryOperation::Push).await?;
         if self.client.blob_exists(&dst, digest).await.unwrap_or(false) {
             return Ok(());
@@ -565,8 +599,8 @@ mod tests {
             size: 1,
             platform: Some(PlatformSpec::parse("linux/arm/v7")),
         };
-        let bytes = index_bytes(std::slice::from_ref(&child));
-        assert_eq!(bytes, index_bytes(&[child]));
+        let bytes = index_bytes(OCI_INDEX, std::slice::from_ref(&child));
+        assert_eq!(bytes, index_bytes(OCI_INDEX, &[child]));
         let text = String::from_utf8(bytes).unwrap();
         assert!(text.starts_with(r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"#), "{text}");
         assert!(
