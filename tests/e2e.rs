@@ -729,7 +729,8 @@ fn basic_auth_from_the_docker_config_and_no_secret_in_output() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        String::from_utf8_lossy(&o.stdout).contains("Not authorized"),
+        String::from_utf8_lossy(&o.stdout)
+            .contains("wants credentials and the docker config has none"),
         "{}",
         String::from_utf8_lossy(&o.stdout)
     );

@@ -2,12 +2,10 @@
 //! the index a merge publishes. Built on `oci-client` (the OCI distribution protocol),
 //! with credentials from the docker `config.json` (`auths`, `credHelpers`, `credsStore`).
 
-use std::collections::BTreeMap;
+pub mod http;
 
 use bytes::Bytes;
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference, RegistryOperation};
+use oci_client::Reference;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
@@ -128,10 +126,7 @@ pub fn index_type_for(children: &[Descriptor]) -> &'static str {
 }
 
 pub struct Registry {
-    client: Client,
-    /// When each (repository, operation) was last authorized: one probe per minute, not
-    /// one per request (tokens outlive that; the OCI client caches them).
-    authorized: std::sync::Mutex<std::collections::HashMap<(String, bool), std::time::Instant>>,
+    http: http::Http,
     /// At most [`PER_REGISTRY`] operations in flight per registry host, whatever `--jobs` is.
     limits:
         std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Semaphore>>>,
@@ -140,29 +135,69 @@ pub struct Registry {
 /// Concurrent operations per registry host.
 pub const PER_REGISTRY: usize = 8;
 
+/// A parsed reference: API host, repository, and tag or digest.
+struct Ref {
+    host: String,
+    repository: String,
+    reference: String,
+}
+
+impl Ref {
+    fn parse(s: &str) -> Result<Ref> {
+        let r = s
+            .parse::<Reference>()
+            .map_err(|e| err(&format!("invalid reference `{s}`"), e))?;
+        let host = match r.resolve_registry() {
+            "docker.io" | "index.docker.io" => "registry-1.docker.io".to_owned(),
+            other => other.to_owned(),
+        };
+        let reference = r
+            .digest()
+            .map(str::to_owned)
+            .or_else(|| r.tag().map(str::to_owned))
+            .unwrap_or_else(|| "latest".to_owned());
+        Ok(Ref {
+            host,
+            repository: r.repository().to_owned(),
+            reference,
+        })
+    }
+
+    fn pull(&self) -> String {
+        format!("repository:{}:pull", self.repository)
+    }
+
+    fn push(&self) -> String {
+        format!("repository:{}:pull,push", self.repository)
+    }
+}
+
+fn status_error(what: &str, resp_status: reqwest::StatusCode, body: &str) -> RegistryError {
+    let body: String = body.chars().take(300).collect();
+    RegistryError(format!("{what}: {resp_status} {}", body.trim()))
+}
+
 impl Registry {
     /// `insecure`: registries (host[:port]) spoken to over plain HTTP.
     pub fn new(insecure: &[String]) -> Registry {
-        let config = ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(insecure.to_vec()),
-            // A stalled registry must not hang a run: no connection in 10 s, or no byte
-            // for 60 s while reading, fails the request.
-            // `MAB_HTTP_TIMEOUT` (seconds) changes the read timeout.
-            connect_timeout: Some(std::time::Duration::from_secs(10)),
-            read_timeout: Some(std::time::Duration::from_secs(
-                std::env::var("MAB_HTTP_TIMEOUT")
-                    .ok()
-                    .and_then(|t| t.parse().ok())
-                    .unwrap_or(60),
-            )),
-            user_agent: concat!("mab/", env!("CARGO_PKG_VERSION")),
-            // One PUT with a streamed body per blob, instead of POST + PATCHes + PUT.
-            use_monolithic_push: true,
-            ..ClientConfig::default()
-        };
+        Registry::with_observer(insecure, Box::new(|m| eprintln!("mab: registry: {m}")))
+    }
+
+    /// `observer` receives a line for every retry.
+    pub fn with_observer(
+        insecure: &[String],
+        observer: Box<dyn Fn(&str) + Send + Sync>,
+    ) -> Registry {
+        // A stalled registry must not hang a run: no connection in 10 s, or no byte for
+        // 60 s (`MAB_HTTP_TIMEOUT` seconds) while reading, fails the request.
+        let read_timeout = std::time::Duration::from_secs(
+            std::env::var("MAB_HTTP_TIMEOUT")
+                .ok()
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(60),
+        );
         Registry {
-            client: Client::new(config),
-            authorized: std::sync::Mutex::new(std::collections::HashMap::new()),
+            http: http::Http::new(insecure, read_timeout, http::Policy::default(), observer),
             limits: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
@@ -179,72 +214,46 @@ impl Registry {
         semaphore.acquire_owned().await.ok()
     }
 
-    fn reference(s: &str) -> Result<Reference> {
-        s.parse::<Reference>()
-            .map_err(|e| err(&format!("invalid reference `{s}`"), e))
-    }
-
-    /// Credentials for the reference's registry from the docker config; anonymous if none.
-    fn auth(reference: &Reference) -> RegistryAuth {
-        let server = reference.resolve_registry();
-        let server = if server == "index.docker.io" || server == "registry-1.docker.io" {
-            "https://index.docker.io/v1/"
-        } else {
-            server
-        };
-        match docker_credential::get_credential(server) {
-            Ok(docker_credential::DockerCredential::UsernamePassword(u, p)) => {
-                RegistryAuth::Basic(u, p)
-            }
-            Ok(docker_credential::DockerCredential::IdentityToken(t)) => RegistryAuth::Bearer(t),
-            Err(_) => RegistryAuth::Anonymous,
-        }
-    }
-
-    async fn authorize(&self, reference: &Reference, op: RegistryOperation) -> Result<()> {
-        let key = (
-            format!(
-                "{}/{}",
-                reference.resolve_registry(),
-                reference.repository()
-            ),
-            matches!(op, RegistryOperation::Push),
-        );
-        let fresh = |t: &std::time::Instant| t.elapsed() < std::time::Duration::from_secs(60);
-        if self
-            .authorized
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-            .is_some_and(fresh)
-        {
-            return Ok(());
-        }
-        self.client
-            .auth(reference, &Self::auth(reference), op)
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                err(
-                    &format!("authenticating to {}", reference.resolve_registry()),
-                    e,
-                )
-            })
+    fn http_err(e: http::HttpError) -> RegistryError {
+        RegistryError(e.message)
     }
 
     /// The manifest at `reference` (tag or digest), exactly as stored.
     pub async fn manifest(&self, reference: &str) -> Result<Manifest> {
-        let r = Self::reference(reference)?;
-        let _slot = self.slot(r.resolve_registry()).await;
-        let (bytes, _) = self
-            .client
-            .pull_manifest_raw(&r, &Self::auth(&r), ACCEPT)
+        let r = Ref::parse(reference)?;
+        let _slot = self.slot(&r.host).await;
+        let path = format!("/v2/{}/manifests/{}", r.repository, r.reference);
+        let resp = self
+            .http
+            .send(
+                reqwest::Method::GET,
+                &r.host,
+                &path,
+                http::header("accept", &ACCEPT.join(", ")),
+                None,
+                &r.pull(),
+            )
+            .await
+            .map_err(Self::http_err)?;
+        let status = resp.status();
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
+        let bytes = resp
+            .bytes()
             .await
             .map_err(|e| err(&format!("reading manifest {reference}"), e))?;
+        if !status.is_success() {
+            return Err(status_error(
+                &format!("reading manifest {reference}"),
+                status,
+                &String::from_utf8_lossy(&bytes),
+            ));
+        }
         let digest = digest_of(&bytes);
-        if let Some(want) = r.digest()
-            && want != digest
-        {
+        if r.reference.starts_with("sha256:") && r.reference != digest {
             return Err(RegistryError(format!(
                 "manifest {reference} has digest {digest}, not the one asked for"
             )));
@@ -256,6 +265,7 @@ impl Registry {
                     .and_then(|m| m.as_str())
                     .map(str::to_owned)
             })
+            .or(content_type)
             .unwrap_or_else(|| OCI_MANIFEST.to_owned());
         Ok(Manifest {
             bytes,
@@ -264,30 +274,41 @@ impl Registry {
         })
     }
 
-    /// The digest `reference` points at, or `None` when it does not exist.
+    /// The digest `reference` points at, or `None` when it does not exist (HEAD only).
     pub async fn digest(&self, reference: &str) -> Result<Option<String>> {
-        let r = Self::reference(reference)?;
-        let _slot = self.slot(r.resolve_registry()).await;
-        match self.client.fetch_manifest_digest(&r, &Self::auth(&r)).await {
-            Ok(d) => Ok(Some(d)),
-            Err(oci_client::errors::OciDistributionError::ImageManifestNotFoundError(_)) => {
-                Ok(None)
-            }
-            Err(e) => {
-                let text = e.to_string();
-                let lower = text.to_lowercase();
-                if lower.contains("404")
-                    || lower.contains("manifest unknown")
-                    || lower.contains("manifest_unknown")
-                    || lower.contains("name unknown")
-                    || lower.contains("name_unknown")
-                    || lower.contains("not found")
-                {
-                    Ok(None)
-                } else {
-                    Err(err(&format!("looking up {reference}"), text))
+        let r = Ref::parse(reference)?;
+        let slot = self.slot(&r.host).await;
+        let path = format!("/v2/{}/manifests/{}", r.repository, r.reference);
+        let resp = self
+            .http
+            .send(
+                reqwest::Method::HEAD,
+                &r.host,
+                &path,
+                http::header("accept", &ACCEPT.join(", ")),
+                None,
+                &r.pull(),
+            )
+            .await
+            .map_err(Self::http_err)?;
+        match resp.status() {
+            s if s.is_success() => {
+                let header = resp
+                    .headers()
+                    .get("docker-content-digest")
+                    .and_then(|v| v.to_str().ok())
+                    .filter(|d| is_digest(d))
+                    .map(str::to_owned);
+                match header {
+                    Some(d) => Ok(Some(d)),
+                    None => {
+                        drop(slot);
+                        Ok(Some(self.manifest(reference).await?.digest))
+                    }
                 }
             }
+            reqwest::StatusCode::NOT_FOUND => Ok(None),
+            s => Err(status_error(&format!("looking up {reference}"), s, "")),
         }
     }
 
@@ -304,28 +325,76 @@ impl Registry {
         } else {
             ":"
         };
-        let r = Self::reference(&format!("{repository}{sep}{reference}"))?;
-        let _slot = self.slot(r.resolve_registry()).await;
-        self.authorize(&r, RegistryOperation::Push).await?;
-        let content_type = media_type
-            .parse()
-            .map_err(|e| err("invalid media type", e))?;
-        self.client
-            .push_manifest_raw(&r, Bytes::copy_from_slice(bytes), content_type)
+        let r = Ref::parse(&format!("{repository}{sep}{reference}"))?;
+        let _slot = self.slot(&r.host).await;
+        let path = format!("/v2/{}/manifests/{}", r.repository, r.reference);
+        let resp = self
+            .http
+            .send(
+                reqwest::Method::PUT,
+                &r.host,
+                &path,
+                http::header("content-type", media_type),
+                Some(Bytes::copy_from_slice(bytes)),
+                &r.push(),
+            )
             .await
-            .map_err(|e| {
-                err(
-                    &format!("pushing manifest to {repository}{sep}{reference}"),
-                    e,
-                )
-            })?;
+            .map_err(Self::http_err)?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.text().await.unwrap_or_default();
+            return Err(status_error(
+                &format!("pushing manifest to {repository}{sep}{reference}"),
+                status,
+                &body,
+            ));
+        }
         Ok(digest_of(bytes))
+    }
+
+    async fn blob_exists(&self, r: &Ref, digest: &str) -> Result<bool> {
+        let path = format!("/v2/{}/blobs/{digest}", r.repository);
+        let resp = self
+            .http
+            .send(
+                reqwest::Method::HEAD,
+                &r.host,
+                &path,
+                reqwest::header::HeaderMap::new(),
+                None,
+                &r.push(),
+            )
+            .await
+            .map_err(Self::http_err)?;
+        Ok(resp.status().is_success())
+    }
+
+    /// Cross-repository mount on one registry; `true` when the blob is now in `to`.
+    async fn mount(&self, to: &Ref, from: &Ref, digest: &str) -> Result<bool> {
+        let path = format!(
+            "/v2/{}/blobs/uploads/?mount={digest}&from={}",
+            to.repository, from.repository
+        );
+        let resp = self
+            .http
+            .send(
+                reqwest::Method::POST,
+                &to.host,
+                &path,
+                reqwest::header::HeaderMap::new(),
+                None,
+                &to.push(),
+            )
+            .await
+            .map_err(Self::http_err)?;
+        Ok(resp.status() == reqwest::StatusCode::CREATED)
     }
 
     /// Make blob `digest` of `from` (a repository) available in `to`: nothing if it is
     /// there, a cross-repository mount on the same registry, else a streamed download and
     /// upload, verified against `digest` and `size` as it passes: a mismatch aborts the
-    /// upload before it is committed.
+    /// upload before it is committed. A transfer broken by the network is restarted from
+    /// the start (a new upload session), within the retry policy.
     pub async fn copy_blob(
         &self,
         from: &str,
@@ -333,37 +402,146 @@ impl Registry {
         digest: &str,
         size: Option<u64>,
     ) -> Result<()> {
-        use futures_util::StreamExt;
-        let dst = Self::reference(&format!("{to}@{digest}"))?;
+        let dst = Ref::parse(&format!("{to}@{digest}"))?;
+        let src = Ref::parse(&format!("{from}@{digest}"))?;
         // One slot on the target for the whole copy (the source side is read within it).
-        let _slot = self.slot(dst.resolve_registry()).await;
-        self.authorize(&dst, RegistryOperation::Push).await?;
-        if self.client.blob_exists(&dst, digest).await.unwrap_or(false) {
+        let _slot = self.slot(&dst.host).await;
+        if self.blob_exists(&dst, digest).await? {
             return Ok(());
         }
-        let src = Self::reference(&format!("{from}@{digest}"))?;
-        if src.resolve_registry() == dst.resolve_registry() {
-            let _ = self.client.mount_blob(&dst, &src, digest).await;
-            if self.client.blob_exists(&dst, digest).await.unwrap_or(false) {
-                return Ok(());
+        if src.host == dst.host && self.mount(&dst, &src, digest).await? {
+            return Ok(());
+        }
+        let attempts = self.http.policy().attempts;
+        let mut attempt = 0;
+        loop {
+            match self.transfer(&src, &dst, digest, size).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.retryable && attempt + 1 < attempts => {
+                    let delay = self.http.backoff(attempt);
+                    attempt += 1;
+                    self.http.slow_down(&dst.host, delay);
+                    self.http.note(&format!(
+                        "restarting the copy of {digest} to {to} in {:.1}s ({}; try {} of {attempts})",
+                        delay.as_secs_f64(),
+                        e.message,
+                        attempt + 1
+                    ));
+                }
+                Err(e) => {
+                    return Err(RegistryError(format!(
+                        "copying blob {digest} from {from} to {to}: {}",
+                        e.message
+                    )));
+                }
             }
         }
-        self.authorize(&src, RegistryOperation::Pull).await?;
+    }
+
+    /// One try of a blob copy: GET from `src`, streamed into a new upload session at `dst`.
+    async fn transfer(
+        &self,
+        src: &Ref,
+        dst: &Ref,
+        digest: &str,
+        size: Option<u64>,
+    ) -> std::result::Result<(), http::HttpError> {
+        use futures_util::StreamExt;
+        let fatal = |m: String| http::HttpError {
+            message: m,
+            retryable: false,
+        };
         let download = self
-            .client
-            .pull_blob_stream(&src, digest)
-            .await
-            .map_err(|e| err(&format!("downloading blob {digest} from {from}"), e))?;
-        let chunks = download.stream.map(|chunk| {
-            chunk.map_err(|e| {
-                oci_client::errors::OciDistributionError::GenericError(Some(e.to_string()))
-            })
-        });
+            .http
+            .send(
+                reqwest::Method::GET,
+                &src.host,
+                &format!("/v2/{}/blobs/{digest}", src.repository),
+                reqwest::header::HeaderMap::new(),
+                None,
+                &src.pull(),
+            )
+            .await?;
+        let status = download.status();
+        if !status.is_success() {
+            return Err(http::HttpError {
+                message: format!("download: {status}"),
+                retryable: http::retryable_status(status),
+            });
+        }
+        let length = size.or(download.content_length());
+        let start = self
+            .http
+            .send(
+                reqwest::Method::POST,
+                &dst.host,
+                &format!("/v2/{}/blobs/uploads/", dst.repository),
+                reqwest::header::HeaderMap::new(),
+                None,
+                &dst.push(),
+            )
+            .await?;
+        let status = start.status();
+        if status != reqwest::StatusCode::ACCEPTED {
+            return Err(http::HttpError {
+                message: format!("starting an upload: {status}"),
+                retryable: http::retryable_status(status),
+            });
+        }
+        let location = start
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| fatal("the registry gave no upload location".into()))?;
+        let mut url = if location.starts_with("http://") || location.starts_with("https://") {
+            reqwest::Url::parse(location)
+        } else {
+            reqwest::Url::parse(&format!("{}{location}", self.http.base(&dst.host)))
+        }
+        .map_err(|e| fatal(format!("bad upload location {location}: {e}")))?;
+        url.query_pairs_mut().append_pair("digest", digest);
+        let chunks = download
+            .bytes_stream()
+            .map(|c| c.map_err(|e| std::io::Error::other(e.to_string())));
         let checked = CheckedStream::new(chunks, digest.to_owned(), size);
-        self.client
-            .push_blob_stream(&dst, checked, digest, size)
-            .await
-            .map_err(|e| err(&format!("copying blob {digest} from {from} to {to}"), e))?;
+        let mut headers = http::header("content-type", "application/octet-stream");
+        if let Some(n) = length
+            && let Ok(v) = reqwest::header::HeaderValue::from_str(&n.to_string())
+        {
+            headers.insert(reqwest::header::CONTENT_LENGTH, v);
+        }
+        let resp = self
+            .http
+            .send_stream(
+                reqwest::Method::PUT,
+                url.as_str(),
+                &dst.host,
+                headers,
+                reqwest::Body::wrap_stream(checked),
+            )
+            .await;
+        let resp = match resp {
+            Ok(r) => r,
+            // The verifier's own error: the content is wrong, another try would not help.
+            Err(e)
+                if e.message.contains("not what was asked for")
+                    || e.message.contains("longer than") =>
+            {
+                return Err(fatal(e.message));
+            }
+            Err(e) => return Err(e),
+        };
+        let status = resp.status();
+        if status != reqwest::StatusCode::CREATED {
+            let body = resp.text().await.unwrap_or_default();
+            return Err(http::HttpError {
+                message: format!(
+                    "upload: {status} {}",
+                    body.chars().take(200).collect::<String>()
+                ),
+                retryable: http::retryable_status(status),
+            });
+        }
         Ok(())
     }
 
@@ -410,34 +588,6 @@ impl Registry {
             size: m.bytes.len() as u64,
             platform: Some(PlatformSpec::parse(platform)),
         })
-    }
-
-    /// Image layer digests of `reference` (an image manifest).
-    pub async fn layers(&self, reference: &str) -> Result<Vec<String>> {
-        let m = self.manifest(reference).await?;
-        Ok(m.json()?
-            .get("layers")
-            .and_then(|l| l.as_array())
-            .into_iter()
-            .flatten()
-            .filter_map(|l| l.get("digest").and_then(|d| d.as_str()).map(str::to_owned))
-            .collect())
-    }
-
-    /// Platform → child digest of the index at `reference`.
-    pub async fn index_children(&self, reference: &str) -> Result<BTreeMap<String, String>> {
-        let m = self.manifest(reference).await?;
-        if !m.is_index() {
-            return Err(RegistryError(format!("{reference} is not an index")));
-        }
-        let json = m.json()?;
-        let children: Vec<Descriptor> =
-            serde_json::from_value(json.get("manifests").cloned().unwrap_or_default())
-                .map_err(|e| err("reading index entries", e))?;
-        Ok(children
-            .into_iter()
-            .filter_map(|d| d.platform.map(|p| (p.display(), d.digest)))
-            .collect())
     }
 }
 
@@ -492,7 +642,7 @@ impl<S> CheckedStream<S> {
     }
 }
 
-type StreamItem = std::result::Result<Bytes, oci_client::errors::OciDistributionError>;
+type StreamItem = std::result::Result<Bytes, std::io::Error>;
 
 impl<S: futures_util::Stream<Item = StreamItem>> futures_util::Stream for CheckedStream<S> {
     type Item = StreamItem;
@@ -509,9 +659,7 @@ impl<S: futures_util::Stream<Item = StreamItem>> futures_util::Stream for Checke
             Poll::Ready(Some(Ok(chunk))) => {
                 if let Err(e) = self.verifier.update(&chunk) {
                     self.done = true;
-                    return Poll::Ready(Some(Err(
-                        oci_client::errors::OciDistributionError::GenericError(Some(e)),
-                    )));
+                    return Poll::Ready(Some(Err(std::io::Error::other(e))));
                 }
                 Poll::Ready(Some(Ok(chunk)))
             }
@@ -525,9 +673,7 @@ impl<S: futures_util::Stream<Item = StreamItem>> futures_util::Stream for Checke
                         "blob {} arrived as {got} ({} bytes): not what was asked for",
                         v.digest, v.seen
                     );
-                    return Poll::Ready(Some(Err(
-                        oci_client::errors::OciDistributionError::GenericError(Some(e)),
-                    )));
+                    return Poll::Ready(Some(Err(std::io::Error::other(e))));
                 }
                 Poll::Ready(None)
             }
