@@ -878,3 +878,298 @@ fn the_lock_file_pins_upstream_and_names_a_moved_tag() {
     let (code, out, err) = mab(&["build", "--locked", "good"]);
     assert_eq!(code, 0, "{out}\n{err}");
 }
+
+mod faults {
+    //! The registry client against a fault-injecting proxy in front of the real registry.
+    use super::*;
+    use crate::fault_proxy::{self, Fault};
+
+    const MIRROR: &str = r#"var "upstream" "x"
+var "local_registry" "x"
+profile "local" { registry "${local_registry}/platform" insecure=#true; backend "buildah"; }
+defaults { platforms "linux/amd64" "linux/arm64"; }
+mirror "alpine" from="${upstream}/library/alpine" insecure=#true { tags "3.15"; }
+"#;
+
+    struct Setup {
+        env: Env,
+        /// In front of the upstream (reads).
+        src: fault_proxy::Proxy,
+        /// In front of the target (writes).
+        dst: fault_proxy::Proxy,
+    }
+
+    fn setup(name: &str) -> Option<Setup> {
+        let env = Env::empty(name)?;
+        env.write("images.kdl", MIRROR);
+        let src = fault_proxy::http(&env.registry);
+        let dst = fault_proxy::http(&env.registry);
+        Some(Setup { env, src, dst })
+    }
+
+    impl Setup {
+        fn mirror(&self, extra_env: &[(&str, &str)]) -> (i32, String, String, Duration) {
+            let up = format!("upstream={}", self.src.addr);
+            let local = format!("local_registry={}/{}", self.dst.addr, self.env.ns);
+            let mut cmd = self.env.command(&["--var", &up, "--var", &local, "mirror"]);
+            for (k, v) in extra_env {
+                cmd.env(k, v);
+            }
+            let started = Instant::now();
+            let o = cmd.output().unwrap();
+            (
+                o.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&o.stdout).into_owned(),
+                String::from_utf8_lossy(&o.stderr).into_owned(),
+                started.elapsed(),
+            )
+        }
+
+        /// What the target holds at the mirrored tag, read past the proxies.
+        fn target(&self) -> Option<Value> {
+            raw(&format!(
+                "{}/{}/platform/thirdparty/alpine:3.15",
+                self.env.registry, self.env.ns
+            ))
+        }
+
+        fn upstream_digest(&self) -> String {
+            let o = Command::new("skopeo")
+                .args(["inspect", "--raw", "--tls-verify=false"])
+                .arg(format!(
+                    "docker://{}/library/alpine:3.15",
+                    self.env.registry
+                ))
+                .output()
+                .unwrap();
+            mab::registry::digest_of(&o.stdout)
+        }
+
+        fn target_digest(&self) -> Option<String> {
+            let o = Command::new("skopeo")
+                .args(["inspect", "--raw", "--tls-verify=false"])
+                .arg(format!(
+                    "docker://{}/{}/platform/thirdparty/alpine:3.15",
+                    self.env.registry, self.env.ns
+                ))
+                .output()
+                .unwrap();
+            o.status
+                .success()
+                .then(|| mab::registry::digest_of(&o.stdout))
+        }
+    }
+
+    fn status(code: u16, headers: &[(&str, &str)]) -> Fault {
+        Fault::Status(
+            code,
+            headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            String::new(),
+        )
+    }
+
+    #[test]
+    fn transient_errors_are_retried_and_retry_after_is_honoured() {
+        let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(s) = setup("retry") else { return };
+        s.src.rule("HEAD", "/manifests/3.15", 2, status(503, &[]));
+        s.src
+            .rule("GET", "/blobs/", 1, status(429, &[("Retry-After", "1")]));
+        s.src.rule("GET", "/blobs/", 1, status(500, &[]));
+        s.dst.rule("POST", "/blobs/uploads/", 1, status(502, &[]));
+        s.dst.rule("PUT", "/manifests/sha256:", 1, status(504, &[]));
+        s.dst.rule("HEAD", "/manifests/3.15", 1, status(408, &[]));
+        let (code, out, err, took) = s.mirror(&[]);
+        assert_eq!(code, 0, "{out}\n{err}");
+        assert!(
+            took >= Duration::from_secs(1),
+            "Retry-After: 1 was not waited ({took:?})"
+        );
+        assert!(
+            err.contains("retrying") && err.contains("429"),
+            "retries are visible: {err}"
+        );
+        assert_eq!(s.target_digest(), Some(s.upstream_digest()));
+    }
+
+    #[test]
+    fn retry_after_as_an_http_date() {
+        let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(s) = setup("retrydate") else { return };
+        let at = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(2));
+        s.src.rule(
+            "HEAD",
+            "/manifests/3.15",
+            1,
+            status(429, &[("Retry-After", &at)]),
+        );
+        let (code, out, err, took) = s.mirror(&[]);
+        assert_eq!(code, 0, "{out}\n{err}");
+        assert!(
+            took >= Duration::from_millis(900),
+            "the HTTP-date was not waited ({took:?})"
+        );
+    }
+
+    #[test]
+    fn client_errors_are_not_retried() {
+        let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(s) = setup("noretry") else { return };
+        for (code, method, path) in [
+            (403, "POST", "/blobs/uploads/"),
+            (404, "GET", "/manifests/sha256:"),
+            (400, "PUT", "/manifests/"),
+        ] {
+            s.src.clear();
+            s.dst.clear();
+            let proxy = if method == "GET" { &s.src } else { &s.dst };
+            proxy.rule(method, path, 100, status(code, &[]));
+            let (exit, out, err, _) = s.mirror(&[]);
+            assert_eq!(exit, 1, "{code}: {out}\n{err}");
+            let tries = proxy
+                .log()
+                .iter()
+                .filter(|l| l.starts_with(method) && l.contains(path))
+                .count();
+            assert_eq!(tries, 1, "{code} was retried: {:?}", proxy.log());
+            assert!(s.target().is_none(), "{code}: something was tagged");
+        }
+    }
+
+    #[test]
+    fn a_flipped_byte_fails_the_node_and_tags_nothing() {
+        let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(s) = setup("flip") else { return };
+        s.src.rule("GET", "/blobs/", 1, Fault::FlipByte);
+        let (code, out, err, _) = s.mirror(&[]);
+        assert_eq!(code, 1, "{out}\n{err}");
+        assert!(
+            out.contains("not what was asked for") || out.contains("DIGEST_INVALID"),
+            "the mismatch is named: {out}"
+        );
+        assert!(s.target().is_none(), "a corrupted copy was tagged");
+        // The next run converges.
+        let (code, out, err, _) = s.mirror(&[]);
+        assert_eq!(code, 0, "{out}\n{err}");
+        assert_eq!(s.target_digest(), Some(s.upstream_digest()));
+    }
+
+    #[test]
+    fn short_bodies_resets_and_stalls_are_retried() {
+        let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(s) = setup("short") else { return };
+        s.src.rule("GET", "/blobs/", 1, Fault::Truncate);
+        s.src.rule("GET", "/blobs/", 1, Fault::Reset);
+        s.src
+            .rule("GET", "/blobs/", 1, Fault::Stall(Duration::from_secs(4)));
+        s.dst.rule("PUT", "/manifests/3.15", 1, Fault::Reset);
+        let (code, out, err, _) = s.mirror(&[("MAB_HTTP_TIMEOUT", "1")]);
+        assert_eq!(code, 0, "{out}\n{err}");
+        assert!(err.contains("restarting the copy"), "{err}");
+        assert_eq!(s.target_digest(), Some(s.upstream_digest()));
+    }
+
+    #[test]
+    fn manifest_blob_unknown_on_the_index_put_tags_nothing_and_a_rerun_converges() {
+        let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(s) = setup("blobunknown") else {
+            return;
+        };
+        s.dst.rule(
+            "PUT",
+            "/manifests/3.15",
+            1,
+            Fault::Status(
+                400,
+                vec![("Content-Type".into(), "application/json".into())],
+                r#"{"errors":[{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown to registry"}]}"#.into(),
+            ),
+        );
+        let (code, out, err, _) = s.mirror(&[]);
+        assert_eq!(code, 1, "{out}\n{err}");
+        assert!(out.contains("MANIFEST_BLOB_UNKNOWN"), "{out}");
+        assert!(s.target().is_none());
+        let (code, out, err, _) = s.mirror(&[]);
+        assert_eq!(code, 0, "{out}\n{err}");
+        assert_eq!(s.target_digest(), Some(s.upstream_digest()));
+    }
+
+    #[test]
+    fn pushes_go_blobs_then_children_then_tag_and_a_second_run_puts_nothing() {
+        let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(s) = setup("order") else { return };
+        let (code, out, err, _) = s.mirror(&[]);
+        assert_eq!(code, 0, "{out}\n{err}");
+        let log = s.dst.log();
+        let last = |p: &dyn Fn(&str) -> bool| log.iter().rposition(|l| p(l));
+        let first = |p: &dyn Fn(&str) -> bool| log.iter().position(|l| p(l));
+        let blob_put = |l: &str| l.starts_with("PUT ") && l.contains("/blobs/uploads/");
+        let child_put = |l: &str| l.starts_with("PUT ") && l.contains("/manifests/sha256:");
+        let tag_put = |l: &str| l.starts_with("PUT ") && l.ends_with("/manifests/3.15");
+        assert!(
+            first(&blob_put).is_some() && first(&child_put).is_some() && first(&tag_put).is_some(),
+            "{log:?}"
+        );
+        // Per child: its blobs, then the child; the tag last of all.
+        assert!(
+            first(&blob_put) < first(&child_put),
+            "a child manifest before any blob: {log:?}"
+        );
+        assert!(
+            last(&blob_put) < last(&child_put),
+            "a blob after the last child manifest: {log:?}"
+        );
+        let writes: Vec<&String> = log
+            .iter()
+            .filter(|l| l.starts_with("PUT ") || l.starts_with("POST "))
+            .collect();
+        assert!(
+            tag_put(writes.last().unwrap()),
+            "the tag is not the last write: {log:?}"
+        );
+        s.dst.clear();
+        s.src.clear();
+        let (code, out, err, _) = s.mirror(&[]);
+        assert_eq!(code, 0, "{out}\n{err}");
+        let writes: Vec<String> = s
+            .dst
+            .log()
+            .into_iter()
+            .filter(|l| !l.starts_with("HEAD ") && !l.starts_with("GET "))
+            .collect();
+        assert!(writes.is_empty(), "an up-to-date run wrote: {writes:?}");
+        let reads: Vec<String> = s
+            .src
+            .log()
+            .into_iter()
+            .filter(|l| !l.starts_with("HEAD "))
+            .collect();
+        assert!(
+            reads.is_empty(),
+            "an up-to-date run made more than HEAD requests upstream: {reads:?}"
+        );
+    }
+
+    #[test]
+    fn a_connection_reset_mid_download_is_retried() {
+        let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(env) = Env::empty("tcpreset") else {
+            return;
+        };
+        env.write("images.kdl", MIRROR);
+        // TCP mode: the first connection carrying more than 50 KiB from upstream is reset.
+        let src = fault_proxy::tcp_reset_after(&env.registry, 50 * 1024);
+        let up = format!("upstream={}", src.addr);
+        let (code, out, err) = env.mab(&["--var", &up, "mirror"]);
+        assert_eq!(code, 0, "{out}\n{err}");
+        assert!(
+            err.contains("restarting the copy") || err.contains("retrying"),
+            "{err}"
+        );
+        let target = raw(&format!("{}:3.15", env.repo("thirdparty/alpine"))).unwrap();
+        assert_eq!(platforms(&target).len(), 4);
+    }
+}

@@ -5,6 +5,7 @@ mod support;
 mod cli;
 mod e2e;
 mod errors;
+mod fault_proxy;
 mod formats;
 mod schema;
 mod selectors;

@@ -1,0 +1,305 @@
+//! A fault-injecting proxy for the end-to-end tests (tokio), between `mab` and a real
+//! registry. HTTP mode reads each request and response and can answer with a status of
+//! its own, flip a byte, cut a body short, stall, or reset the connection; TCP mode
+//! forwards bytes and can reset a connection after so many bytes. Every request is
+//! logged (`METHOD PATH`), which also proves the order of pushes.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// Answer with this status and headers instead of forwarding.
+    Status(u16, Vec<(String, String)>, String),
+    /// Forward, but flip one byte in the middle of the response body.
+    FlipByte,
+    /// Forward, but send only half the body, then close.
+    Truncate,
+    /// Wait this long before answering.
+    Stall(Duration),
+    /// Close the connection without an answer.
+    Reset,
+}
+
+#[derive(Clone, Debug)]
+pub struct Rule {
+    pub method: &'static str,
+    pub path_contains: String,
+    /// How many matching requests the fault hits; later ones pass.
+    pub times: usize,
+    pub fault: Fault,
+}
+
+#[derive(Default)]
+struct State {
+    rules: Vec<Rule>,
+    log: Vec<String>,
+}
+
+pub struct Proxy {
+    pub addr: String,
+    state: Arc<Mutex<State>>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Proxy {
+    pub fn rule(&self, method: &'static str, path_contains: &str, times: usize, fault: Fault) {
+        self.state.lock().unwrap().rules.push(Rule {
+            method,
+            path_contains: path_contains.to_owned(),
+            times,
+            fault,
+        });
+    }
+
+    pub fn clear(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.rules.clear();
+        s.log.clear();
+    }
+
+    pub fn log(&self) -> Vec<String> {
+        self.state.lock().unwrap().log.clone()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        // Dropping the runtime stops every connection task.
+        let rt = std::mem::replace(
+            &mut self.runtime,
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap(),
+        );
+        rt.shutdown_background();
+    }
+}
+
+/// An HTTP-mode proxy to `upstream` (`host:port`).
+pub fn http(upstream: &str) -> Proxy {
+    start(upstream, false, 0)
+}
+
+/// A TCP-mode proxy that resets the first connection carrying more than `after` bytes
+/// from upstream, once.
+pub fn tcp_reset_after(upstream: &str, after: usize) -> Proxy {
+    start(upstream, true, after)
+}
+
+fn start(upstream: &str, tcp: bool, reset_after: usize) -> Proxy {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let state = Arc::new(Mutex::new(State::default()));
+    let upstream = upstream.to_owned();
+    let shared = state.clone();
+    let resets_left = Arc::new(Mutex::new(if tcp { 1usize } else { 0 }));
+    runtime.spawn(async move {
+        loop {
+            let Ok((client, _)) = listener.accept().await else {
+                return;
+            };
+            let (state, upstream, resets_left) =
+                (shared.clone(), upstream.clone(), resets_left.clone());
+            tokio::spawn(async move {
+                if tcp {
+                    let _ = pipe_tcp(client, &upstream, reset_after, resets_left).await;
+                } else {
+                    let _ = serve_http(client, &upstream, state).await;
+                }
+            });
+        }
+    });
+    Proxy {
+        addr,
+        state,
+        runtime,
+    }
+}
+
+async fn pipe_tcp(
+    mut client: TcpStream,
+    upstream: &str,
+    after: usize,
+    resets_left: Arc<Mutex<usize>>,
+) -> std::io::Result<()> {
+    let mut server = TcpStream::connect(upstream).await?;
+    let (mut cr, mut cw) = client.split();
+    let (mut sr, mut sw) = server.split();
+    let up = tokio::io::copy(&mut cr, &mut sw);
+    let down = async {
+        let mut sent = 0usize;
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = sr.read(&mut buf).await?;
+            if n == 0 {
+                return Ok::<(), std::io::Error>(());
+            }
+            sent += n;
+            let reset = sent > after && {
+                let mut left = resets_left.lock().unwrap();
+                let now = *left > 0;
+                *left = left.saturating_sub(1);
+                now
+            };
+            if reset {
+                // Half the chunk, then a reset.
+                cw.write_all(&buf[..n / 2]).await?;
+                return Err(std::io::Error::other("reset"));
+            }
+            cw.write_all(&buf[..n]).await?;
+        }
+    };
+    tokio::select! {
+        _ = up => {}
+        r = down => {
+            if r.is_err() {
+                let _ = client.set_zero_linger();
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Read one HTTP message head (through the blank line).
+async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Option<Vec<u8>>> {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = buf[..end + 4].to_vec();
+            buf.drain(..end + 4);
+            return Ok(Some(head));
+        }
+        let mut chunk = [0u8; 8192];
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn content_length(head: &str) -> usize {
+    head.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0)
+}
+
+async fn read_body(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    len: usize,
+) -> std::io::Result<Vec<u8>> {
+    while buf.len() < len {
+        let mut chunk = vec![0u8; 64 * 1024];
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let take = len.min(buf.len());
+    Ok(buf.drain(..take).collect())
+}
+
+async fn serve_http(
+    mut client: TcpStream,
+    upstream: &str,
+    state: Arc<Mutex<State>>,
+) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    while let Some(head) = read_head(&mut client, &mut buf).await? {
+        let head_text = String::from_utf8_lossy(&head).into_owned();
+        let mut first = head_text.lines().next().unwrap_or("").split_whitespace();
+        let (method, path) = (
+            first.next().unwrap_or("").to_owned(),
+            first.next().unwrap_or("").to_owned(),
+        );
+        let body = read_body(&mut client, &mut buf, content_length(&head_text)).await?;
+        let fault = {
+            let mut s = state.lock().unwrap();
+            s.log.push(format!("{method} {path}"));
+            let hit = s
+                .rules
+                .iter_mut()
+                .find(|r| r.method == method && path.contains(&r.path_contains) && r.times > 0);
+            hit.map(|r| {
+                r.times -= 1;
+                r.fault.clone()
+            })
+        };
+        if let Some(Fault::Stall(d)) = &fault {
+            tokio::time::sleep(*d).await;
+        }
+        match &fault {
+            Some(Fault::Status(code, headers, body)) => {
+                let mut resp = format!(
+                    "HTTP/1.1 {code} Fault\r\nContent-Length: {}\r\n",
+                    body.len()
+                );
+                for (k, v) in headers {
+                    resp.push_str(&format!("{k}: {v}\r\n"));
+                }
+                resp.push_str("\r\n");
+                resp.push_str(body);
+                client.write_all(resp.as_bytes()).await?;
+                continue;
+            }
+            Some(Fault::Reset) => {
+                let _ = client.set_zero_linger();
+                return Ok(());
+            }
+            _ => {}
+        }
+        // Forward on a connection of its own, closed after the answer.
+        let mut server = TcpStream::connect(upstream).await?;
+        let forwarded = head_text
+            .replacen("\r\n\r\n", "", 1)
+            .lines()
+            .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+            .collect::<Vec<_>>()
+            .join("\r\n")
+            + "\r\nConnection: close\r\n\r\n";
+        server.write_all(forwarded.as_bytes()).await?;
+        server.write_all(&body).await?;
+        let mut sbuf = Vec::new();
+        let Some(rhead) = read_head(&mut server, &mut sbuf).await? else {
+            return Ok(());
+        };
+        let rhead_text = String::from_utf8_lossy(&rhead).into_owned();
+        let rlen = if method == "HEAD" {
+            0
+        } else {
+            content_length(&rhead_text)
+        };
+        let mut rbody = read_body(&mut server, &mut sbuf, rlen).await?;
+        match fault {
+            Some(Fault::FlipByte) if !rbody.is_empty() => {
+                let mid = rbody.len() / 2;
+                rbody[mid] ^= 0x01;
+            }
+            Some(Fault::Truncate) => {
+                client.write_all(&rhead).await?;
+                client.write_all(&rbody[..rbody.len() / 2]).await?;
+                let _ = client.set_zero_linger();
+                return Ok(());
+            }
+            _ => {}
+        }
+        client.write_all(&rhead).await?;
+        client.write_all(&rbody).await?;
+    }
+    Ok(())
+}
