@@ -1173,3 +1173,292 @@ mirror "alpine" from="${upstream}/library/alpine" insecure=#true { tags "3.15"; 
         assert_eq!(platforms(&target).len(), 4);
     }
 }
+
+#[test]
+fn bearer_tokens_are_fetched_with_the_configured_credentials() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = Env::empty("bearer") else {
+        return;
+    };
+    let proxy = crate::fault_proxy::http(&env.registry);
+    let credentials = base64_encode(b"robot:t0ken-secret");
+    proxy.require_bearer(&credentials, "the-bearer-token");
+    env.write(
+        "images.kdl",
+        &format!(
+            "var \"upstream\" \"x\"\nvar \"local_registry\" \"x\"\nprofile \"local\" {{ registry \"{}/{}\" insecure=#true; }}\n\
+             defaults {{ platforms \"linux/amd64\"; }}\nmirror \"alpine\" from=\"${{upstream}}/library/alpine\" insecure=#true {{ tags \"3.15\"; }}\n",
+            proxy.addr, env.ns
+        ),
+    );
+    let config = env.path().join("docker");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(
+        config.join("config.json"),
+        format!(
+            "{{\"auths\": {{\"{}\": {{\"auth\": \"{credentials}\"}}}}}}",
+            proxy.addr
+        ),
+    )
+    .unwrap();
+    let o = env
+        .command(&["mirror"])
+        .env("DOCKER_CONFIG", &config)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        proxy.log().iter().any(|l| l.starts_with("GET /token")),
+        "no token was fetched: {:?}",
+        proxy.log()
+    );
+    for text in [&*stdout, &*stderr] {
+        assert!(
+            !text.contains("t0ken-secret")
+                && !text.contains("the-bearer-token")
+                && !text.contains(&credentials),
+            "{text}"
+        );
+    }
+    assert!(
+        raw(&format!(
+            "{}/{}/thirdparty/alpine:3.15",
+            env.registry, env.ns
+        ))
+        .is_some()
+    );
+}
+
+#[test]
+fn a_connection_reset_mid_upload_restarts_the_upload() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = Env::empty("uploadreset") else {
+        return;
+    };
+    env.write("images.kdl", faults_manifest());
+    // The source is read directly; the target is behind a TCP proxy that resets the first
+    // connection sending it more than 200 KiB (inside the ~1 MiB busybox layer upload).
+    let dst = crate::fault_proxy::tcp_reset_upload_after(&env.registry, 200 * 1024);
+    let local = format!("local_registry={}/{}", dst.addr, env.ns);
+    let (code, out, err) = env.mab(&["--var", &local, "mirror"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        err.contains("restarting the copy") || err.contains("retrying"),
+        "{err}"
+    );
+    let target = raw(&format!(
+        "{}/{}/platform/thirdparty/alpine:3.15",
+        env.registry, env.ns
+    ))
+    .unwrap();
+    assert_eq!(platforms(&target).len(), 4);
+}
+
+fn faults_manifest() -> &'static str {
+    r#"var "upstream" "x"
+var "local_registry" "x"
+profile "local" { registry "${local_registry}/platform" insecure=#true; backend "buildah"; }
+defaults { platforms "linux/amd64" "linux/arm64"; }
+mirror "alpine" from="${upstream}/library/alpine" insecure=#true { tags "3.15"; }
+"#
+}
+
+/// A registry of this test's own, on a fixed port and data directory, restartable.
+struct OwnRegistry {
+    child: Option<std::process::Child>,
+    config: PathBuf,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl OwnRegistry {
+    fn start() -> OwnRegistry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}/data\nhttp:\n  addr: {addr}\n",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        let mut r = OwnRegistry {
+            child: None,
+            config,
+            addr,
+            _dir: dir,
+        };
+        r.up();
+        r
+    }
+
+    fn up(&mut self) {
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&self.config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let started = Instant::now();
+        while std::net::TcpStream::connect(&self.addr).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the registry did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for OwnRegistry {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[test]
+fn the_registry_killed_mid_run_then_a_rerun_converges() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = Env::empty("killed") else {
+        return;
+    };
+    env.write("images.kdl", faults_manifest());
+    let mut target = OwnRegistry::start();
+    // Slow the target's uploads down so the kill lands mid-run.
+    let proxy = crate::fault_proxy::http(&target.addr);
+    proxy.rule(
+        "PUT",
+        "/blobs/uploads/",
+        100,
+        crate::fault_proxy::Fault::Stall(Duration::from_millis(400)),
+    );
+    let local = format!("local_registry={}/{}", proxy.addr, env.ns);
+    let mut run = env
+        .command(&["--var", &local, "mirror"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !proxy
+        .log()
+        .iter()
+        .any(|l| l.starts_with("PUT ") && l.contains("/blobs/uploads/"))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no upload started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    target.kill();
+    let first = run.wait().unwrap();
+    assert_eq!(
+        first.code(),
+        Some(1),
+        "the first run cannot finish without its registry"
+    );
+    target.up();
+    proxy.clear();
+    let (code, out, err) = env.mab(&["--var", &local, "mirror"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let copied = raw(&format!(
+        "{}/{}/platform/thirdparty/alpine:3.15",
+        target.addr, env.ns
+    ))
+    .expect("converged");
+    let upstream = raw(&format!("{}/library/alpine:3.15", env.registry)).unwrap();
+    assert_eq!(copied, upstream);
+}
+
+#[test]
+fn docker_media_types_and_single_platform_images_mirror_byte_for_byte() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = Env::empty("mediatypes") else {
+        return;
+    };
+    let upstream = format!("{}/{}-up", env.registry, env.ns);
+    // A Docker manifest list (v2s2 children), and a single-platform Docker image.
+    for (args, tag) in [
+        (vec!["--all", "--format", "v2s2"], "list"),
+        (
+            vec!["--override-arch", "arm64", "--format", "v2s2"],
+            "single",
+        ),
+    ] {
+        let o = Command::new("skopeo")
+            .arg("copy")
+            .args(&args)
+            .args(["--src-tls-verify=false", "--dest-tls-verify=false"])
+            .arg(format!("docker://{}/library/alpine:3.15", env.registry))
+            .arg(format!("docker://{upstream}/library/alpine:{tag}"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    env.write(
+        "images.kdl",
+        r#"var "upstream" "x"
+var "local_registry" "x"
+profile "local" { registry "${local_registry}/platform" insecure=#true; }
+defaults { platforms "linux/amd64"; }
+mirror "alpine" from="${upstream}/library/alpine" insecure=#true { tags "list" "single"; }
+mirror "filtered" from="${upstream}/library/alpine" insecure=#true { tags "list"; platforms "linux/arm64" "linux/s390x"; }
+"#,
+    );
+    let up = format!("upstream={upstream}");
+    let (code, out, err) = env.mab(&["--var", &up, "mirror"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let digest = |reference: String| {
+        let o = Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!("docker://{reference}"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{reference}");
+        (
+            mab::registry::digest_of(&o.stdout),
+            serde_json::from_slice::<Value>(&o.stdout).unwrap(),
+        )
+    };
+    for tag in ["list", "single"] {
+        let (want, source) = digest(format!("{upstream}/library/alpine:{tag}"));
+        let (got, _) = digest(format!("{}:{tag}", env.repo("thirdparty/alpine")));
+        assert_eq!(got, want, "{tag} is not byte-identical");
+        let expected = if tag == "list" {
+            registry_docker_list()
+        } else {
+            "application/vnd.docker.distribution.manifest.v2+json"
+        };
+        assert_eq!(source["mediaType"], expected);
+    }
+    // A platform filter on a Docker list keeps the Docker type, with exactly those children.
+    let (_, filtered) = digest(format!("{}:list", env.repo("thirdparty/filtered")));
+    assert_eq!(filtered["mediaType"], registry_docker_list());
+    let want: BTreeSet<String> = ["linux/arm64", "linux/s390x"].map(String::from).into();
+    assert_eq!(platforms(&filtered), want);
+}
+
+fn registry_docker_list() -> &'static str {
+    mab::registry::DOCKER_LIST
+}

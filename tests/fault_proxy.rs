@@ -37,6 +37,8 @@ pub struct Rule {
 struct State {
     rules: Vec<Rule>,
     log: Vec<String>,
+    /// Bearer mode: (basic credentials `user:password` base64, token) the proxy demands.
+    bearer: Option<(String, String)>,
 }
 
 pub struct Proxy {
@@ -64,6 +66,12 @@ impl Proxy {
     pub fn log(&self) -> Vec<String> {
         self.state.lock().unwrap().log.clone()
     }
+
+    /// Put the registry behind bearer-token auth: every request needs `Bearer TOKEN`; the
+    /// token is served at `/token` to a client presenting basic `credentials` (base64).
+    pub fn require_bearer(&self, credentials: &str, token: &str) {
+        self.state.lock().unwrap().bearer = Some((credentials.to_owned(), token.to_owned()));
+    }
 }
 
 impl Drop for Proxy {
@@ -81,16 +89,22 @@ impl Drop for Proxy {
 
 /// An HTTP-mode proxy to `upstream` (`host:port`).
 pub fn http(upstream: &str) -> Proxy {
-    start(upstream, false, 0)
+    start(upstream, false, 0, false)
 }
 
 /// A TCP-mode proxy that resets the first connection carrying more than `after` bytes
-/// from upstream, once.
+/// from upstream (a download), once.
 pub fn tcp_reset_after(upstream: &str, after: usize) -> Proxy {
-    start(upstream, true, after)
+    start(upstream, true, after, false)
 }
 
-fn start(upstream: &str, tcp: bool, reset_after: usize) -> Proxy {
+/// A TCP-mode proxy that resets the first connection carrying more than `after` bytes
+/// to upstream (an upload), once.
+pub fn tcp_reset_upload_after(upstream: &str, after: usize) -> Proxy {
+    start(upstream, true, after, true)
+}
+
+fn start(upstream: &str, tcp: bool, reset_after: usize, upload: bool) -> Proxy {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -111,7 +125,7 @@ fn start(upstream: &str, tcp: bool, reset_after: usize) -> Proxy {
                 (shared.clone(), upstream.clone(), resets_left.clone());
             tokio::spawn(async move {
                 if tcp {
-                    let _ = pipe_tcp(client, &upstream, reset_after, resets_left).await;
+                    let _ = pipe_tcp(client, &upstream, reset_after, upload, resets_left).await;
                 } else {
                     let _ = serve_http(client, &upstream, state).await;
                 }
@@ -129,17 +143,29 @@ async fn pipe_tcp(
     mut client: TcpStream,
     upstream: &str,
     after: usize,
+    upload: bool,
     resets_left: Arc<Mutex<usize>>,
 ) -> std::io::Result<()> {
     let mut server = TcpStream::connect(upstream).await?;
     let (mut cr, mut cw) = client.split();
     let (mut sr, mut sw) = server.split();
-    let up = tokio::io::copy(&mut cr, &mut sw);
-    let down = async {
+    // The faulty direction is copied by hand, counting bytes; the other plainly.
+    let (from, to, plain_from, plain_to): (
+        &mut (dyn tokio::io::AsyncRead + Unpin + Send),
+        &mut (dyn tokio::io::AsyncWrite + Unpin + Send),
+        &mut (dyn tokio::io::AsyncRead + Unpin + Send),
+        &mut (dyn tokio::io::AsyncWrite + Unpin + Send),
+    ) = if upload {
+        (&mut cr, &mut sw, &mut sr, &mut cw)
+    } else {
+        (&mut sr, &mut cw, &mut cr, &mut sw)
+    };
+    let plain = tokio::io::copy(plain_from, plain_to);
+    let faulty = async {
         let mut sent = 0usize;
         let mut buf = vec![0u8; 16 * 1024];
         loop {
-            let n = sr.read(&mut buf).await?;
+            let n = from.read(&mut buf).await?;
             if n == 0 {
                 return Ok::<(), std::io::Error>(());
             }
@@ -152,19 +178,19 @@ async fn pipe_tcp(
             };
             if reset {
                 // Half the chunk, then a reset.
-                cw.write_all(&buf[..n / 2]).await?;
+                to.write_all(&buf[..n / 2]).await?;
                 return Err(std::io::Error::other("reset"));
             }
-            cw.write_all(&buf[..n]).await?;
+            to.write_all(&buf[..n]).await?;
         }
     };
-    tokio::select! {
-        _ = up => {}
-        r = down => {
-            if r.is_err() {
-                let _ = client.set_zero_linger();
-            }
-        }
+    let broken = tokio::select! {
+        _ = plain => false,
+        r = faulty => r.is_err(),
+    };
+    if broken {
+        let _ = client.set_zero_linger();
+        let _ = server.set_zero_linger();
     }
     Ok(())
 }
@@ -228,6 +254,47 @@ async fn serve_http(
             first.next().unwrap_or("").to_owned(),
         );
         let body = read_body(&mut client, &mut buf, content_length(&head_text)).await?;
+        let auth_header = head_text
+            .lines()
+            .find_map(|l| {
+                l.split_once(':')
+                    .filter(|(k, _)| k.trim().eq_ignore_ascii_case("authorization"))
+                    .map(|(_, v)| v.trim().to_owned())
+            })
+            .unwrap_or_default();
+        let bearer = state.lock().unwrap().bearer.clone();
+        if let Some((credentials, token)) = bearer {
+            state.lock().unwrap().log.push(format!("{method} {path}"));
+            let answer = if path.starts_with("/token") {
+                if auth_header == format!("Basic {credentials}") {
+                    let body = format!("{{\"token\": \"{token}\"}}");
+                    Some(format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    ))
+                } else {
+                    Some("HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n".to_owned())
+                }
+            } else if auth_header != format!("Bearer {token}") {
+                let host = head_text
+                    .lines()
+                    .find_map(|l| {
+                        l.split_once(':')
+                            .filter(|(k, _)| k.trim().eq_ignore_ascii_case("host"))
+                            .map(|(_, v)| v.trim().to_owned())
+                    })
+                    .unwrap_or_default();
+                Some(format!(
+                    "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://{host}/token\",service=\"fault-proxy\"\r\nContent-Length: 0\r\n\r\n"
+                ))
+            } else {
+                None
+            };
+            if let Some(a) = answer {
+                client.write_all(a.as_bytes()).await?;
+                continue;
+            }
+        }
         let fault = {
             let mut s = state.lock().unwrap();
             s.log.push(format!("{method} {path}"));

@@ -540,6 +540,15 @@ async fn mirror(node: &Node, ctx: &Context, log: &mut tokio::fs::File) -> Done {
                 .registry
                 .manifest(&format!("{source}@{}", child.digest))
                 .await?;
+            // The digest was checked on the way in; the size must match the index entry too.
+            if m.bytes.len() as u64 != child.size {
+                return Ok(Done::failed(format!(
+                    "{source}@{} is {} bytes, its index entry says {}",
+                    child.digest,
+                    m.bytes.len(),
+                    child.size
+                )));
+            }
             ctx.registry
                 .copy_image(&source, &node.reference, &m)
                 .await?;
