@@ -75,6 +75,14 @@ pub enum Command {
     },
     /// Print a shell completion script
     Completions { shell: clap_complete::Shell },
+    /// Print the content hash of a build context as a build sees it (honouring .dockerignore)
+    HashContext {
+        /// The context directory
+        dir: std::path::PathBuf,
+        /// The Dockerfile (default: DIR/Dockerfile)
+        #[arg(long)]
+        dockerfile: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, clap::Args)]

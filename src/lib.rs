@@ -5,6 +5,7 @@ pub mod cli;
 pub mod diag;
 pub mod exec;
 pub mod exit_code;
+pub mod hash;
 pub mod info;
 pub mod lock;
 pub mod manifest;
@@ -56,6 +57,20 @@ where
 
 /// Run one command, writing its output to `out`; or the diagnostics that make it fail.
 fn execute(cli: &Cli, out: &mut dyn Write) -> Result<i32, Diagnostics> {
+    if let Command::HashContext { dir, dockerfile } = &cli.command {
+        let dockerfile = dockerfile.clone().unwrap_or_else(|| dir.join("Dockerfile"));
+        let h = hash::hash_context(dir, &dockerfile).map_err(|e| {
+            Diagnostics::from(diag::Diag::plain(format!(
+                "cannot hash {}: {e}",
+                dir.display()
+            )))
+        })?;
+        emit(
+            out,
+            &format!("{}  {} files, {} bytes\n", h.digest, h.files, h.bytes),
+        );
+        return Ok(exit_code::SUCCESS);
+    }
     if let Command::Completions { shell } = &cli.command {
         clap_complete::generate(*shell, &mut Cli::command(), "mab", out);
         return Ok(exit_code::SUCCESS);
@@ -153,7 +168,7 @@ fn execute(cli: &Cli, out: &mut dyn Write) -> Result<i32, Diagnostics> {
             );
             Ok(exit_code::SUCCESS)
         }
-        Command::Completions { .. } => Ok(exit_code::SUCCESS),
+        Command::Completions { .. } | Command::HashContext { .. } => Ok(exit_code::SUCCESS),
     }
 }
 

@@ -1,0 +1,293 @@
+//! Content hashes of build contexts: what a build can see, honouring `.dockerignore`.
+//!
+//! The walk (walkdir) never follows a link: a symbolic link counts as its target's text,
+//! so nothing outside the context is read. Files are hashed in parallel (rayon), each
+//! streamed in 1 MiB pieces with BLAKE3. The context hash covers each file's relative
+//! path, kind, executable bit and content hash, in path order, so it is the same on every
+//! machine and changes exactly when the build could see a change.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use globset::{GlobBuilder, GlobMatcher};
+use rayon::prelude::*;
+use walkdir::WalkDir;
+
+/// The rules of one `.dockerignore`: patterns in order, the last match deciding.
+#[derive(Debug, Default)]
+pub struct DockerIgnore {
+    rules: Vec<(GlobMatcher, bool)>,
+}
+
+impl DockerIgnore {
+    /// Parse `.dockerignore` text: `#` comments, `!` exceptions, `**`, leading `/` dropped.
+    pub fn parse(text: &str) -> DockerIgnore {
+        let mut rules = Vec::new();
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (include, pattern) = match line.strip_prefix('!') {
+                Some(p) => (true, p.trim()),
+                None => (false, line),
+            };
+            let pattern = clean(pattern);
+            if pattern.is_empty() {
+                continue;
+            }
+            // `*` stays within one path segment, as in Go's filepath.Match.
+            if let Ok(glob) = GlobBuilder::new(&pattern).literal_separator(true).build() {
+                rules.push((glob.compile_matcher(), include));
+            }
+        }
+        DockerIgnore { rules }
+    }
+
+    pub fn read(context: &Path) -> io::Result<DockerIgnore> {
+        match std::fs::read_to_string(context.join(".dockerignore")) {
+            Ok(text) => Ok(DockerIgnore::parse(&text)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(DockerIgnore::default()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether `rel` (a `/`-separated path inside the context) is left out of the build:
+    /// a pattern matches the path or one of its parent directories; the last match wins.
+    pub fn excluded(&self, rel: &str) -> bool {
+        let mut excluded = false;
+        for (glob, include) in &self.rules {
+            let hit = glob.is_match(rel) || parents(rel).any(|p| glob.is_match(p));
+            if hit {
+                excluded = !include;
+            }
+        }
+        excluded
+    }
+
+    fn has_exceptions(&self) -> bool {
+        self.rules.iter().any(|(_, include)| *include)
+    }
+}
+
+/// `a/b/c` → `a`, `a/b`.
+fn parents(rel: &str) -> impl Iterator<Item = &str> {
+    rel.match_indices('/').map(move |(i, _)| &rel[..i])
+}
+
+/// Go's `filepath.Clean`, as far as patterns need it, without a leading `/`.
+fn clean(pattern: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in pattern.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    parts.join("/")
+}
+
+/// The hash of a context and what went into it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContextHash {
+    /// `blake3:<hex>`.
+    pub digest: String,
+    pub files: usize,
+    pub bytes: u64,
+}
+
+enum Kind {
+    File { executable: bool },
+    Link(PathBuf),
+}
+
+struct Entry {
+    rel: String,
+    path: PathBuf,
+    kind: Kind,
+    len: u64,
+}
+
+thread_local! {
+    /// One read buffer per hashing thread, not one per file.
+    static BUFFER: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 256 * 1024]);
+}
+
+/// Hash a file's content, streamed through the thread's buffer.
+fn hash_file(path: &Path) -> io::Result<blake3::Hash> {
+    let mut hasher = blake3::Hasher::new();
+    let mut file = File::open(path)?;
+    BUFFER.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        Ok::<(), io::Error>(())
+    })?;
+    Ok(hasher.finalize())
+}
+
+/// Hash what a build of `context` can see, plus `dockerfile` (which may lie elsewhere
+/// or be ignored by the context, and is read all the same).
+pub fn hash_context(context: &Path, dockerfile: &Path) -> io::Result<ContextHash> {
+    let ignore = DockerIgnore::read(context)?;
+    let prune = !ignore.has_exceptions();
+    let mut entries = Vec::new();
+    let walk = WalkDir::new(context)
+        .follow_links(false)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| {
+            let Ok(rel) = e.path().strip_prefix(context) else {
+                return true;
+            };
+            let rel = rel.to_string_lossy();
+            // A directory left out whole is not walked, unless an exception may re-include part of it.
+            rel.is_empty() || !(prune && e.file_type().is_dir() && ignore.excluded(&rel))
+        });
+    for e in walk {
+        let e = e.map_err(io::Error::other)?;
+        let rel = e
+            .path()
+            .strip_prefix(context)
+            .map_err(io::Error::other)?
+            .to_string_lossy()
+            .replace('\\', "/");
+        if rel.is_empty() || e.file_type().is_dir() || ignore.excluded(&rel) {
+            continue;
+        }
+        let meta = e.metadata().map_err(io::Error::other)?;
+        let kind = if e.file_type().is_symlink() {
+            Kind::Link(std::fs::read_link(e.path())?)
+        } else if e.file_type().is_file() {
+            use std::os::unix::fs::PermissionsExt;
+            Kind::File {
+                executable: meta.permissions().mode() & 0o111 != 0,
+            }
+        } else {
+            // Sockets, fifos, devices: a build cannot copy them.
+            continue;
+        };
+        entries.push(Entry {
+            rel,
+            path: e.path().to_path_buf(),
+            kind,
+            len: meta.len(),
+        });
+    }
+    let hashes: Vec<io::Result<blake3::Hash>> = entries
+        .par_iter()
+        .map(|e| match &e.kind {
+            Kind::File { .. } => hash_file(&e.path),
+            Kind::Link(target) => Ok(blake3::hash(target.to_string_lossy().as_bytes())),
+        })
+        .collect();
+    let mut total = blake3::Hasher::new();
+    total.update(b"mab context v1\n");
+    total.update(hash_file(dockerfile)?.as_bytes());
+    let mut bytes = 0;
+    for (e, h) in entries.iter().zip(hashes) {
+        let h = h?;
+        let kind = match &e.kind {
+            Kind::File { executable: true } => "x",
+            Kind::File { executable: false } => "f",
+            Kind::Link(_) => "l",
+        };
+        total.update(e.rel.as_bytes());
+        total.update(b"\0");
+        total.update(kind.as_bytes());
+        total.update(h.as_bytes());
+        bytes += e.len;
+    }
+    Ok(ContextHash {
+        digest: format!("blake3:{}", total.finalize().to_hex()),
+        files: entries.len(),
+        bytes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dockerignore_semantics() {
+        let ig = DockerIgnore::parse(
+            "# comment\n/node_modules\n*.log\n**/*.tmp\nbuild\n!build/keep.txt\ndocs/*.md\n",
+        );
+        assert!(ig.excluded("node_modules/a/b.js"));
+        assert!(ig.excluded("x.log"));
+        assert!(!ig.excluded("sub/x.log"), "`*` does not cross `/`");
+        assert!(ig.excluded("a/b/c.tmp"));
+        assert!(ig.excluded("build/out.o"));
+        assert!(!ig.excluded("build/keep.txt"), "exceptions re-include");
+        assert!(ig.excluded("docs/a.md"));
+        assert!(!ig.excluded("docs/sub/a.md"));
+        assert!(!ig.excluded("src/main.rs"));
+    }
+
+    fn write(dir: &Path, rel: &str, text: &str) {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    #[test]
+    fn the_hash_changes_exactly_when_the_build_could_see_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = dir.path();
+        write(ctx, "Dockerfile", "FROM scratch\nCOPY . /\n");
+        write(ctx, ".dockerignore", "ignored/\n*.log\n");
+        write(ctx, "src/a.txt", "a");
+        write(ctx, "ignored/big.bin", "x");
+        write(ctx, "run.log", "1");
+        let df = ctx.join("Dockerfile");
+        let first = hash_context(ctx, &df).unwrap();
+        assert_eq!(first, hash_context(ctx, &df).unwrap(), "deterministic");
+        assert_eq!(first.files, 3, "Dockerfile, .dockerignore, src/a.txt");
+        // Ignored files do not count.
+        write(ctx, "ignored/big.bin", "y");
+        write(ctx, "run.log", "2");
+        assert_eq!(hash_context(ctx, &df).unwrap(), first);
+        // A visible file does.
+        write(ctx, "src/a.txt", "b");
+        let second = hash_context(ctx, &df).unwrap();
+        assert_ne!(second, first);
+        // So does the executable bit, and a rename.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            ctx.join("src/a.txt"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        let third = hash_context(ctx, &df).unwrap();
+        assert_ne!(third, second);
+        std::fs::rename(ctx.join("src/a.txt"), ctx.join("src/b.txt")).unwrap();
+        assert_ne!(hash_context(ctx, &df).unwrap(), third);
+    }
+
+    #[test]
+    fn links_are_never_followed_out_of_the_context() {
+        let outside = tempfile::tempdir().unwrap();
+        write(outside.path(), "secret.txt", "s1");
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = dir.path();
+        write(ctx, "Dockerfile", "FROM scratch\n");
+        std::os::unix::fs::symlink(outside.path().join("secret.txt"), ctx.join("link")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), ctx.join("dirlink")).unwrap();
+        let df = ctx.join("Dockerfile");
+        let first = hash_context(ctx, &df).unwrap();
+        // What the links point at changes; the context does not.
+        write(outside.path(), "secret.txt", "s2");
+        write(outside.path(), "more.txt", "m");
+        assert_eq!(hash_context(ctx, &df).unwrap(), first);
+    }
+}
