@@ -139,6 +139,10 @@ pub struct BuildArgs {
     #[arg(long)]
     pub locked: bool,
 
+    /// Build even when the published image has the same input hash
+    #[arg(long)]
+    pub no_reuse: bool,
+
     #[command(flatten)]
     pub run: RunArgs,
 }

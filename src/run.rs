@@ -62,6 +62,7 @@ fn options(cli: &Cli, run: &RunArgs, metadata_dir: Option<PathBuf>) -> exec::Opt
         sleep_backend: std::env::var("MAB_TEST_BACKEND").is_ok_and(|v| v == "sleep"),
         known_digests: HashMap::new(),
         locked: None,
+        reuse: true,
     }
 }
 
@@ -150,6 +151,7 @@ pub fn build(
         return Ok(exit_code::SUCCESS);
     }
     let mut opts = options(cli, &args.run, args.metadata_dir.clone());
+    opts.reuse = !args.no_reuse;
     if args.locked {
         opts.locked = Some(locked_digests(cli, &plan)?);
     }

@@ -43,6 +43,8 @@ pub struct Options {
     pub known_digests: HashMap<String, String>,
     /// `--locked`: mirror node id → the upstream digest `images.lock` pins it to.
     pub locked: Option<HashMap<String, String>>,
+    /// Reuse a published image whose input hash matches (off with `--no-reuse`).
+    pub reuse: bool,
 }
 
 /// Shared by every running node.
@@ -57,6 +59,10 @@ pub struct Context {
     /// child manifests, and the distribution registry can report a child it is still
     /// linking for a concurrent writer as unknown.
     pub repositories: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Context hashes by (context, Dockerfile): the platforms of one image share them.
+    pub context_hashes: Mutex<HashMap<(PathBuf, PathBuf), String>>,
+    /// Build nodes whose published image was reused: their tests need not run again.
+    pub reused: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Context {
@@ -172,6 +178,8 @@ pub async fn run(
         reporter,
         cancel: cancel_rx.clone(),
         repositories: Mutex::new(HashMap::new()),
+        context_hashes: Mutex::new(HashMap::new()),
+        reused: Mutex::new(std::collections::HashSet::new()),
     });
     let mut running: JoinSet<NodeResult> = JoinSet::new();
     let mut stopping = false;
@@ -204,7 +212,7 @@ pub async fn run(
                 };
                 let Some(&i) = index.get(result.id.as_str()) else { continue };
                 ctx.reporter.finished(&result);
-                let ok = matches!(result.status, Status::Ok | Status::Current);
+                let ok = result.status.succeeded();
                 if ok {
                     for &d in &dependents[i] {
                         remaining[d] -= 1;

@@ -106,11 +106,11 @@ pub async fn run(node: &Node, ctx: &Context) -> NodeResult {
         done.reason = Some("interrupted".to_owned());
     }
     if let Some(d) = &done.digest
-        && matches!(done.status, Status::Ok | Status::Current)
+        && done.status.succeeded()
     {
         ctx.set_digest(&node.id, d.clone());
     }
-    if done.status == Status::Ok
+    if done.status.succeeded()
         && node.kind == Kind::Build
         && let (Some(dir), Some(d)) = (&ctx.options.metadata_dir, &done.digest)
         && let Err(e) = write_metadata(dir, node, d)
@@ -241,7 +241,161 @@ async fn read_buildx_metadata(path: &std::path::Path) -> Result<String, String> 
 }
 
 /// Builds and tests: the node's commands as child processes.
+/// The label that carries a build's input hash on the image it pushes.
+pub const INPUT_LABEL: &str = "io.mab.input-hash";
+
+/// The hash of everything a build of `node` depends on: the context as the build sees it
+/// (with the Dockerfile), target, platform, backend, build args with every base resolved to
+/// the digest it is pinned to, and labels. Same inputs, same hash, on any machine.
+async fn input_hash(node: &Node, ctx: &Context) -> Result<String, String> {
+    let dir = &ctx.options.workdir;
+    let context = dir.join(node.context.as_deref().unwrap_or("."));
+    let dockerfile = dir.join(node.dockerfile.as_deref().unwrap_or("Dockerfile"));
+    let key = (context.clone(), dockerfile.clone());
+    let cached = ctx
+        .context_hashes
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&key)
+        .cloned();
+    let context_hash = match cached {
+        Some(h) => h,
+        None => {
+            let h = tokio::task::spawn_blocking(move || {
+                crate::hash::hash_context(&context, &dockerfile)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| {
+                format!(
+                    "cannot hash the context {}: {e}",
+                    node.context.as_deref().unwrap_or(".")
+                )
+            })?
+            .digest;
+            ctx.context_hashes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key, h.clone());
+            h
+        }
+    };
+    let mut h = blake3::Hasher::new();
+    let mut field = |name: &str, value: &str| {
+        h.update(name.as_bytes());
+        h.update(b"=");
+        h.update(value.as_bytes());
+        h.update(b"\n");
+    };
+    field("mab-input", "1");
+    field("context", &context_hash);
+    field("dockerfile", node.dockerfile.as_deref().unwrap_or(""));
+    field("target", node.target.as_deref().unwrap_or(""));
+    field("platform", node.platform.as_deref().unwrap_or(""));
+    field("backend", node.publish.backend.as_str());
+    for (k, a) in &node.args {
+        field(&format!("arg:{k}"), &resolve(a, ctx)?);
+    }
+    for (k, v) in node.labels.iter().filter(|(k, _)| *k != INPUT_LABEL) {
+        field(&format!("label:{k}"), v);
+    }
+    Ok(format!("blake3:{}", h.finalize().to_hex()))
+}
+
+/// The digest of the image published for `node` when it carries `input`, else why not.
+async fn reusable(node: &Node, ctx: &Context, input: &str) -> Result<String, String> {
+    let tag = node
+        .key()
+        .and_then(|k| k.split_once(':'))
+        .map_or("", |k| k.1);
+    let platform = node.platform.as_deref().unwrap_or("");
+    let child = match ctx
+        .registry
+        .published_child(&node.reference, tag, platform)
+        .await
+    {
+        Ok(Some(child)) => child,
+        Ok(None) => {
+            return Err(format!(
+                "nothing is published at {}:{tag} for {platform}",
+                node.reference
+            ));
+        }
+        Err(e) => return Err(format!("cannot read {}:{tag}: {e}", node.reference)),
+    };
+    match ctx.registry.labels(&node.reference, &child).await {
+        Ok(labels) => match labels.get(INPUT_LABEL) {
+            Some(published) if published == input => Ok(child),
+            Some(published) => Err(format!(
+                "inputs changed (published {published}, now {input})"
+            )),
+            None => Err("the published image carries no input hash".to_owned()),
+        },
+        Err(e) => Err(format!(
+            "cannot read the labels of {}@{child}: {e}",
+            node.reference
+        )),
+    }
+}
+
 async fn commands(node: &Node, ctx: &Context, log: &mut tokio::fs::File) -> Done {
+    // A test of an image that was reused, not rebuilt, passed when that image was published.
+    if node.kind == Kind::Test
+        && let Some(build) = node.needs.first()
+        && ctx
+            .reused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(build)
+    {
+        return Done {
+            status: Status::Reused,
+            ..Done::ok(None)
+        };
+    }
+    let mut labelled;
+    let mut node = node;
+    if node.kind == Kind::Build && node.publish.push {
+        let input = match input_hash(node, ctx).await {
+            Ok(h) => h,
+            Err(e) => return Done::failed(e),
+        };
+        let found = if ctx.options.reuse {
+            reusable(node, ctx, &input).await
+        } else {
+            Err("--no-reuse".to_owned())
+        };
+        match found {
+            Ok(digest) => {
+                let _ = log
+                    .write_all(
+                        format!(
+                            "reused {}@{digest}: same input hash {input}\n",
+                            node.reference
+                        )
+                        .as_bytes(),
+                    )
+                    .await;
+                ctx.reporter
+                    .line(&node.id, &format!("reused {digest} (input hash unchanged)"));
+                ctx.reused
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(node.id.clone());
+                return Done {
+                    status: Status::Reused,
+                    ..Done::ok(Some(digest))
+                };
+            }
+            Err(why) => {
+                let _ = log.write_all(format!("building: {why}\n").as_bytes()).await;
+                ctx.reporter.line(&node.id, &format!("building: {why}"));
+            }
+        }
+        labelled = node.clone();
+        labelled.labels.insert(INPUT_LABEL.to_owned(), input);
+        node = &labelled;
+    }
     let steps = command::for_node(node);
     let dir = &ctx.options.workdir;
     for sub in [".mab/digests", ".mab/metadata", ".mab/oci"] {
@@ -417,9 +571,19 @@ async fn publish_index(
 ) -> Done {
     let bytes = index_bytes(media_type, children);
     let digest = registry::digest_of(&bytes);
+    let mut pushed = false;
     for tag in &node.tags {
         if ctx.cancelled() {
             return Done::cancelled("interrupted before publishing");
+        }
+        // A tag that already holds this very index needs no write.
+        if let Ok(Some(current)) = ctx
+            .registry
+            .digest(&format!("{}:{tag}", node.reference))
+            .await
+            && current == digest
+        {
+            continue;
         }
         let _ = log
             .write_all(format!("PUT {}:{tag} -> {digest}\n", node.reference).as_bytes())
@@ -431,10 +595,14 @@ async fn publish_index(
         {
             return Done::failed(e.to_string());
         }
+        pushed = true;
         ctx.reporter.line(
             &node.id,
             &format!("tagged {}:{tag} ({digest})", node.reference),
         );
+    }
+    if !pushed {
+        return Done::current(digest);
     }
     Done::ok(Some(digest))
 }
@@ -567,7 +735,7 @@ async fn mirror(node: &Node, ctx: &Context, log: &mut tokio::fs::File) -> Done {
     }
     .await;
     match result {
-        Ok(done) if matches!(done.status, Status::Ok | Status::Current) => Done {
+        Ok(done) if done.status.succeeded() => Done {
             source_digest: Some(upstream_digest),
             ..done
         },

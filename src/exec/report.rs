@@ -15,8 +15,10 @@ use serde::Serialize;
 pub enum Status {
     /// Ran and succeeded.
     Ok,
-    /// Nothing to do: a mirror already up to date.
+    /// Nothing to do: a mirror or merge already up to date.
     Current,
+    /// Not built: an image with the same input hash is already published for this node.
+    Reused,
     Failed,
     /// Not run because a node it needs failed or was not run.
     Skipped,
@@ -28,10 +30,16 @@ pub enum Status {
 }
 
 impl Status {
+    /// Whether dependents may run.
+    pub fn succeeded(self) -> bool {
+        matches!(self, Status::Ok | Status::Current | Status::Reused)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Ok => "ok",
             Status::Current => "up-to-date",
+            Status::Reused => "reused",
             Status::Failed => "FAILED",
             Status::Skipped => "skipped",
             Status::Cancelled => "cancelled",
@@ -258,9 +266,10 @@ pub fn summary_table(report: &RunReport) -> String {
     let count = |s: Status| report.nodes.iter().filter(|n| n.status == s).count();
     let _ = writeln!(
         out,
-        "\n{}: {} ok, {} up to date, {} failed, {} skipped, {} cancelled, {} not run in {}",
+        "\n{}: {} ok, {} reused, {} up to date, {} failed, {} skipped, {} cancelled, {} not run in {}",
         report.result,
         count(Status::Ok),
+        count(Status::Reused),
         count(Status::Current),
         count(Status::Failed),
         count(Status::Skipped),

@@ -569,6 +569,89 @@ impl Registry {
         Ok(())
     }
 
+    /// The child for `platform` of the index at `repository:tag`, if that tag exists and is an index.
+    pub async fn published_child(
+        &self,
+        repository: &str,
+        tag: &str,
+        platform: &str,
+    ) -> Result<Option<String>> {
+        let reference = format!("{repository}:{tag}");
+        if self.digest(&reference).await?.is_none() {
+            return Ok(None);
+        }
+        let index = self.manifest(&reference).await?;
+        if !index.is_index() {
+            return Ok(None);
+        }
+        let children: Vec<Descriptor> =
+            serde_json::from_value(index.json()?.get("manifests").cloned().unwrap_or_default())
+                .map_err(|e| err(&format!("reading index {reference}"), e))?;
+        Ok(children
+            .into_iter()
+            .find(|c| c.platform.as_ref().is_some_and(|p| p.display() == platform))
+            .map(|c| c.digest))
+    }
+
+    /// The labels of the image at `repository@digest` (from its config blob).
+    pub async fn labels(
+        &self,
+        repository: &str,
+        digest: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>> {
+        let manifest = self.manifest(&format!("{repository}@{digest}")).await?;
+        let Some(config) = manifest
+            .json()?
+            .pointer("/config/digest")
+            .and_then(|d| d.as_str())
+            .map(str::to_owned)
+        else {
+            return Ok(Default::default());
+        };
+        let r = Ref::parse(&format!("{repository}@{config}"))?;
+        let _slot = self.slot(&r.host).await;
+        let resp = self
+            .http
+            .send(
+                reqwest::Method::GET,
+                &r.host,
+                &format!("/v2/{}/blobs/{config}", r.repository),
+                reqwest::header::HeaderMap::new(),
+                None,
+                &r.pull(),
+            )
+            .await
+            .map_err(Self::http_err)?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| err("reading an image config", e))?;
+        if !status.is_success() {
+            return Err(status_error(
+                &format!("reading the config of {repository}@{digest}"),
+                status,
+                "",
+            ));
+        }
+        if digest_of(&bytes) != config {
+            return Err(RegistryError(format!(
+                "the config of {repository}@{digest} does not match its digest"
+            )));
+        }
+        let json: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| err("reading an image config", e))?;
+        Ok(json
+            .pointer("/config/Labels")
+            .and_then(|l| l.as_object())
+            .map(|o| {
+                o.iter()
+                    .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     /// The descriptor of the image manifest at `repository@digest`, for an index entry.
     pub async fn descriptor(
         &self,
