@@ -143,6 +143,14 @@ pub struct BuildArgs {
     #[arg(long)]
     pub no_reuse: bool,
 
+    /// Run exactly this node (repeatable), with its test; what it needs is read from the registry
+    #[arg(long = "node", value_name = "ID")]
+    pub nodes: Vec<String>,
+
+    /// Run exactly the nodes listed in FILE (one id a line, or `github-matrix` JSON)
+    #[arg(long, value_name = "FILE")]
+    pub nodes_file: Option<std::path::PathBuf>,
+
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -198,6 +206,8 @@ pub enum PlanFormat {
     Mermaid,
     Shell,
     Markdown,
+    /// Build jobs per level, for a GitHub Actions matrix
+    GithubMatrix,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

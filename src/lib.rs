@@ -102,6 +102,7 @@ fn execute(cli: &Cli, out: &mut dyn Write) -> Result<i32, Diagnostics> {
                 PlanFormat::Mermaid => emit(out, &render::mermaid::render(&plan)),
                 PlanFormat::Shell => emit(out, &render::shell::render(&plan)),
                 PlanFormat::Markdown => emit(out, &render::markdown::render(&plan)),
+                PlanFormat::GithubMatrix => emit(out, &render::matrix::render(&plan)),
             }
             timer.lap("render");
             // Large plans: freeing every node one by one only delays the exit.

@@ -129,6 +129,20 @@ pub fn build(
         platforms: args.platforms.clone(),
     };
     let mut plan = plan::plan(model, &selection)?;
+    let chosen = chosen_nodes(args)?;
+    if !chosen.is_empty() {
+        let rt = runtime()?;
+        let known = only_nodes(&rt, model, &mut plan, &chosen)?;
+        drop(rt);
+        if args.dry_run {
+            let _ = out.write_all(render::shell::render(&plan).as_bytes());
+            return Ok(exit_code::SUCCESS);
+        }
+        let mut opts = options(cli, &args.run, args.metadata_dir.clone());
+        opts.reuse = !args.no_reuse;
+        opts.known_digests = known;
+        return execute(model, &plan, &args.run, opts, out);
+    }
     if args.metadata_dir.is_some() {
         split(&mut plan, |_| true);
     } else if !args.platforms.is_empty() {
@@ -156,6 +170,102 @@ pub fn build(
         opts.locked = Some(locked_digests(cli, &plan)?);
     }
     execute(model, &plan, &args.run, opts, out)
+}
+
+/// `--node` and `--nodes-file`: the node ids to run.
+fn chosen_nodes(args: &BuildArgs) -> Result<std::collections::BTreeSet<String>, Diagnostics> {
+    let mut ids: std::collections::BTreeSet<String> = args.nodes.iter().cloned().collect();
+    if let Some(path) = &args.nodes_file {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Diagnostics::from(Diag::plain(format!("cannot read {}: {e}", path.display())))
+        })?;
+        match serde_json::from_str::<serde_json::Value>(&text) {
+            // A `github-matrix` document, or any JSON with `"node"` fields.
+            Ok(json) => collect_node_fields(&json, &mut ids),
+            Err(_) => ids.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(str::to_owned),
+            ),
+        }
+    }
+    Ok(ids)
+}
+
+fn collect_node_fields(v: &serde_json::Value, ids: &mut std::collections::BTreeSet<String>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            if let Some(serde_json::Value::String(id)) = map.get("node") {
+                ids.insert(id.clone());
+            }
+            map.values().for_each(|x| collect_node_fields(x, ids));
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|x| collect_node_fields(x, ids)),
+        _ => {}
+    }
+}
+
+/// Keep the chosen nodes (a build brings its test); the digests of what they need outside
+/// the run are read from the registry, where earlier levels published them.
+fn only_nodes(
+    rt: &tokio::runtime::Runtime,
+    model: &Model,
+    plan: &mut Plan,
+    chosen: &std::collections::BTreeSet<String>,
+) -> Result<HashMap<String, String>, Diagnostics> {
+    let mut diags = Diagnostics::new();
+    for id in chosen {
+        if !plan.nodes.iter().any(|n| &n.id == id) {
+            diags.push(Diag::plain(format!("no node `{id}` in the plan")).help_opt(
+                crate::suggest::did_you_mean(id, plan.nodes.iter().map(|n| n.id.as_str())),
+            ));
+        }
+    }
+    if diags.has_errors() {
+        return Err(diags);
+    }
+    let full = plan.nodes.clone();
+    plan.nodes.retain(|n| {
+        chosen.contains(&n.id)
+            || (n.kind == Kind::Test && n.needs.first().is_some_and(|b| chosen.contains(b)))
+    });
+    let inside: std::collections::HashSet<String> =
+        plan.nodes.iter().map(|n| n.id.clone()).collect();
+    let reg = registry(model);
+    let mut known = HashMap::new();
+    for need in plan
+        .nodes
+        .iter()
+        .flat_map(|n| &n.needs)
+        .filter(|x| !inside.contains(*x))
+    {
+        if known.contains_key(need) {
+            continue;
+        }
+        let Some(node) = full.iter().find(|n| &n.id == need) else {
+            continue;
+        };
+        let tag = node.tags.first().cloned().unwrap_or_default();
+        let reference = format!("{}:{tag}", node.reference);
+        match rt.block_on(reg.digest(&reference)) {
+            Ok(Some(d)) => {
+                known.insert(need.clone(), d);
+            }
+            Ok(None) => diags.push(
+                Diag::plain(format!(
+                    "`{need}` is not published: {reference} does not exist"
+                ))
+                .help("run the earlier level (and its `mab merge`) first"),
+            ),
+            Err(e) => diags.push(Diag::plain(e.to_string())),
+        }
+    }
+    if diags.has_errors() {
+        Err(diags)
+    } else {
+        Ok(known)
+    }
 }
 
 /// Split builds: the merges `drop` picks are removed; a build that needed one of them

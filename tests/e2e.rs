@@ -1606,3 +1606,54 @@ fn rebuilds_cost_what_changed() {
 fn report_at(env: &Env, name: &str) -> Value {
     report(&env.path().join(name))
 }
+
+#[test]
+fn a_matrix_run_level_by_level_publishes_what_one_run_would() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = Env::root("matrix") else {
+        return;
+    };
+    let (code, out, err) = env.mab(&["mirror"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, matrix, err) = env.mab(&["plan", "golang-build", "--format", "github-matrix"]);
+    assert_eq!(code, 0, "{err}");
+    let matrix: Value = serde_json::from_str(&matrix).unwrap();
+    for level in matrix["levels"].as_array().unwrap() {
+        let dist = format!("dist-{}", level["level"]);
+        // Each job of the level, as a matrix runner would run it.
+        for job in level["include"].as_array().unwrap() {
+            let id = job["node"].as_str().unwrap();
+            let (code, out, err) = env.mab(&["build", "--node", id, "--metadata-dir", &dist]);
+            assert_eq!(code, 0, "{id}:\n{out}\n{err}");
+        }
+        let (code, out, err) = env.mab(&["merge", "--metadata-dir", &dist]);
+        assert_eq!(code, 0, "merge of level {}:\n{out}\n{err}", level["level"]);
+    }
+    for key in ["runtime:3.15", "golang-build:1.18"] {
+        let index = raw(&env.repo(key)).unwrap_or_else(|| panic!("{key} not published"));
+        assert_eq!(platforms(&index).len(), 2, "{key}");
+    }
+    // A dependent built on a runner read its base from the registry: its layers start with it.
+    let base = raw(&env.repo("runtime:3.15")).unwrap();
+    let dep = raw(&env.repo("golang-build:1.18")).unwrap();
+    let b = raw(&format!(
+        "{}@{}",
+        env.repo("runtime"),
+        child(&base, "arm64")
+    ))
+    .unwrap();
+    let d = raw(&format!(
+        "{}@{}",
+        env.repo("golang-build"),
+        child(&dep, "arm64")
+    ))
+    .unwrap();
+    assert_eq!(layers(&d)[..layers(&b).len()], layers(&b)[..]);
+    // A node whose base is not published yet is refused.
+    let Some(fresh) = Env::root("matrix-early") else {
+        return;
+    };
+    let (code, _, err) = fresh.mab(&["build", "--node", "build:golang-build:1.18@linux/amd64"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is not published"), "{err}");
+}

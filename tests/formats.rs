@@ -192,3 +192,68 @@ image "app" { from "base:1" arg="BASE"; version "2"; }"#,
     assert_eq!(app["args"]["BASE"], "localhost/mab/base:1-arm64");
     assert!(!r.stdout.contains("skopeo"), "nothing is pushed");
 }
+
+#[test]
+fn the_github_matrix_holds_every_build_once_each_level_after_its_bases() {
+    for (name, file) in manifests() {
+        let matrix: serde_json::Value =
+            serde_json::from_str(&ok(&["-f", file, "plan", "--format", "github-matrix"])).unwrap();
+        let plan: serde_json::Value =
+            serde_json::from_str(&ok(&["-f", file, "plan", "--format", "json"])).unwrap();
+        let nodes = plan["nodes"].as_array().unwrap();
+        let mut level_of = std::collections::HashMap::new();
+        for level in matrix["levels"].as_array().unwrap() {
+            for job in level["include"].as_array().unwrap() {
+                let id = job["node"].as_str().unwrap().to_owned();
+                assert!(
+                    level_of
+                        .insert(id.clone(), level["level"].as_u64().unwrap())
+                        .is_none(),
+                    "{name}: {id} twice"
+                );
+            }
+        }
+        let builds: Vec<&serde_json::Value> =
+            nodes.iter().filter(|n| n["kind"] == "build").collect();
+        assert_eq!(
+            level_of.len(),
+            builds.len(),
+            "{name}: every build node once"
+        );
+        let by_id: std::collections::HashMap<&str, &serde_json::Value> = nodes
+            .iter()
+            .map(|n| (n["id"].as_str().unwrap(), n))
+            .collect();
+        for b in builds {
+            let lvl = level_of[b["id"].as_str().unwrap()];
+            for need in b["needs"].as_array().unwrap() {
+                let need = &by_id[need.as_str().unwrap()];
+                if need["kind"] != "merge" {
+                    continue;
+                }
+                for base in need["needs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|x| x.as_str().unwrap().starts_with("build:"))
+                {
+                    assert!(
+                        level_of[base.as_str().unwrap()] < lvl,
+                        "{name}: {} not after {base}",
+                        b["id"]
+                    );
+                }
+            }
+        }
+    }
+    insta::assert_snapshot!(
+        "matrix_split-native-builds",
+        ok(&[
+            "-f",
+            "examples/split-native-builds/images.kdl",
+            "plan",
+            "--format",
+            "github-matrix"
+        ])
+    );
+}

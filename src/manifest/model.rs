@@ -149,6 +149,8 @@ pub struct Builder {
     pub name: String,
     pub platforms: Vec<Platform>,
     pub endpoint: Option<String>,
+    /// CI runner label for matrix jobs of these platforms.
+    pub runs_on: Option<String>,
 }
 
 #[derive(Clone, Debug)]

@@ -565,6 +565,7 @@ impl<'a> Resolver<'a> {
                 name: b.name.value.clone(),
                 platforms,
                 endpoint,
+                runs_on: b.runs_on.as_ref().map(|r| r.value.clone()),
             });
         }
         out

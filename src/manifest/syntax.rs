@@ -100,6 +100,8 @@ pub struct RawBuilder {
     pub span: SourceSpan,
     pub platforms: Vec<Spanned<String>>,
     pub endpoint: Option<Spanned<String>>,
+    /// The CI runner label of this builder (`runs-on` of a GitHub Actions job).
+    pub runs_on: Option<Spanned<String>>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -739,6 +741,7 @@ fn read_builder(node: &KdlNode, diags: &mut Diagnostics) -> Option<RawBuilder> {
         span: head_span(node),
         platforms: Vec::new(),
         endpoint: None,
+        runs_on: None,
     };
     if let Some(children) = node.children() {
         for child in children.nodes() {
@@ -755,7 +758,20 @@ fn read_builder(node: &KdlNode, diags: &mut Diagnostics) -> Option<RawBuilder> {
                         set_once(&mut b.endpoint, e, child, diags);
                     }
                 }
-                other => unknown_node(child, other, &["platforms", "endpoint"], "`builder`", diags),
+                "runs-on" => {
+                    if let Some(r) =
+                        one_string(child, "a CI runner label, e.g. \"ubuntu-24.04-arm\"", diags)
+                    {
+                        set_once(&mut b.runs_on, r, child, diags);
+                    }
+                }
+                other => unknown_node(
+                    child,
+                    other,
+                    &["platforms", "endpoint", "runs-on"],
+                    "`builder`",
+                    diags,
+                ),
             }
         }
     }

@@ -152,6 +152,7 @@ impl Builder<'_> {
                 insecure: p.insecure,
                 push: p.push,
             },
+            runs_on: None,
             seq: 0,
         }
     }
@@ -250,7 +251,9 @@ impl Builder<'_> {
                 }
             }
             let id = build_id(v, &ps.platform);
-            let builder = model.builder_for(&ps.platform).map(|b| b.name.clone());
+            let owner = model.builder_for(&ps.platform);
+            let builder = owner.map(|b| b.name.clone());
+            let runs_on = owner.and_then(|b| b.runs_on.clone());
             merge_needs.push(id.clone());
             let build = Node {
                 platform: Some(ps.platform.to_string()),
@@ -262,6 +265,7 @@ impl Builder<'_> {
                 args,
                 labels: ps.labels.clone(),
                 cache: ps.cache.clone(),
+                runs_on: runs_on.clone(),
                 ..self.of_version(id.clone(), Kind::Build, v)
             };
             self.push(build);

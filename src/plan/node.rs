@@ -74,6 +74,8 @@ pub struct Node {
     pub cache: Option<Cache>,
     pub test: Option<Vec<String>>,
     pub publish: Publish,
+    /// The CI runner label of the builder that owns the platform (matrix output).
+    pub runs_on: Option<String>,
     /// Creation order (manifest order); breaks ties inside a level.
     pub seq: usize,
 }

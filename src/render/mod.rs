@@ -2,6 +2,7 @@
 
 pub mod dot;
 pub mod markdown;
+pub mod matrix;
 pub mod mermaid;
 pub mod shell;
 pub mod text;

@@ -1,0 +1,86 @@
+//! `--format github-matrix`: the build jobs of each level, for GitHub Actions matrices.
+//!
+//! A level holds the builds whose bases are all published by earlier levels: level 0
+//! builds on mirrors only, level n on images of levels below n. A workflow runs the jobs
+//! of a level (`mab build --node ID --metadata-dir …`), then `mab merge` for that level,
+//! then the next level — see `examples/github-actions/`.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::plan::{Kind, Plan};
+
+#[derive(Serialize)]
+struct Job<'a> {
+    node: &'a str,
+    image: &'a Option<String>,
+    version: &'a Option<String>,
+    variant: &'a Option<String>,
+    platform: &'a Option<String>,
+    #[serde(rename = "runs-on")]
+    runs_on: &'a str,
+}
+
+#[derive(Serialize)]
+struct Level<'a> {
+    level: usize,
+    include: Vec<Job<'a>>,
+}
+
+#[derive(Serialize)]
+struct Matrix<'a> {
+    profile: &'a str,
+    levels: Vec<Level<'a>>,
+}
+
+/// The build level of every build node: 0 without image bases, else one above its bases' builds.
+pub fn build_levels(plan: &Plan) -> HashMap<&str, usize> {
+    let by_id: HashMap<&str, &crate::plan::Node> =
+        plan.nodes.iter().map(|n| (n.id.as_str(), n)).collect();
+    let mut levels: HashMap<&str, usize> = HashMap::new();
+    // Plan order is topological: bases come first.
+    for n in plan.nodes.iter().filter(|n| n.kind == Kind::Build) {
+        let mut level = 0;
+        for need in &n.needs {
+            let Some(merge) = by_id.get(need.as_str()).filter(|m| m.kind == Kind::Merge) else {
+                continue;
+            };
+            for b in merge.needs.iter().filter(|x| x.starts_with("build:")) {
+                if let Some(l) = levels.get(b.as_str()) {
+                    level = level.max(l + 1);
+                }
+            }
+        }
+        levels.insert(&n.id, level);
+    }
+    levels
+}
+
+pub fn render(plan: &Plan) -> String {
+    let levels = build_levels(plan);
+    let depth = levels.values().max().map_or(0, |m| m + 1);
+    let mut out: Vec<Level> = (0..depth)
+        .map(|level| Level {
+            level,
+            include: Vec::new(),
+        })
+        .collect();
+    for n in plan.nodes.iter().filter(|n| n.kind == Kind::Build) {
+        out[levels[n.id.as_str()]].include.push(Job {
+            node: &n.id,
+            image: &n.image,
+            version: &n.version,
+            variant: &n.variant,
+            platform: &n.platform,
+            runs_on: n.runs_on.as_deref().unwrap_or("ubuntu-latest"),
+        });
+    }
+    let matrix = Matrix {
+        profile: &plan.profile,
+        levels: out,
+    };
+    let mut s = serde_json::to_string_pretty(&matrix).unwrap_or_default();
+    s.push('\n');
+    s
+}
