@@ -96,6 +96,10 @@ pub struct PlanArgs {
 
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     pub format: PlanFormat,
+
+    /// Only the images whose inputs changed in git since REF, and everything built on them
+    #[arg(long, value_name = "GIT_REF")]
+    pub changed_since: Option<String>,
 }
 
 /// Options of every command that runs nodes.
@@ -142,6 +146,10 @@ pub struct BuildArgs {
     /// Build even when the published image has the same input hash
     #[arg(long)]
     pub no_reuse: bool,
+
+    /// Only the images whose inputs changed in git since REF, and everything built on them
+    #[arg(long, value_name = "GIT_REF")]
+    pub changed_since: Option<String>,
 
     /// Run exactly this node (repeatable), with its test; what it needs is read from the registry
     #[arg(long = "node", value_name = "ID")]

@@ -1,5 +1,6 @@
 //! `mab`: compiles `images.kdl` into a DAG of mirror, build, test and merge nodes.
 
+pub mod changes;
 pub mod check;
 pub mod cli;
 pub mod diag;
@@ -90,6 +91,13 @@ fn execute(cli: &Cli, out: &mut dyn Write) -> Result<i32, Diagnostics> {
             let selection = plan::Selection {
                 selectors: args.selectors.clone(),
                 platforms: args.platforms.clone(),
+                only: match &args.changed_since {
+                    Some(git_ref) => {
+                        let c = changes::since(model, &cli.file, git_ref)?;
+                        Some((c.versions, c.reasons))
+                    }
+                    None => None,
+                },
             };
             let plan = plan::plan(model, &selection).map_err(in_file)?;
             timer.lap("plan");

@@ -124,9 +124,17 @@ pub fn build(
     args: &BuildArgs,
     out: &mut dyn Write,
 ) -> Result<i32, Diagnostics> {
+    let only = match &args.changed_since {
+        Some(git_ref) => {
+            let c = crate::changes::since(model, &cli.file, git_ref)?;
+            Some((c.versions, c.reasons))
+        }
+        None => None,
+    };
     let selection = Selection {
         selectors: args.selectors.clone(),
         platforms: args.platforms.clone(),
+        only,
     };
     let mut plan = plan::plan(model, &selection)?;
     let chosen = chosen_nodes(args)?;
@@ -323,6 +331,7 @@ pub fn mirror(
         &Selection {
             selectors,
             platforms: Vec::new(),
+            only: None,
         },
     )?;
     let mut opts = options(cli, &args.run, None);
@@ -415,6 +424,7 @@ pub fn seed(
     let selection = Selection {
         selectors: args.selectors.clone(),
         platforms: args.platforms.clone(),
+        only: None,
     };
     let mut plan = plan::plan(&local, &selection)?;
     let rt = runtime()?;
@@ -436,6 +446,7 @@ pub fn merge(
         &Selection {
             selectors: args.selectors.clone(),
             platforms: Vec::new(),
+            only: None,
         },
     )?;
     let metadata = exec::node::read_metadata(&args.metadata_dir).map_err(Diag::plain)?;

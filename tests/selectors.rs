@@ -165,3 +165,104 @@ fn selector_errors_are_usage_errors() {
         r.stderr
     );
 }
+
+#[test]
+fn changed_since_a_git_ref() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = crate::support::root();
+    std::fs::copy(root.join("images.kdl"), dir.path().join("images.kdl")).unwrap();
+    let copy = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(root.join("images"))
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    std::fs::write(dir.path().join("images/builder/.dockerignore"), "notes/\n").unwrap();
+    let git = |args: &[&str]| {
+        let o = std::process::Command::new("git")
+            .current_dir(dir.path())
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "images"]);
+    let keys = |args: &[&str]| -> (BTreeSet<String>, serde_json::Value) {
+        let mut all = vec!["plan", "--format", "json"];
+        all.extend_from_slice(args);
+        let r = crate::support::mab_in(dir.path(), &all);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        let merges = plan["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["kind"] == "merge")
+            .map(|n| {
+                n["id"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("merge:")
+                    .to_owned()
+            })
+            .collect();
+        (merges, plan)
+    };
+    // Nothing changed.
+    let (none, _) = keys(&["--changed-since", "HEAD"]);
+    assert!(none.is_empty(), "{none:?}");
+    // A committed change to the golang-build context: it, and odb built on it.
+    std::fs::write(
+        dir.path().join("images/golang-build/toolchain-info"),
+        "#!/bin/sh\necho changed\n",
+    )
+    .unwrap();
+    git(&["commit", "-qam", "toolchain"]);
+    let (got, plan) = keys(&["--changed-since", "HEAD~1"]);
+    for key in ["golang-build:1.18", "odb:2.5.0-b.23", "odb:2.5.0-b.23-slim"] {
+        assert!(got.contains(key), "{key} missing: {got:?}");
+    }
+    assert!(
+        !got.contains("builder:2.2") && !got.contains("runtime:3.16"),
+        "{got:?}"
+    );
+    assert_eq!(
+        plan["changes"]["golang-build:1.18"],
+        "`images/golang-build/toolchain-info` changed"
+    );
+    assert_eq!(
+        plan["changes"]["odb:2.5.0-b.23"],
+        "its base `golang-build:1.18` changes"
+    );
+    // Uncommitted and untracked files count; .dockerignored ones do not.
+    std::fs::create_dir_all(dir.path().join("images/builder/notes")).unwrap();
+    std::fs::write(dir.path().join("images/builder/notes/todo"), "x").unwrap();
+    let (got, _) = keys(&["--changed-since", "HEAD"]);
+    assert!(got.is_empty(), "{got:?}");
+    std::fs::write(dir.path().join("images/builder/extra.sh"), "x").unwrap();
+    let (got, _) = keys(&["--changed-since", "HEAD"]);
+    let want: BTreeSet<String> = ["builder:2.2", "builder:2.3"].map(String::from).into();
+    assert_eq!(got, want);
+    // The PR comment says why.
+    let r = crate::support::mab_in(
+        dir.path(),
+        &["plan", "--changed-since", "HEAD~1", "--format", "markdown"],
+    );
+    assert!(
+        r.stdout
+            .contains("| `odb:2.5.0-b.23` | its base `golang-build:1.18` changes |"),
+        "{}",
+        r.stdout
+    );
+    // A bad ref is a usage error.
+    let r = crate::support::mab_in(dir.path(), &["plan", "--changed-since", "no-such-ref"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+}

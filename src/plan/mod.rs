@@ -26,6 +26,9 @@ pub struct Plan {
     pub push: bool,
     /// The `--platform` filter, if any.
     pub platforms: Vec<String>,
+    /// `--changed-since`: why each image version is in the plan.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub changes: BTreeMap<String, String>,
     pub nodes: Vec<Node>,
 }
 
@@ -43,6 +46,7 @@ impl Plan {
             backend: self.backend,
             push: self.push,
             platforms: self.platforms.clone(),
+            changes: self.changes.clone(),
             nodes: Vec::new(),
         }
     }
@@ -57,6 +61,8 @@ impl Plan {
 pub struct Selection {
     pub selectors: Vec<String>,
     pub platforms: Vec<Platform>,
+    /// `--changed-since`: only these image versions (and what they need), with why.
+    pub only: Option<(BTreeSet<usize>, BTreeMap<String, String>)>,
 }
 
 /// Compile the model into the plan for `selection`.
@@ -65,7 +71,11 @@ pub fn plan(model: &Model, selection: &Selection) -> Result<Plan, Diagnostics> {
     if cycles.has_errors() {
         return Err(cycles);
     }
-    let picked = select::pick(model, &selection.selectors)?;
+    let mut picked = select::pick(model, &selection.selectors)?;
+    if let Some((only, _)) = &selection.only {
+        picked.versions.retain(|v| only.contains(v));
+        picked.mirrors.clear();
+    }
     let (versions, mirrors) = closure(model, picked);
     let mut b = Builder {
         model,
@@ -323,6 +333,11 @@ impl Builder<'_> {
             backend: model.profile.backend,
             push: model.profile.push,
             platforms: selection.platforms.iter().map(|p| p.to_string()).collect(),
+            changes: selection
+                .only
+                .as_ref()
+                .map(|(_, r)| r.clone())
+                .unwrap_or_default(),
             nodes,
         }
     }

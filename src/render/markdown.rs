@@ -21,6 +21,15 @@ pub fn render(plan: &Plan) -> String {
         plan.backend,
         if plan.push { "" } else { ", push disabled" }
     );
+    if !plan.changes.is_empty() {
+        let _ = writeln!(out, "**Rebuilt because of changes:**\n");
+        let _ = writeln!(out, "| image | why |");
+        let _ = writeln!(out, "|---|---|");
+        for (key, why) in &plan.changes {
+            let _ = writeln!(out, "| `{}` | {} |", cell(key), cell(why));
+        }
+        out.push('\n');
+    }
     let merges: Vec<_> = plan
         .nodes
         .iter()

@@ -24,6 +24,9 @@ pub fn render(plan: &Plan) -> String {
         super::counts(plan),
         plan.levels()
     );
+    for (key, why) in &plan.changes {
+        let _ = writeln!(out, "changed: {key}: {why}");
+    }
     let width = plan.nodes.iter().map(|n| n.id.len()).max().unwrap_or(0);
     let mut level = usize::MAX;
     for n in &plan.nodes {

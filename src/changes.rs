@@ -1,0 +1,121 @@
+//! `--changed-since GIT_REF`: the image versions whose inputs changed in git since REF,
+//! and everything built on them.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::process::Command;
+
+use crate::diag::{Diag, Diagnostics};
+use crate::hash::DockerIgnore;
+use crate::manifest::Model;
+use crate::manifest::model::Dep;
+
+/// Changed version indexes, and why each is in (`image:tag` → reason).
+pub struct Changes {
+    pub versions: BTreeSet<usize>,
+    pub reasons: BTreeMap<String, String>,
+}
+
+fn git(dir: &Path, args: &[&str]) -> Result<String, Diagnostics> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .map_err(|e| Diagnostics::from(Diag::plain(format!("cannot run git: {e}"))))?;
+    if !out.status.success() {
+        return Err(Diag::plain(format!("git {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+            .help("`--changed-since` takes a git ref of the repository that holds the manifest, e.g. `origin/main`")
+            .into());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Files changed since `git_ref` (committed or not, and new untracked files), relative
+/// to `dir` (the manifest's directory).
+pub fn changed_files(dir: &Path, git_ref: &str) -> Result<BTreeSet<String>, Diagnostics> {
+    let mut files: BTreeSet<String> =
+        git(dir, &["diff", "--name-only", "--relative", git_ref, "--"])?
+            .lines()
+            .map(str::to_owned)
+            .collect();
+    files.extend(
+        git(dir, &["ls-files", "--others", "--exclude-standard"])?
+            .lines()
+            .map(str::to_owned),
+    );
+    Ok(files)
+}
+
+pub fn since(model: &Model, manifest: &Path, git_ref: &str) -> Result<Changes, Diagnostics> {
+    let dir = manifest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let files = changed_files(dir, git_ref)?;
+    let manifest_name = manifest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut reasons: BTreeMap<String, String> = BTreeMap::new();
+    let mut direct: BTreeSet<usize> = BTreeSet::new();
+    if files.contains(&manifest_name) {
+        for (i, v) in model.versions.iter().enumerate() {
+            direct.insert(i);
+            reasons.insert(v.key.clone(), format!("`{manifest_name}` changed"));
+        }
+    }
+    let mut ignores: HashMap<&str, DockerIgnore> = HashMap::new();
+    for (i, v) in model.versions.iter().enumerate() {
+        if direct.contains(&i) {
+            continue;
+        }
+        let ignore = ignores
+            .entry(&v.context)
+            .or_insert_with(|| DockerIgnore::read(&dir.join(&v.context)).unwrap_or_default());
+        let prefix = format!("{}/", v.context.trim_end_matches('/'));
+        let seen: Vec<&String> = files
+            .iter()
+            .filter(|f| {
+                **f == v.dockerfile
+                    || (v.context == "." && !ignore.excluded(f))
+                    || f.strip_prefix(&prefix)
+                        .is_some_and(|rel| !ignore.excluded(rel))
+            })
+            .collect();
+        if let Some(first) = seen.first() {
+            direct.insert(i);
+            let more = if seen.len() > 1 {
+                format!(" and {} more", seen.len() - 1)
+            } else {
+                String::new()
+            };
+            reasons.insert(v.key.clone(), format!("`{first}`{more} changed"));
+        }
+    }
+    // Everything built on a changed version changes too.
+    let mut versions = direct.clone();
+    loop {
+        let mut grew = false;
+        for (i, v) in model.versions.iter().enumerate() {
+            if versions.contains(&i) {
+                continue;
+            }
+            if let Some(base) = v.froms.iter().find_map(|f| match f.dep {
+                Dep::Image(b) if versions.contains(&b) => Some(b),
+                _ => None,
+            }) {
+                versions.insert(i);
+                reasons.insert(
+                    v.key.clone(),
+                    format!("its base `{}` changes", model.versions[base].key),
+                );
+                grew = true;
+            }
+        }
+        if !grew {
+            break;
+        }
+    }
+    Ok(Changes { versions, reasons })
+}
