@@ -100,6 +100,14 @@ pub struct PlanArgs {
     /// Only the images whose inputs changed in git since REF, and everything built on them
     #[arg(long, value_name = "GIT_REF")]
     pub changed_since: Option<String>,
+
+    /// Ask the registry what a build would do with each node: build or reuse, and why
+    #[arg(long)]
+    pub check_registry: bool,
+
+    /// With --check-registry: judge mirrors against the upstream tags now (scheduled rebuilds)
+    #[arg(long, requires = "check_registry")]
+    pub refresh: bool,
 }
 
 /// Options of every command that runs nodes.

@@ -8,6 +8,7 @@ pub mod exec;
 pub mod exit_code;
 pub mod hash;
 pub mod info;
+pub mod inputs;
 pub mod lock;
 pub mod manifest;
 pub mod plan;
@@ -99,7 +100,10 @@ fn execute(cli: &Cli, out: &mut dyn Write) -> Result<i32, Diagnostics> {
                     None => None,
                 },
             };
-            let plan = plan::plan(model, &selection).map_err(in_file)?;
+            let mut plan = plan::plan(model, &selection).map_err(in_file)?;
+            if args.check_registry {
+                run::decide(cli, model, &mut plan, args.refresh)?;
+            }
             timer.lap("plan");
             match args.format {
                 PlanFormat::Text => emit(out, &render::text::render(&plan)),

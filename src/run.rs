@@ -495,3 +495,137 @@ pub fn merge(
     opts.known_digests = known;
     execute(model, &plan, &args.run, opts, out)
 }
+
+/// `plan --check-registry`: what a build would do with each node, asked of the registry
+/// (HEAD and small GETs only; nothing is written). With `refresh`, mirrors are judged
+/// against the upstream tags, as the run's mirror nodes would copy them first.
+pub fn decide(cli: &Cli, model: &Model, plan: &mut Plan, refresh: bool) -> Result<(), Diagnostics> {
+    use crate::plan::Decision;
+    let rt = runtime()?;
+    let reg = registry(model);
+    let dir = workdir(cli);
+    let mut digests: HashMap<String, String> = HashMap::new();
+    let mut rebuilt: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut reused: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut contexts: HashMap<(Option<String>, Option<String>), String> = HashMap::new();
+    let decision = |d: &str, r: String, h: Option<String>| {
+        Some(Decision {
+            decision: d.to_owned(),
+            reason: r,
+            input_hash: h,
+        })
+    };
+    for i in 0..plan.nodes.len() {
+        let node = plan.nodes[i].clone();
+        let tag = node.tags.first().cloned().unwrap_or_default();
+        let d = match node.kind {
+            Kind::Mirror => {
+                let source = format!("{}:{tag}", node.source.as_deref().unwrap_or(""));
+                let upstream = rt
+                    .block_on(reg.digest(&source))
+                    .map_err(|e| Diag::plain(e.to_string()))?;
+                let target = rt
+                    .block_on(reg.digest(&format!("{}:{tag}", node.reference)))
+                    .map_err(|e| Diag::plain(e.to_string()))?;
+                let filtered = !node.platforms.is_empty();
+                let next = if refresh && !filtered {
+                    upstream.clone().or(target.clone())
+                } else {
+                    target.clone()
+                };
+                if let Some(d) = &next {
+                    digests.insert(node.id.clone(), d.clone());
+                }
+                match (&upstream, &target) {
+                    (_, None) => decision("mirror", "not mirrored yet".into(), None),
+                    (Some(u), Some(t)) if !filtered && u != t => {
+                        decision("mirror", format!("upstream moved to {u}"), None)
+                    }
+                    (None, Some(_)) => decision(
+                        "up-to-date",
+                        format!("{source} is not readable upstream"),
+                        None,
+                    ),
+                    _ => decision(
+                        "up-to-date",
+                        "the target has the upstream digest".into(),
+                        None,
+                    ),
+                }
+            }
+            Kind::Build => {
+                let waiting = node.needs.iter().find(|n| !digests.contains_key(*n));
+                match waiting {
+                    Some(need) => {
+                        rebuilt.insert(node.key().unwrap_or_default().to_owned());
+                        decision(
+                            "build",
+                            format!("waits for `{need}`, which changes first"),
+                            None,
+                        )
+                    }
+                    None => {
+                        let key = (node.context.clone(), node.dockerfile.clone());
+                        let context = match contexts.get(&key) {
+                            Some(h) => h.clone(),
+                            None => {
+                                let h = crate::inputs::context_hash(&node, &dir)
+                                    .map_err(Diag::plain)?;
+                                contexts.insert(key, h.clone());
+                                h
+                            }
+                        };
+                        let components = crate::inputs::components(&node, &context, &|id| {
+                            digests.get(id).cloned()
+                        })
+                        .map_err(Diag::plain)?;
+                        let input = crate::inputs::hash(&components);
+                        match rt.block_on(exec::node::decide(&node, &reg, &components)) {
+                            Ok(digest) => {
+                                digests.insert(node.id.clone(), digest);
+                                reused.insert(node.id.clone());
+                                decision(
+                                    "reuse",
+                                    "the published image has the same inputs".into(),
+                                    Some(input),
+                                )
+                            }
+                            Err(why) => {
+                                rebuilt.insert(node.key().unwrap_or_default().to_owned());
+                                decision("build", why, Some(input))
+                            }
+                        }
+                    }
+                }
+            }
+            Kind::Test => match node.needs.first() {
+                Some(b) if reused.contains(b) => {
+                    decision("reuse", "tested when it was published".into(), None)
+                }
+                _ => decision("build", "its image is built".into(), None),
+            },
+            Kind::Merge => {
+                let key = node.key().unwrap_or_default().to_owned();
+                if rebuilt.contains(&key) {
+                    decision("publish", "a platform is rebuilt".into(), None)
+                } else {
+                    let current = rt
+                        .block_on(reg.digest(&format!("{}:{tag}", node.reference)))
+                        .map_err(|e| Diag::plain(e.to_string()))?;
+                    match current {
+                        Some(d) => {
+                            digests.insert(node.id.clone(), d);
+                            decision("up-to-date", "every platform is reused".into(), None)
+                        }
+                        None => {
+                            rebuilt.insert(key);
+                            decision("publish", "the tag does not exist yet".into(), None)
+                        }
+                    }
+                }
+            }
+        };
+        plan.nodes[i].decision = d;
+    }
+    Ok(())
+}

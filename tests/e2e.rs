@@ -3,7 +3,7 @@
 //! busybox "upstream". Under CI the environment must be there (the tests fail without
 //! it); elsewhere they are skipped with a message when `MAB_E2E_REGISTRY` is unset.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
@@ -1545,8 +1545,52 @@ fn rebuilds_cost_what_changed() {
         "no-op rebuild took {warm:?} after {cold:?}"
     );
 
+    // The plan, asked of the registry, says the same before anything runs.
+    let decisions = |env: &Env| -> BTreeMap<String, (String, String)> {
+        let (code, out, err) = env.mab(&[
+            "--var",
+            &var,
+            "plan",
+            "--check-registry",
+            "--format",
+            "json",
+        ]);
+        assert_eq!(code, 0, "{err}");
+        let plan: Value = serde_json::from_str(&out).unwrap();
+        plan["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                let id = n["id"].as_str().unwrap().to_owned();
+                (
+                    id,
+                    (
+                        n["decision"].as_str().unwrap().to_owned(),
+                        n["reason"].as_str().unwrap().to_owned(),
+                    ),
+                )
+            })
+            .collect()
+    };
+    for (id, (decision, _)) in decisions(&env) {
+        let want = if id.starts_with("build:") || id.starts_with("test:") {
+            "reuse"
+        } else {
+            "up-to-date"
+        };
+        assert_eq!(decision, want, "{id}");
+    }
+
     // A file of one context: that image (both versions share it) and its dependents.
     env.write("images/runtime/extra.conf", "tuned\n");
+    let planned = decisions(&env);
+    assert_eq!(
+        planned["build:runtime:3.16@linux/arm64"],
+        ("build".into(), "changed: files of the context".into())
+    );
+    assert_eq!(planned["build:odb:2.5.0-b.23@linux/amd64"].0, "build");
+    assert_eq!(planned["build:builder:2.3@linux/s390x"].0, "reuse");
     let (third, _) = build("third");
     let want: BTreeSet<String> = [
         "runtime:3.15",

@@ -10,6 +10,7 @@ use tokio::io::AsyncWriteExt;
 use super::Context;
 use super::process::{self, Exit};
 use super::report::{CacheUse, NodeResult, Status};
+use crate::inputs;
 use crate::plan::command::{self, Arg, DigestOut, Part, digest_file, file_stem};
 use crate::plan::{Kind, Node};
 use crate::registry::{self, Descriptor, index_bytes, is_digest};
@@ -241,17 +242,17 @@ async fn read_buildx_metadata(path: &std::path::Path) -> Result<String, String> 
 }
 
 /// Builds and tests: the node's commands as child processes.
-/// The label that carries a build's input hash on the image it pushes.
-pub const INPUT_LABEL: &str = "io.mab.input-hash";
-
-/// The hash of everything a build of `node` depends on: the context as the build sees it
-/// (with the Dockerfile), target, platform, backend, build args with every base resolved to
-/// the digest it is pinned to, and labels. Same inputs, same hash, on any machine.
-async fn input_hash(node: &Node, ctx: &Context) -> Result<String, String> {
-    let dir = &ctx.options.workdir;
-    let context = dir.join(node.context.as_deref().unwrap_or("."));
-    let dockerfile = dir.join(node.dockerfile.as_deref().unwrap_or("Dockerfile"));
-    let key = (context.clone(), dockerfile.clone());
+/// The input components of `node` (see [`crate::inputs`]); context hashes are shared
+/// between the platforms of one image.
+async fn input_components(
+    node: &Node,
+    ctx: &Context,
+) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let dir = ctx.options.workdir.clone();
+    let key = (
+        dir.join(node.context.as_deref().unwrap_or(".")),
+        dir.join(node.dockerfile.as_deref().unwrap_or("Dockerfile")),
+    );
     let cached = ctx
         .context_hashes
         .lock()
@@ -261,18 +262,10 @@ async fn input_hash(node: &Node, ctx: &Context) -> Result<String, String> {
     let context_hash = match cached {
         Some(h) => h,
         None => {
-            let h = tokio::task::spawn_blocking(move || {
-                crate::hash::hash_context(&context, &dockerfile)
-            })
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| {
-                format!(
-                    "cannot hash the context {}: {e}",
-                    node.context.as_deref().unwrap_or(".")
-                )
-            })?
-            .digest;
+            let n = node.clone();
+            let h = tokio::task::spawn_blocking(move || inputs::context_hash(&n, &dir))
+                .await
+                .map_err(|e| e.to_string())??;
             ctx.context_hashes
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -280,37 +273,22 @@ async fn input_hash(node: &Node, ctx: &Context) -> Result<String, String> {
             h
         }
     };
-    let mut h = blake3::Hasher::new();
-    let mut field = |name: &str, value: &str| {
-        h.update(name.as_bytes());
-        h.update(b"=");
-        h.update(value.as_bytes());
-        h.update(b"\n");
-    };
-    field("mab-input", "1");
-    field("context", &context_hash);
-    field("dockerfile", node.dockerfile.as_deref().unwrap_or(""));
-    field("target", node.target.as_deref().unwrap_or(""));
-    field("platform", node.platform.as_deref().unwrap_or(""));
-    field("backend", node.publish.backend.as_str());
-    for (k, a) in &node.args {
-        field(&format!("arg:{k}"), &resolve(a, ctx)?);
-    }
-    for (k, v) in node.labels.iter().filter(|(k, _)| *k != INPUT_LABEL) {
-        field(&format!("label:{k}"), v);
-    }
-    Ok(format!("blake3:{}", h.finalize().to_hex()))
+    inputs::components(node, &context_hash, &|id| ctx.digest(id))
 }
 
-/// The digest of the image published for `node` when it carries `input`, else why not.
-async fn reusable(node: &Node, ctx: &Context, input: &str) -> Result<String, String> {
+/// The digest of the image published for `node` when it has the same inputs, else why not.
+async fn reusable(
+    node: &Node,
+    registry: &crate::registry::Registry,
+    components: &std::collections::BTreeMap<String, String>,
+) -> Result<String, String> {
+    let input = inputs::hash(components);
     let tag = node
         .key()
         .and_then(|k| k.split_once(':'))
         .map_or("", |k| k.1);
     let platform = node.platform.as_deref().unwrap_or("");
-    let child = match ctx
-        .registry
+    let child = match registry
         .published_child(&node.reference, tag, platform)
         .await
     {
@@ -323,12 +301,13 @@ async fn reusable(node: &Node, ctx: &Context, input: &str) -> Result<String, Str
         }
         Err(e) => return Err(format!("cannot read {}:{tag}: {e}", node.reference)),
     };
-    match ctx.registry.labels(&node.reference, &child).await {
-        Ok(labels) => match labels.get(INPUT_LABEL) {
-            Some(published) if published == input => Ok(child),
-            Some(published) => Err(format!(
-                "inputs changed (published {published}, now {input})"
-            )),
+    match registry.labels(&node.reference, &child).await {
+        Ok(labels) => match labels.get(inputs::INPUT_LABEL) {
+            Some(published) if *published == input => Ok(child),
+            Some(_) => Err(inputs::describe(&inputs::changed(
+                labels.get(inputs::INPUTS_LABEL).map_or("", String::as_str),
+                components,
+            ))),
             None => Err("the published image carries no input hash".to_owned()),
         },
         Err(e) => Err(format!(
@@ -336,6 +315,15 @@ async fn reusable(node: &Node, ctx: &Context, input: &str) -> Result<String, Str
             node.reference
         )),
     }
+}
+
+/// For `plan --check-registry`: the same decision a build would take.
+pub async fn decide(
+    node: &Node,
+    registry: &crate::registry::Registry,
+    components: &std::collections::BTreeMap<String, String>,
+) -> Result<String, String> {
+    reusable(node, registry, components).await
 }
 
 async fn commands(node: &Node, ctx: &Context, log: &mut tokio::fs::File) -> Done {
@@ -356,12 +344,13 @@ async fn commands(node: &Node, ctx: &Context, log: &mut tokio::fs::File) -> Done
     let mut labelled;
     let mut node = node;
     if node.kind == Kind::Build && node.publish.push {
-        let input = match input_hash(node, ctx).await {
-            Ok(h) => h,
+        let components = match input_components(node, ctx).await {
+            Ok(c) => c,
             Err(e) => return Done::failed(e),
         };
+        let input = inputs::hash(&components);
         let found = if ctx.options.reuse {
-            reusable(node, ctx, &input).await
+            reusable(node, &ctx.registry, &components).await
         } else {
             Err("--no-reuse".to_owned())
         };
@@ -393,7 +382,13 @@ async fn commands(node: &Node, ctx: &Context, log: &mut tokio::fs::File) -> Done
             }
         }
         labelled = node.clone();
-        labelled.labels.insert(INPUT_LABEL.to_owned(), input);
+        labelled
+            .labels
+            .insert(inputs::INPUT_LABEL.to_owned(), input);
+        labelled.labels.insert(
+            inputs::INPUTS_LABEL.to_owned(),
+            inputs::fingerprints(&components),
+        );
         node = &labelled;
     }
     let steps = command::for_node(node);

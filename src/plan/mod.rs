@@ -13,7 +13,7 @@ use crate::diag::{Diag, Diagnostics};
 use crate::manifest::model::{Backend, Dep, ImageVersion, Mirror, Model, PlatformSettings};
 use crate::manifest::platform::Platform;
 use command::{Arg, Part, local_name};
-pub use node::{Kind, Node, Publish};
+pub use node::{Decision, Kind, Node, Publish};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -163,6 +163,7 @@ impl Builder<'_> {
                 push: p.push,
             },
             runs_on: None,
+            decision: None,
             seq: 0,
         }
     }

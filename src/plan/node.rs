@@ -76,8 +76,18 @@ pub struct Node {
     pub publish: Publish,
     /// The CI runner label of the builder that owns the platform (matrix output).
     pub runs_on: Option<String>,
+    /// `plan --check-registry`: `build`, `reuse`, `mirror`, `up-to-date` or `publish`, why, and the input hash.
+    pub decision: Option<Decision>,
     /// Creation order (manifest order); breaks ties inside a level.
     pub seq: usize,
+}
+
+/// What a run would do with a node, as the registry says today.
+#[derive(Clone, Debug, Serialize)]
+pub struct Decision {
+    pub decision: String,
+    pub reason: String,
+    pub input_hash: Option<String>,
 }
 
 impl Node {
@@ -130,6 +140,12 @@ struct NodeJson<'a> {
     cache: &'a Option<Cache>,
     #[serde(skip_serializing_if = "Option::is_none")]
     test: &'a Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decision: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input_hash: Option<&'a str>,
     commands: Vec<Command>,
 }
 
@@ -156,6 +172,9 @@ impl Serialize for Node {
             labels: &self.labels,
             cache: &self.cache,
             test: &self.test,
+            decision: self.decision.as_ref().map(|d| d.decision.as_str()),
+            reason: self.decision.as_ref().map(|d| d.reason.as_str()),
+            input_hash: self.decision.as_ref().and_then(|d| d.input_hash.as_deref()),
             commands: self.commands(),
         }
         .serialize(s)

@@ -34,7 +34,14 @@ pub fn render(plan: &Plan) -> String {
             level = n.level;
             let _ = writeln!(out, "\nlevel {level}");
         }
-        let _ = writeln!(out, "  {:width$}  {}", n.id, describe(n));
+        match &n.decision {
+            Some(d) => {
+                let _ = writeln!(out, "  {:width$}  {:10} {}", n.id, d.decision, d.reason);
+            }
+            None => {
+                let _ = writeln!(out, "  {:width$}  {}", n.id, describe(n));
+            }
+        }
     }
     out
 }

@@ -1,0 +1,167 @@
+//! Input hashes of build nodes: what a build depends on, and which of it changed.
+//!
+//! Each input is a named component — `context` (every file the build can see, with the
+//! Dockerfile), `target`, `platform`, `backend`, `arg:NAME` (bases resolved to the digest
+//! they are pinned to), `label:NAME`. The input hash covers them all; a second label
+//! carries a short fingerprint of each, so a changed hash can say which input changed
+//! without publishing any value (build args may be secrets).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::plan::Node;
+use crate::plan::command::{Arg, Part};
+
+/// The label with the input hash.
+pub const INPUT_LABEL: &str = "io.mab.input-hash";
+/// The label with the per-input fingerprints (JSON).
+pub const INPUTS_LABEL: &str = "io.mab.inputs";
+
+/// Resolve an argument's digest placeholders through `digest`.
+pub fn resolve(arg: &Arg, digest: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut s = String::new();
+    for p in &arg.0 {
+        match p {
+            Part::Lit(l) => s.push_str(l),
+            Part::Digest(id) => {
+                s.push_str(&digest(id).ok_or_else(|| format!("no digest from `{id}`"))?)
+            }
+        }
+    }
+    Ok(s)
+}
+
+/// The components of `node`'s inputs, given its context hash.
+pub fn components(
+    node: &Node,
+    context_hash: &str,
+    digest: &dyn Fn(&str) -> Option<String>,
+) -> Result<BTreeMap<String, String>, String> {
+    let mut c = BTreeMap::new();
+    c.insert("context".to_owned(), context_hash.to_owned());
+    c.insert(
+        "dockerfile".to_owned(),
+        node.dockerfile.clone().unwrap_or_default(),
+    );
+    c.insert("target".to_owned(), node.target.clone().unwrap_or_default());
+    c.insert(
+        "platform".to_owned(),
+        node.platform.clone().unwrap_or_default(),
+    );
+    c.insert(
+        "backend".to_owned(),
+        node.publish.backend.as_str().to_owned(),
+    );
+    for (k, a) in &node.args {
+        c.insert(format!("arg:{k}"), resolve(a, digest)?);
+    }
+    for (k, v) in node
+        .labels
+        .iter()
+        .filter(|(k, _)| *k != INPUT_LABEL && *k != INPUTS_LABEL)
+    {
+        c.insert(format!("label:{k}"), v.clone());
+    }
+    Ok(c)
+}
+
+/// `blake3:<hex>` over every component.
+pub fn hash(components: &BTreeMap<String, String>) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(b"mab-input=1\n");
+    for (k, v) in components {
+        h.update(k.as_bytes());
+        h.update(b"=");
+        h.update(v.as_bytes());
+        h.update(b"\n");
+    }
+    format!("blake3:{}", h.finalize().to_hex())
+}
+
+/// A short fingerprint of each component, for the `io.mab.inputs` label.
+pub fn fingerprints(components: &BTreeMap<String, String>) -> String {
+    let map: BTreeMap<&str, String> = components
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str(),
+                blake3::hash(v.as_bytes()).to_hex()[..16].to_owned(),
+            )
+        })
+        .collect();
+    serde_json::to_string(&map).unwrap_or_default()
+}
+
+/// Which inputs differ between published fingerprints and the current components.
+pub fn changed(published: &str, components: &BTreeMap<String, String>) -> Vec<String> {
+    let Ok(old) = serde_json::from_str::<BTreeMap<String, String>>(published) else {
+        return Vec::new();
+    };
+    let new: BTreeMap<String, String> =
+        serde_json::from_str(&fingerprints(components)).unwrap_or_default();
+    let mut out: Vec<String> = new
+        .iter()
+        .filter(|(k, v)| old.get(*k) != Some(*v))
+        .map(|(k, _)| k.clone())
+        .collect();
+    out.extend(old.keys().filter(|k| !new.contains_key(*k)).cloned());
+    out
+}
+
+/// Say which inputs changed, in words.
+pub fn describe(changed: &[String]) -> String {
+    let words: Vec<String> = changed
+        .iter()
+        .map(|c| match c.split_once(':') {
+            Some(("arg", name)) => format!("build arg `{name}`"),
+            Some(("label", name)) => format!("label `{name}`"),
+            _ if c == "context" => "files of the context".to_owned(),
+            _ => format!("`{c}`"),
+        })
+        .collect();
+    if words.is_empty() {
+        "inputs changed".to_owned()
+    } else {
+        format!("changed: {}", words.join(", "))
+    }
+}
+
+/// The context hash of a node (`context` and `dockerfile` are relative to `workdir`).
+pub fn context_hash(node: &Node, workdir: &Path) -> Result<String, String> {
+    let context = workdir.join(node.context.as_deref().unwrap_or("."));
+    let dockerfile = workdir.join(node.dockerfile.as_deref().unwrap_or("Dockerfile"));
+    crate::hash::hash_context(&context, &dockerfile)
+        .map(|h| h.digest)
+        .map_err(|e| {
+            format!(
+                "cannot hash the context {}: {e}",
+                node.context.as_deref().unwrap_or(".")
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_name_what_changed() {
+        let mut a = BTreeMap::new();
+        a.insert("context".to_owned(), "blake3:1".to_owned());
+        a.insert("arg:BASE".to_owned(), "r/base@sha256:1".to_owned());
+        let published = fingerprints(&a);
+        assert!(changed(&published, &a).is_empty());
+        let mut b = a.clone();
+        b.insert("arg:BASE".to_owned(), "r/base@sha256:2".to_owned());
+        assert_eq!(changed(&published, &b), ["arg:BASE"]);
+        assert_eq!(
+            describe(&changed(&published, &b)),
+            "changed: build arg `BASE`"
+        );
+        assert_ne!(hash(&a), hash(&b));
+        assert!(
+            !published.contains("sha256:1"),
+            "values are not published: {published}"
+        );
+    }
+}
