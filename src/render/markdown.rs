@@ -30,6 +30,33 @@ pub fn render(plan: &Plan) -> String {
         }
         out.push('\n');
     }
+    let decided: Vec<_> = plan
+        .nodes
+        .iter()
+        .filter(|n| n.kind == Kind::Build && n.decision.is_some())
+        .collect();
+    if !decided.is_empty() {
+        let builds: Vec<_> = decided
+            .iter()
+            .filter(|n| n.decision.as_ref().is_some_and(|d| d.decision == "build"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "**{} of {} builds run; {} are reused.**\n",
+            builds.len(),
+            decided.len(),
+            decided.len() - builds.len()
+        );
+        if !builds.is_empty() {
+            let _ = writeln!(out, "| build | why |");
+            let _ = writeln!(out, "|---|---|");
+            for n in builds {
+                let why = n.decision.as_ref().map_or("", |d| d.reason.as_str());
+                let _ = writeln!(out, "| `{}` | {} |", cell(&n.id), cell(why));
+            }
+            out.push('\n');
+        }
+    }
     let merges: Vec<_> = plan
         .nodes
         .iter()
