@@ -1640,6 +1640,36 @@ fn rebuilds_cost_what_changed() {
         put.stdin.as_ref().unwrap().write_all(&body).unwrap();
     }
     assert!(put.wait_with_output().unwrap().status.success());
+    // `--refresh` sees the move before anything runs, and what it rebuilds.
+    let (code, out, err) = env.mab(&[
+        "--var",
+        &var,
+        "plan",
+        "--check-registry",
+        "--refresh",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let plan: Value = serde_json::from_str(&out).unwrap();
+    let decision = |id: &str| {
+        let n = plan["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == id)
+            .unwrap();
+        (
+            n["decision"].as_str().unwrap().to_owned(),
+            n["reason"].as_str().unwrap().to_owned(),
+        )
+    };
+    assert_eq!(decision("mirror:alpine:3.16").0, "mirror");
+    assert_eq!(
+        decision("build:runtime:3.16@linux/amd64"),
+        ("build".into(), "changed: build arg `BASE_IMAGE`".into())
+    );
+    assert_eq!(decision("build:runtime:3.15@linux/amd64").0, "reuse");
     let (fifth, _) = build("fifth");
     let want: BTreeSet<String> = ["runtime:3.16", "builder:2.2", "builder:2.3"]
         .map(String::from)
