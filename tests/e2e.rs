@@ -825,38 +825,10 @@ fn the_lock_file_pins_upstream_and_names_a_moved_tag() {
     assert_eq!(code, 0, "{out}\n{err}");
 
     // Upstream moves: a new index (same children, another order, so another digest).
-    let mut index: Value = serde_json::from_slice(&upstream_raw.stdout).unwrap();
-    index["manifests"].as_array_mut().unwrap().reverse();
-    let body = serde_json::to_vec(&index).unwrap();
-    let moved = mab::registry::digest_of(&body);
-    let put = Command::new("curl")
-        .args([
-            "-fsS",
-            "-X",
-            "PUT",
-            "-H",
-            "Content-Type: application/vnd.oci.image.index.v1+json",
-            "--data-binary",
-            "@-",
-        ])
-        .arg(format!(
-            "http://{}/v2/{}-up/library/alpine/manifests/3.15",
-            env.registry, env.ns
-        ))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        put.stdin.as_ref().unwrap().write_all(&body).unwrap();
-    }
-    let put = put.wait_with_output().unwrap();
-    assert!(
-        put.status.success(),
-        "{}",
-        String::from_utf8_lossy(&put.stderr)
+    let moved = move_index(
+        &env.registry,
+        &format!("{}-up/library/alpine", env.ns),
+        "3.15",
     );
 
     let (code, out, err) = mab(&["build", "--locked", "good", "--report", "r.json"]);
@@ -1609,37 +1581,11 @@ fn rebuilds_cost_what_changed() {
     assert!(rebuilt(&fourth).is_empty(), "{fourth}");
 
     // Upstream alpine:3.16 moves: exactly what is built on it.
-    let raw_index = Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(format!("docker://{upstream}/library/alpine:3.16"))
-        .output()
-        .unwrap();
-    let mut index: Value = serde_json::from_slice(&raw_index.stdout).unwrap();
-    index["manifests"].as_array_mut().unwrap().reverse();
-    let body = serde_json::to_vec(&index).unwrap();
-    let put = Command::new("curl")
-        .args([
-            "-fsS",
-            "-X",
-            "PUT",
-            "-H",
-            "Content-Type: application/vnd.oci.image.index.v1+json",
-            "--data-binary",
-            "@-",
-        ])
-        .arg(format!(
-            "http://{}/v2/{}-up/library/alpine/manifests/3.16",
-            env.registry, env.ns
-        ))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        put.stdin.as_ref().unwrap().write_all(&body).unwrap();
-    }
-    assert!(put.wait_with_output().unwrap().status.success());
+    move_index(
+        &env.registry,
+        &format!("{}-up/library/alpine", env.ns),
+        "3.16",
+    );
     // `--refresh` sees the move before anything runs, and what it rebuilds.
     let (code, out, err) = env.mab(&[
         "--var",
@@ -1730,4 +1676,43 @@ fn a_matrix_run_level_by_level_publishes_what_one_run_would() {
     let (code, _, err) = fresh.mab(&["build", "--node", "build:golang-build:1.18@linux/amd64"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("is not published"), "{err}");
+}
+
+/// Move `repository:tag` (an index) to a new digest: the same children in reverse order.
+fn move_index(registry: &str, repository: &str, tag: &str) -> String {
+    let current = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{registry}/{repository}:{tag}"))
+        .output()
+        .unwrap();
+    let mut index: Value = serde_json::from_slice(&current.stdout).unwrap();
+    index["manifests"].as_array_mut().unwrap().reverse();
+    let body = serde_json::to_vec(&index).unwrap();
+    let put = Command::new("curl")
+        .args([
+            "-fsS",
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/vnd.oci.image.index.v1+json",
+            "--data-binary",
+            "@-",
+        ])
+        .arg(format!("http://{registry}/v2/{repository}/manifests/{tag}"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        put.stdin.as_ref().unwrap().write_all(&body).unwrap();
+    }
+    let put = put.wait_with_output().unwrap();
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    mab::registry::digest_of(&body)
 }

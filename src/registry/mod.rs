@@ -218,15 +218,16 @@ impl Registry {
         RegistryError(e.message)
     }
 
-    /// The manifest at `reference` (tag or digest), exactly as stored.
-    pub async fn manifest(&self, reference: &str) -> Result<Manifest> {
-        let r = Ref::parse(reference)?;
-        let _slot = self.slot(&r.host).await;
+    /// GET or HEAD of a manifest, accepting every manifest type.
+    async fn manifest_request(
+        &self,
+        method: reqwest::Method,
+        r: &Ref,
+    ) -> Result<reqwest::Response> {
         let path = format!("/v2/{}/manifests/{}", r.repository, r.reference);
-        let resp = self
-            .http
+        self.http
             .send(
-                reqwest::Method::GET,
+                method,
                 &r.host,
                 &path,
                 http::header("accept", &ACCEPT.join(", ")),
@@ -234,7 +235,14 @@ impl Registry {
                 &r.pull(),
             )
             .await
-            .map_err(Self::http_err)?;
+            .map_err(Self::http_err)
+    }
+
+    /// The manifest at `reference` (tag or digest), exactly as stored.
+    pub async fn manifest(&self, reference: &str) -> Result<Manifest> {
+        let r = Ref::parse(reference)?;
+        let _slot = self.slot(&r.host).await;
+        let resp = self.manifest_request(reqwest::Method::GET, &r).await?;
         let status = resp.status();
         let content_type = resp
             .headers()
@@ -278,19 +286,7 @@ impl Registry {
     pub async fn digest(&self, reference: &str) -> Result<Option<String>> {
         let r = Ref::parse(reference)?;
         let slot = self.slot(&r.host).await;
-        let path = format!("/v2/{}/manifests/{}", r.repository, r.reference);
-        let resp = self
-            .http
-            .send(
-                reqwest::Method::HEAD,
-                &r.host,
-                &path,
-                http::header("accept", &ACCEPT.join(", ")),
-                None,
-                &r.pull(),
-            )
-            .await
-            .map_err(Self::http_err)?;
+        let resp = self.manifest_request(reqwest::Method::HEAD, &r).await?;
         match resp.status() {
             s if s.is_success() => {
                 let header = resp
