@@ -625,7 +625,7 @@ pub fn decide(cli: &Cli, model: &Model, plan: &mut Plan, refresh: bool) -> Resul
                 }
             }
         };
-        plan.nodes[i].decision = d;
+        plan.nodes[i].decision = d.map(Box::new);
     }
     Ok(())
 }

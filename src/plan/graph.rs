@@ -1,8 +1,6 @@
 //! Graph checks and ordering with petgraph: cycles between image versions, and
 //! the level/topological order of plan nodes.
 
-use std::collections::HashMap;
-
 use petgraph::algo::{astar, tarjan_scc, toposort};
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::{EdgeRef, NodeFiltered};
@@ -86,32 +84,27 @@ pub fn check_cycles(model: &Model) -> Diagnostics {
     diags
 }
 
-/// Levels and a deterministic topological order of nodes given as `needs` lists.
-/// Returns `(order, level per node)`; `needs[i]` holds indexes of the nodes `i` needs.
-pub fn order(needs: &[Vec<usize>], seq: &[usize]) -> (Vec<usize>, Vec<usize>) {
+/// The level of each node given as `needs` lists (`needs[i]`: the nodes `i` needs): 0
+/// without needs, else one more than the deepest need. Sorting by (level, creation order)
+/// then gives a deterministic topological order.
+pub fn levels(needs: &[Vec<usize>]) -> Vec<usize> {
     let mut g: DiGraph<(), ()> =
         DiGraph::with_capacity(needs.len(), needs.iter().map(Vec::len).sum());
     let idx: Vec<NodeIndex> = (0..needs.len()).map(|_| g.add_node(())).collect();
-    let mut pos: HashMap<NodeIndex, usize> = HashMap::with_capacity(needs.len());
-    for (i, n) in idx.iter().enumerate() {
-        pos.insert(*n, i);
-    }
     for (i, ns) in needs.iter().enumerate() {
         for &n in ns {
             g.add_edge(idx[n], idx[i], ());
         }
     }
+    // Node indexes are dense and in creation order, so `index()` is the position.
     let topo = toposort(&g, None).unwrap_or_else(|_| g.node_indices().collect());
     let mut level = vec![0usize; needs.len()];
     for n in &topo {
-        let i = pos[n];
-        let l = level[i];
+        let l = level[n.index()];
         for e in g.edges(*n) {
-            let j = pos[&e.target()];
+            let j = e.target().index();
             level[j] = level[j].max(l + 1);
         }
     }
-    let mut order: Vec<usize> = (0..needs.len()).collect();
-    order.sort_by_key(|&i| (level[i], seq[i]));
-    (order, level)
+    level
 }

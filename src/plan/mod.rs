@@ -320,13 +320,14 @@ impl Builder<'_> {
                     .collect()
             })
             .collect();
-        let seq: Vec<usize> = nodes.iter().map(|n| n.seq).collect();
-        let (order, levels) = graph::order(&needs, &seq);
+        drop(index);
+        let levels = graph::levels(&needs);
+        drop(needs);
         for (n, l) in nodes.iter_mut().zip(&levels) {
             n.level = *l;
         }
-        let mut slots: Vec<Option<Node>> = nodes.into_iter().map(Some).collect();
-        let nodes = order.iter().filter_map(|&i| slots[i].take()).collect();
+        // The order `graph::order` returns, sorted in place: by level, then manifest order.
+        nodes.sort_unstable_by_key(|n| (n.level, n.seq));
         Plan {
             schema: SCHEMA_VERSION,
             profile: model.profile.name.clone(),

@@ -77,7 +77,7 @@ pub struct Node {
     /// The CI runner label of the builder that owns the platform (matrix output).
     pub runs_on: Option<String>,
     /// `plan --check-registry`: `build`, `reuse`, `mirror`, `up-to-date` or `publish`, why, and the input hash.
-    pub decision: Option<Decision>,
+    pub decision: Option<Box<Decision>>,
     /// Creation order (manifest order); breaks ties inside a level.
     pub seq: usize,
 }
