@@ -26,22 +26,6 @@ impl Source {
             text: Arc::new(text.into()),
         }
     }
-
-    /// 1-based line and column of a byte offset (columns count characters).
-    pub fn line_col(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
-        let before = &self.text[..floor_char_boundary(&self.text, offset)];
-        let line = before.matches('\n').count() + 1;
-        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        (line, col)
-    }
-}
-
-fn floor_char_boundary(s: &str, mut i: usize) -> usize {
-    while i > 0 && !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
 }
 
 /// One diagnostic: a message, a primary labelled span, optional extra labels and help.
@@ -124,13 +108,6 @@ impl Diag {
             self.span.map_or(0, |s| s.offset()),
             self.span.map_or(0, |s| s.len()),
         )
-    }
-
-    /// `file:line:col` of the primary span, when located.
-    pub fn location(&self) -> Option<String> {
-        let (source, span) = (self.source.as_ref()?, self.span?);
-        let (line, col) = source.line_col(span.offset());
-        Some(format!("{}:{line}:{col}", source.name))
     }
 }
 

@@ -240,40 +240,25 @@ fn only_nodes(
     });
     let inside: std::collections::HashSet<String> =
         plan.nodes.iter().map(|n| n.id.clone()).collect();
-    let reg = registry(model);
-    let mut known = HashMap::new();
+    let mut outside: Vec<&plan::Node> = Vec::new();
     for need in plan
         .nodes
         .iter()
         .flat_map(|n| &n.needs)
         .filter(|x| !inside.contains(*x))
     {
-        if known.contains_key(need) {
-            continue;
-        }
-        let Some(node) = full.iter().find(|n| &n.id == need) else {
-            continue;
-        };
-        let tag = node.tags.first().cloned().unwrap_or_default();
-        let reference = format!("{}:{tag}", node.reference);
-        match rt.block_on(reg.digest(&reference)) {
-            Ok(Some(d)) => {
-                known.insert(need.clone(), d);
-            }
-            Ok(None) => diags.push(
-                Diag::plain(format!(
-                    "`{need}` is not published: {reference} does not exist"
-                ))
-                .help("run the earlier level (and its `mab merge`) first"),
-            ),
-            Err(e) => diags.push(Diag::plain(e.to_string())),
+        if let Some(node) = full.iter().find(|n| &n.id == need)
+            && !outside.iter().any(|o| o.id == node.id)
+        {
+            outside.push(node);
         }
     }
-    if diags.has_errors() {
-        Err(diags)
-    } else {
-        Ok(known)
-    }
+    published_digests(
+        rt,
+        model,
+        outside,
+        "run the earlier level (and its `mab merge`) first",
+    )
 }
 
 /// Split builds: the merges `drop` picks are removed; a build that needed one of them
@@ -382,16 +367,18 @@ fn write_lock(
     lock.write(&path)
 }
 
-/// Resolve the digests of the mirrored tags `plan` needs, from the registry.
-fn mirrored_digests(
+/// The digest each node published, read from the registry at its first tag; a node
+/// with nothing published there is an error, with `help`.
+fn published_digests<'a>(
     rt: &tokio::runtime::Runtime,
     model: &Model,
-    plan: &Plan,
+    nodes: impl IntoIterator<Item = &'a plan::Node>,
+    help: &str,
 ) -> Result<HashMap<String, String>, Diagnostics> {
     let reg = registry(model);
     let mut known = HashMap::new();
     let mut diags = Diagnostics::new();
-    for n in plan.nodes.iter().filter(|n| n.kind == Kind::Mirror) {
+    for n in nodes {
         let tag = n.tags.first().cloned().unwrap_or_default();
         let reference = format!("{}:{tag}", n.reference);
         match rt.block_on(reg.digest(&reference)) {
@@ -399,8 +386,11 @@ fn mirrored_digests(
                 known.insert(n.id.clone(), d);
             }
             Ok(None) => diags.push(
-                Diag::plain(format!("{reference} is not in the registry"))
-                    .help("run `mab mirror` first: seeding builds on the mirrored bases"),
+                Diag::plain(format!(
+                    "`{}` is not published: {reference} does not exist",
+                    n.id
+                ))
+                .help(help),
             ),
             Err(e) => diags.push(Diag::plain(e.to_string())),
         }
@@ -429,7 +419,13 @@ pub fn seed(
     let mut plan = plan::plan(&local, &selection)?;
     let rt = runtime()?;
     let mut opts = options(cli, &args.run, None);
-    opts.known_digests = mirrored_digests(&rt, model, &plan)?;
+    let mirrors = plan.nodes.iter().filter(|n| n.kind == Kind::Mirror);
+    opts.known_digests = published_digests(
+        &rt,
+        model,
+        mirrors,
+        "run `mab mirror` first: seeding builds on the mirrored bases",
+    )?;
     drop(rt);
     plan.nodes.retain(|n| n.kind == Kind::Build);
     execute(&local, &plan, &args.run, opts, out)
@@ -580,7 +576,7 @@ pub fn decide(cli: &Cli, model: &Model, plan: &mut Plan, refresh: bool) -> Resul
                         })
                         .map_err(Diag::plain)?;
                         let input = crate::inputs::hash(&components);
-                        match rt.block_on(exec::node::decide(&node, &reg, &components)) {
+                        match rt.block_on(exec::node::reusable(&node, &reg, &components)) {
                             Ok(digest) => {
                                 digests.insert(node.id.clone(), digest);
                                 reused.insert(node.id.clone());

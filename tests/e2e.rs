@@ -652,60 +652,6 @@ fn podman_builds_and_publishes_for_real() {
     );
 }
 
-/// A second registry that wants basic auth (htpasswd), for as long as the test holds it.
-struct AuthRegistry {
-    child: std::process::Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for AuthRegistry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn auth_registry(user: &str, password: &str) -> AuthRegistry {
-    let dir = tempfile::tempdir().unwrap();
-    let htpasswd = Command::new("htpasswd")
-        .args(["-Bbn", user, password])
-        .output()
-        .expect("htpasswd (apache2-utils)");
-    std::fs::write(dir.path().join("htpasswd"), &htpasswd.stdout).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let config = format!(
-        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {root}/data\nhttp:\n  addr: {addr}\nauth:\n  htpasswd:\n    realm: mab-test\n    path: {root}/htpasswd\n",
-        root = dir.path().display()
-    );
-    std::fs::write(dir.path().join("config.yml"), config).unwrap();
-    let child = Command::new("docker-registry")
-        .arg("serve")
-        .arg(dir.path().join("config.yml"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while std::net::TcpStream::connect(&addr).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the auth registry did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    AuthRegistry {
-        child,
-        addr,
-        _dir: dir,
-    }
-}
-
 #[test]
 fn basic_auth_from_the_docker_config_and_no_secret_in_output() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
@@ -713,7 +659,7 @@ fn basic_auth_from_the_docker_config_and_no_secret_in_output() {
         return;
     };
     let password = "s3cret-never-printed";
-    let reg = auth_registry("mabuser", password);
+    let reg = OwnRegistry::start(Some(("mabuser", password)));
     env.write(
         "images.kdl",
         &format!(
@@ -1240,7 +1186,7 @@ mirror "alpine" from="${upstream}/library/alpine" insecure=#true { tags "3.15"; 
 "#
 }
 
-/// A registry of this test's own, on a fixed port and data directory, restartable.
+/// A registry of a test's own, on a fixed port and data directory, restartable.
 struct OwnRegistry {
     child: Option<std::process::Child>,
     config: PathBuf,
@@ -1249,7 +1195,8 @@ struct OwnRegistry {
 }
 
 impl OwnRegistry {
-    fn start() -> OwnRegistry {
+    /// A registry on a free port; with `basic`, it wants those credentials (htpasswd).
+    fn start(basic: Option<(&str, &str)>) -> OwnRegistry {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -1257,15 +1204,22 @@ impl OwnRegistry {
             .unwrap()
             .port();
         let addr = format!("127.0.0.1:{port}");
+        let root = dir.path().display();
+        let mut yaml = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {root}/data\nhttp:\n  addr: {addr}\n"
+        );
+        if let Some((user, password)) = basic {
+            let htpasswd = Command::new("htpasswd")
+                .args(["-Bbn", user, password])
+                .output()
+                .expect("htpasswd (apache2-utils)");
+            std::fs::write(dir.path().join("htpasswd"), &htpasswd.stdout).unwrap();
+            yaml.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: mab-test\n    path: {root}/htpasswd\n"
+            ));
+        }
         let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}/data\nhttp:\n  addr: {addr}\n",
-                dir.path().display()
-            ),
-        )
-        .unwrap();
+        std::fs::write(&config, yaml).unwrap();
         let mut r = OwnRegistry {
             child: None,
             config,
@@ -1316,7 +1270,7 @@ fn the_registry_killed_mid_run_then_a_rerun_converges() {
         return;
     };
     env.write("images.kdl", faults_manifest());
-    let mut target = OwnRegistry::start();
+    let mut target = OwnRegistry::start(None);
     // Slow the target's uploads down so the kill lands mid-run.
     let proxy = crate::fault_proxy::http(&target.addr);
     proxy.rule(
@@ -1518,15 +1472,17 @@ fn rebuilds_cost_what_changed() {
     );
 
     // The plan, asked of the registry, says the same before anything runs.
-    let decisions = |env: &Env| -> BTreeMap<String, (String, String)> {
-        let (code, out, err) = env.mab(&[
+    let decisions = |env: &Env, extra: &[&str]| -> BTreeMap<String, (String, String)> {
+        let mut args = vec![
             "--var",
-            &var,
+            var.as_str(),
             "plan",
             "--check-registry",
             "--format",
             "json",
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        let (code, out, err) = env.mab(&args);
         assert_eq!(code, 0, "{err}");
         let plan: Value = serde_json::from_str(&out).unwrap();
         plan["nodes"]
@@ -1545,7 +1501,7 @@ fn rebuilds_cost_what_changed() {
             })
             .collect()
     };
-    for (id, (decision, _)) in decisions(&env) {
+    for (id, (decision, _)) in decisions(&env, &[]) {
         let want = if id.starts_with("build:") || id.starts_with("test:") {
             "reuse"
         } else {
@@ -1556,7 +1512,7 @@ fn rebuilds_cost_what_changed() {
 
     // A file of one context: that image (both versions share it) and its dependents.
     env.write("images/runtime/extra.conf", "tuned\n");
-    let planned = decisions(&env);
+    let planned = decisions(&env, &[]);
     assert_eq!(
         planned["build:runtime:3.16@linux/arm64"],
         ("build".into(), "changed: files of the context".into())
@@ -1587,29 +1543,8 @@ fn rebuilds_cost_what_changed() {
         "3.16",
     );
     // `--refresh` sees the move before anything runs, and what it rebuilds.
-    let (code, out, err) = env.mab(&[
-        "--var",
-        &var,
-        "plan",
-        "--check-registry",
-        "--refresh",
-        "--format",
-        "json",
-    ]);
-    assert_eq!(code, 0, "{err}");
-    let plan: Value = serde_json::from_str(&out).unwrap();
-    let decision = |id: &str| {
-        let n = plan["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|n| n["id"] == id)
-            .unwrap();
-        (
-            n["decision"].as_str().unwrap().to_owned(),
-            n["reason"].as_str().unwrap().to_owned(),
-        )
-    };
+    let refreshed = decisions(&env, &["--refresh"]);
+    let decision = |id: &str| refreshed[id].clone();
     assert_eq!(decision("mirror:alpine:3.16").0, "mirror");
     assert_eq!(
         decision("build:runtime:3.16@linux/amd64"),

@@ -11,7 +11,7 @@ use super::Context;
 use super::process::{self, Exit};
 use super::report::{CacheUse, NodeResult, Status};
 use crate::inputs;
-use crate::plan::command::{self, Arg, DigestOut, Part, digest_file, file_stem};
+use crate::plan::command::{self, Arg, DigestOut, digest_file, file_stem};
 use crate::plan::{Kind, Node};
 use crate::registry::{self, Descriptor, index_bytes, is_digest};
 
@@ -195,17 +195,7 @@ async fn sleep_node(node: &Node, ctx: &Context) -> Done {
 
 /// Replace digest placeholders with what the named nodes published.
 fn resolve(arg: &Arg, ctx: &Context) -> Result<String, String> {
-    let mut s = String::new();
-    for p in &arg.0 {
-        match p {
-            Part::Lit(l) => s.push_str(l),
-            Part::Digest(id) => s.push_str(
-                &ctx.digest(id)
-                    .ok_or_else(|| format!("no digest from `{id}`"))?,
-            ),
-        }
-    }
-    Ok(s)
+    inputs::resolve(arg, &|id| ctx.digest(id))
 }
 
 /// A digest file must hold exactly one well-formed digest: anything else fails the node.
@@ -277,7 +267,8 @@ async fn input_components(
 }
 
 /// The digest of the image published for `node` when it has the same inputs, else why not.
-async fn reusable(
+/// Builds and `plan --check-registry` decide with it alike.
+pub async fn reusable(
     node: &Node,
     registry: &crate::registry::Registry,
     components: &std::collections::BTreeMap<String, String>,
@@ -315,15 +306,6 @@ async fn reusable(
             node.reference
         )),
     }
-}
-
-/// For `plan --check-registry`: the same decision a build would take.
-pub async fn decide(
-    node: &Node,
-    registry: &crate::registry::Registry,
-    components: &std::collections::BTreeMap<String, String>,
-) -> Result<String, String> {
-    reusable(node, registry, components).await
 }
 
 async fn commands(node: &Node, ctx: &Context, log: &mut tokio::fs::File) -> Done {

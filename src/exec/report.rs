@@ -120,13 +120,6 @@ impl Reporter {
         }
     }
 
-    pub fn plain() -> Reporter {
-        Reporter {
-            mode: Mutex::new(Mode::Plain),
-            buffers: Mutex::new(HashMap::new()),
-        }
-    }
-
     fn err_line(text: &str) {
         let mut e = std::io::stderr().lock();
         let _ = writeln!(e, "{text}");

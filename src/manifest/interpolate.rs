@@ -77,19 +77,6 @@ pub fn interpolate(input: &str, lookup: &dyn Fn(&str) -> Lookup) -> Result<Strin
     Ok(out)
 }
 
-/// Whether `input` mentions `${name}` (not escaped).
-pub fn mentions(input: &str, name: &str) -> bool {
-    let found = std::cell::Cell::new(false);
-    // A string with errors is reported where it is resolved; here only the names count.
-    let _ = interpolate(input, &|n| {
-        if n == name {
-            found.set(true);
-        }
-        Lookup::Found(String::new())
-    });
-    found.get()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,11 +109,5 @@ mod tests {
             interpolate("ab${version", &vars),
             Err(InterpError::Unclosed { at: 2 })
         );
-    }
-
-    #[test]
-    fn mentions_finds_names() {
-        assert!(mentions("a${arch}", "arch"));
-        assert!(!mentions("a$${arch}", "arch"));
     }
 }

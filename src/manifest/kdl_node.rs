@@ -43,10 +43,6 @@ pub fn name(node: &KdlNode) -> &str {
     node.name().value()
 }
 
-pub fn name_spanned(node: &KdlNode) -> Spanned<String> {
-    Spanned::new(name(node).to_owned(), node.name().span())
-}
-
 pub fn args(node: &KdlNode) -> impl Iterator<Item = &KdlEntry> {
     node.entries().iter().filter(|e| e.name().is_none())
 }

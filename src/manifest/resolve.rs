@@ -23,6 +23,7 @@ const PER_PLATFORM: &str =
 const PER_IMAGE: &str = "it is known only in the settings of an `image`";
 
 /// Where a string is interpolated: which variables have values there.
+#[derive(Clone, Copy)]
 struct Scope<'a> {
     src: &'a str,
     vars: &'a BTreeMap<String, String>,
@@ -747,7 +748,7 @@ impl<'a> Resolver<'a> {
         for platform in &platforms {
             let pscope = Scope {
                 platform: Some(platform),
-                ..scope_clone(&scope)
+                ..scope
             };
             let map = |pairs: &[&super::syntax::Pair],
                        diags: &mut Diagnostics|
@@ -1031,17 +1032,6 @@ fn platform_list(list: &[Spanned<String>], diags: &mut Diagnostics) -> Vec<Platf
         }
     }
     out
-}
-
-fn scope_clone<'s>(s: &Scope<'s>) -> Scope<'s> {
-    Scope {
-        src: s.src,
-        vars: s.vars,
-        profile: s.profile,
-        registry: s.registry,
-        image: s.image,
-        platform: s.platform,
-    }
 }
 
 /// `IMAGE:TAG` or `mirror:NAME:TAG` → [`Dep`].

@@ -57,13 +57,8 @@ pub fn render(plan: &Plan) -> String {
             out.push('\n');
         }
     }
-    let merges: Vec<_> = plan
-        .nodes
-        .iter()
-        .filter(|n| n.kind == Kind::Merge || (n.kind == Kind::Build && !plan.push))
-        .collect();
     let mut rows: Vec<(String, String, String, String, String, String)> = Vec::new();
-    for (key, nodes) in super::groups(plan) {
+    for (_, nodes) in super::groups(plan) {
         let Some(first) = nodes.iter().find(|n| n.kind != Kind::Mirror) else {
             continue;
         };
@@ -88,7 +83,6 @@ pub fn render(plan: &Plan) -> String {
                     .join(" ")
             })
             .unwrap_or_else(|| "(not published)".to_owned());
-        let _ = key;
         rows.push((
             first.image.clone().unwrap_or_default(),
             first.version.clone().unwrap_or_default(),
@@ -98,7 +92,6 @@ pub fn render(plan: &Plan) -> String {
             tags,
         ));
     }
-    let _ = merges;
     if !rows.is_empty() {
         let _ = writeln!(
             out,
