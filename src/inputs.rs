@@ -52,6 +52,9 @@ pub fn components(
         "backend".to_owned(),
         node.publish.backend.as_str().to_owned(),
     );
+    if let Some(attest) = &node.attest {
+        c.insert("attest".to_owned(), attest.join("\n"));
+    }
     for (k, a) in &node.args {
         c.insert(format!("arg:{k}"), resolve(a, digest)?);
     }

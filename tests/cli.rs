@@ -264,7 +264,7 @@ image "app" { version "1"; }"#,
         let arm = calls.lines().find(|l| l.contains("linux/arm64")).unwrap();
         assert!(
             arm.starts_with(
-                "buildx build --builder arm --platform linux/arm64 --file images/app/Dockerfile"
+                "buildx build --builder arm --platform linux/arm64 --progress plain --file images/app/Dockerfile"
             ),
             "{arm}"
         );

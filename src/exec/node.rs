@@ -9,7 +9,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::Context;
 use super::process::{self, Exit};
-use super::report::{CacheUse, NodeResult, Status};
+use super::report::{CacheCounter, CacheUse, NodeResult, Status};
 use crate::inputs;
 use crate::plan::command::{self, Arg, DigestOut, digest_file, file_stem};
 use crate::plan::{Kind, Node};
@@ -380,11 +380,11 @@ async fn commands(node: &Node, ctx: &Context, log: &mut tokio::fs::File) -> Done
     }
     let own_digest = dir.join(digest_file(&node.id));
     let _ = tokio::fs::remove_file(&own_digest).await;
-    let mut cache = CacheUse::default();
+    let mut cache = CacheCounter::default();
     let mut failure: Option<Done> = None;
     let mut cancel = ctx.cancel.clone();
     for cmd in &steps.commands {
-        let argv: Result<Vec<String>, String> = cmd.0.iter().map(|a| resolve(a, ctx)).collect();
+        let argv: Result<Vec<String>, String> = cmd.argv.iter().map(|a| resolve(a, ctx)).collect();
         let argv = match argv {
             Ok(a) => a,
             Err(e) => {
@@ -396,19 +396,12 @@ async fn commands(node: &Node, ctx: &Context, log: &mut tokio::fs::File) -> Done
             .write_all(format!("$ {}\n", argv.join(" ")).as_bytes())
             .await;
         let mut on_line = |l: &str| {
-            if l.starts_with("STEP ") && !l.contains(": FROM ") {
-                cache.steps += 1;
-            }
-            if l.contains("Using cache ") || l.contains(" CACHED") {
-                cache.hits += 1;
-            }
-            if l.contains("Cache pulled from remote") || l.contains("importing cache manifest") {
-                cache.remote += 1;
-            }
+            cache.line(l);
             ctx.reporter.line(&node.id, l);
         };
         let exit = process::run(
             &argv,
+            cmd.stdin.as_deref(),
             dir,
             log,
             &mut cancel,
@@ -456,7 +449,7 @@ async fn commands(node: &Node, ctx: &Context, log: &mut tokio::fs::File) -> Done
     }
     for cmd in &steps.cleanup {
         if let Ok(argv) = cmd
-            .0
+            .argv
             .iter()
             .map(|a| resolve(a, ctx))
             .collect::<Result<Vec<_>, _>>()
@@ -466,13 +459,22 @@ async fn commands(node: &Node, ctx: &Context, log: &mut tokio::fs::File) -> Done
                 .await;
             // Cleanup runs even after a signal, so nothing is left behind.
             let (_tx, mut never) = tokio::sync::watch::channel(super::Cancel::None);
-            let _ = process::run(&argv, dir, log, &mut never, ctx.options.grace, &mut |_| {}).await;
+            let _ = process::run(
+                &argv,
+                None,
+                dir,
+                log,
+                &mut never,
+                ctx.options.grace,
+                &mut |_| {},
+            )
+            .await;
         }
     }
     if let Some(f) = failure {
         return f;
     }
-    let cache = (node.kind == Kind::Build).then_some(cache);
+    let cache = (node.kind == Kind::Build).then(|| cache.finish());
     if node.kind != Kind::Build || !node.publish.push {
         return Done {
             cache,
@@ -506,8 +508,17 @@ async fn commands(node: &Node, ctx: &Context, log: &mut tokio::fs::File) -> Done
     }
 }
 
-/// Push the index of every platform's digest, then its tags, unless interrupted.
+/// Push the index of every platform's image (with its attestation manifests), then its
+/// tags, unless interrupted.
 async fn merge(node: &Node, ctx: &Context, log: &mut tokio::fs::File) -> Done {
+    // A reused image was published with its attestations: they are in the index at the tag.
+    let published = match node.tags.first() {
+        Some(tag) => match ctx.registry.index_entries(&node.reference, tag).await {
+            Ok(entries) => entries.unwrap_or_default(),
+            Err(e) => return Done::failed(e.to_string()),
+        },
+        None => Vec::new(),
+    };
     let mut children: Vec<Descriptor> = Vec::new();
     for id in node.needs.iter().filter(|n| n.starts_with("build:")) {
         let Some(digest) = ctx.digest(id) else {
@@ -516,16 +527,17 @@ async fn merge(node: &Node, ctx: &Context, log: &mut tokio::fs::File) -> Done {
         let platform = id.rsplit_once('@').map_or("", |x| x.1);
         match ctx
             .registry
-            .descriptor(&node.reference, &digest, platform)
+            .platform_entries(&node.reference, &digest, platform, &published)
             .await
         {
-            Ok(d) => children.push(d),
+            Ok(d) => children.extend(d),
             Err(e) => return Done::failed(e.to_string()),
         }
     }
     if children.is_empty() {
         return Done::failed("no platform image to merge");
     }
+    let children = registry::images_first(children);
     let repository = ctx.repository_lock(&node.reference);
     let _writer = repository.lock().await;
     publish_index(
@@ -638,26 +650,21 @@ async fn mirror(node: &Node, ctx: &Context, log: &mut tokio::fs::File) -> Done {
                 .await?;
             return Ok(Done::ok(Some(upstream.digest)));
         }
-        let entries: Vec<Descriptor> = serde_json::from_value(
-            upstream
-                .json()?
-                .get("manifests")
-                .cloned()
-                .unwrap_or_default(),
-        )
-        .map_err(|e| registry::RegistryError(format!("reading index {src}: {e}")))?;
-        let keep: Vec<Descriptor> = entries
-            .into_iter()
-            .filter(|d| {
-                node.platforms.is_empty()
-                    || d.platform
-                        .as_ref()
-                        .is_some_and(|p| node.platforms.contains(&p.display()))
+        let entries = upstream.entries()?;
+        // A filter keeps the attestation manifests of the images it keeps.
+        let keep: Vec<Descriptor> = if node.platforms.is_empty() {
+            entries
+        } else {
+            registry::with_attestations(&entries, |d| {
+                d.platform
+                    .as_ref()
+                    .is_some_and(|p| node.platforms.contains(&p.display()))
             })
-            .collect();
+        };
         if !node.platforms.is_empty() {
             let have: Vec<String> = keep
                 .iter()
+                .filter(|d| d.attests().is_none())
                 .filter_map(|d| d.platform.as_ref().map(|p| p.display()))
                 .collect();
             let missing: Vec<&String> = node

@@ -27,9 +27,12 @@ fn signal_group(pid: u32, signal: i32) {
     }
 }
 
-/// Run `argv` in `dir`, appending its output to `log` and calling `on_line` per line.
+/// Run `argv` in `dir` with `stdin` as its input, appending its output to `log` and calling
+/// `on_line` per line.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     argv: &[String],
+    stdin: Option<&str>,
     dir: &Path,
     log: &mut tokio::fs::File,
     cancel: &mut watch::Receiver<Cancel>,
@@ -45,7 +48,11 @@ pub async fn run(
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
         .current_dir(dir)
-        .stdin(Stdio::null())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -55,6 +62,13 @@ pub async fn run(
         Err(e) => return Exit::SpawnFailed(format!("cannot run `{program}`: {e}")),
     };
     let pid = child.id().unwrap_or(0);
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        // Small (a Dockerfile); written whole, then closed so the child sees its end.
+        let input = input.to_owned();
+        tokio::spawn(async move {
+            let _ = pipe.write_all(input.as_bytes()).await;
+        });
+    }
     let mut out = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
     let mut err = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
     let (mut out_open, mut err_open) = (true, true);

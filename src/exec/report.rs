@@ -284,3 +284,108 @@ pub fn summary_table(report: &RunReport) -> String {
     }
     out
 }
+
+/// Counts cache use from a build's output, line by line: buildah's `STEP n/m:` and
+/// `--> Using cache`, or BuildKit's plain progress (`#6 [2/4] RUN …`, `#6 CACHED`; a vertex
+/// can print its header several times, so steps are counted by vertex number).
+#[derive(Debug, Default)]
+pub struct CacheCounter {
+    use_: CacheUse,
+    /// BuildKit vertices that are Dockerfile steps other than `FROM`.
+    steps: std::collections::BTreeSet<u32>,
+    cached: std::collections::BTreeSet<u32>,
+}
+
+impl CacheCounter {
+    pub fn line(&mut self, l: &str) {
+        if l.starts_with("STEP ") && !l.contains(": FROM ") {
+            self.use_.steps += 1;
+        }
+        if l.contains("Using cache ") {
+            self.use_.hits += 1;
+        }
+        if l.contains("Cache pulled from remote") {
+            self.use_.remote += 1;
+        }
+        let Some((vertex, rest)) = l
+            .strip_prefix('#')
+            .and_then(|r| r.split_once(' '))
+            .and_then(|(n, rest)| Some((n.parse::<u32>().ok()?, rest)))
+        else {
+            return;
+        };
+        if rest == "CACHED" {
+            self.cached.insert(vertex);
+        } else if let Some((step, instruction)) =
+            rest.strip_prefix('[').and_then(|r| r.split_once("] "))
+        {
+            // `[2/4]` or `[stage 2/4]`: a Dockerfile step; `[internal] …` is not.
+            let numbered = step
+                .rsplit(' ')
+                .next()
+                .and_then(|n| n.split_once('/'))
+                .is_some_and(|(a, b)| a.parse::<u32>().is_ok() && b.parse::<u32>().is_ok());
+            if numbered && !instruction.starts_with("FROM ") {
+                self.steps.insert(vertex);
+            }
+        }
+    }
+
+    pub fn finish(&self) -> CacheUse {
+        let mut c = self.use_;
+        c.steps += self.steps.len() as u32;
+        c.hits += self.cached.intersection(&self.steps).count() as u32;
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buildkit_steps_are_counted_once_per_vertex() {
+        let log = "#1 [internal] load build definition from Dockerfile\n\
+            #5 [1/4] FROM 127.0.0.1:5000/alpine@sha256:55e3\n\
+            #5 CACHED\n\
+            #6 [2/4] RUN mkdir -p /etc/platform\n\
+            #6 CACHED\n\
+            #7 [3/4] RUN echo app >> /etc/passwd\n\
+            #7 0.102 some output\n\
+            #7 [3/4] RUN echo app >> /etc/passwd\n\
+            #7 DONE 0.1s\n\
+            #8 [build 4/4] WORKDIR /srv\n\
+            #8 CACHED\n\
+            #9 exporting to image\n";
+        let mut c = CacheCounter::default();
+        log.lines().for_each(|l| c.line(l));
+        assert_eq!(
+            c.finish(),
+            CacheUse {
+                hits: 2,
+                steps: 3,
+                remote: 0
+            }
+        );
+    }
+
+    #[test]
+    fn buildah_steps_and_hits_are_counted() {
+        let log = "STEP 1/3: FROM alpine\n\
+            STEP 2/3: RUN true\n\
+            --> Using cache 1a2b\n\
+            STEP 3/3: WORKDIR /srv\n\
+            Cache pulled from remote 127.0.0.1:5000/cache:x\n\
+            --> Using cache 3c4d\n";
+        let mut c = CacheCounter::default();
+        log.lines().for_each(|l| c.line(l));
+        assert_eq!(
+            c.finish(),
+            CacheUse {
+                hits: 2,
+                steps: 2,
+                remote: 1
+            }
+        );
+    }
+}

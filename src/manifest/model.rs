@@ -109,6 +109,8 @@ pub struct ImageVersion {
     /// Dockerfile path, relative to the manifest.
     pub dockerfile: String,
     pub target: Option<String>,
+    /// Attestation requests for buildx (`--attest`), resolved; empty: none at all.
+    pub attest: Vec<String>,
     pub platforms: Vec<PlatformSettings>,
     pub tags: Vec<String>,
     pub froms: Vec<From>,

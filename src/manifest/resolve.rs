@@ -694,6 +694,37 @@ impl<'a> Resolver<'a> {
         let target = layers
             .last(|b| b.target.as_ref())
             .and_then(|t| scope.interp(t, &mut diags));
+        let attest = match layers.last(|b| b.attest.as_ref()) {
+            None => vec![DEFAULT_ATTEST.to_owned()],
+            Some(list) => {
+                let mut out: Vec<String> = Vec::new();
+                for a in &list.value {
+                    let Some(v) = scope.interp(a, &mut diags) else {
+                        continue;
+                    };
+                    match attest_request(&v) {
+                        Err(problem) => diags.push(
+                            Diag::error(a.span, format!("invalid attestation request `{}`", v.escape_debug()))
+                                .label(problem)
+                                .help("write it as buildx and bake do: `type=provenance,mode=max`, `type=sbom`, `type=provenance,disabled=true`"),
+                        ),
+                        Ok(kind) if out.iter().any(|o| attest_type(o) == Some(kind)) => diags.push(
+                            Diag::error(a.span, format!("a second `type={kind}` request"))
+                                .label("each type may be requested once"),
+                        ),
+                        Ok(_) => out.push(v),
+                    }
+                }
+                // As with buildx and bake: provenance (mode=min) unless asked for otherwise.
+                if !list.value.is_empty()
+                    && !out.iter().any(|o| attest_type(o) == Some("provenance"))
+                {
+                    out.insert(0, DEFAULT_ATTEST.to_owned());
+                }
+                out.retain(|o| !o.split(',').any(|kv| kv == "disabled=true"));
+                out
+            }
+        };
 
         let platforms = match layers.last(|b| b.platforms.as_ref()) {
             Some(list) => platform_list(&list.value, &mut diags),
@@ -818,6 +849,7 @@ impl<'a> Resolver<'a> {
             dockerfile_span: layers.last(|b| b.dockerfile.as_ref()).map(|d| d.span),
             dockerfile,
             target,
+            attest,
             platforms: per_platform,
             tags,
             froms: Vec::new(),
@@ -1227,4 +1259,46 @@ fn upstream_problem(source: &str) -> Option<(&'static str, &'static str)> {
     } else {
         None
     }
+}
+
+/// What buildx attaches when nothing is said: a provenance attestation, minimal mode.
+pub const DEFAULT_ATTEST: &str = "type=provenance,mode=min";
+
+fn attest_type(request: &str) -> Option<&str> {
+    request.split(',').find_map(|kv| kv.strip_prefix("type="))
+}
+
+/// Check one attestation request (`type=provenance,mode=max`), as buildx parses `--attest`:
+/// comma-separated `key=value` pairs. Returns its type.
+fn attest_request(request: &str) -> Result<&str, String> {
+    if let Some(c) = request.chars().find(|c| c.is_control() || *c == '"') {
+        return Err(format!("{c:?} cannot appear in an attestation request"));
+    }
+    let mut kind = None;
+    for kv in request.split(',') {
+        let Some((k, v)) = kv.split_once('=') else {
+            return Err(format!("`{kv}` is not `key=value`"));
+        };
+        match (k, v) {
+            ("type", "provenance" | "sbom") => kind = Some(v),
+            ("type", other) => {
+                return Err(format!(
+                    "unknown type `{other}`: expected provenance or sbom"
+                ));
+            }
+            ("mode", m) if m != "min" && m != "max" => {
+                return Err(format!("unknown mode `{m}`: expected min or max"));
+            }
+            ("disabled", d) if d != "true" && d != "false" => {
+                return Err(format!("`disabled={d}`: expected true or false"));
+            }
+            ("", _) | (_, "") => return Err(format!("`{kv}` is not `key=value`")),
+            _ => {}
+        }
+    }
+    let kind = kind.ok_or_else(|| "no `type=` (provenance or sbom)".to_owned())?;
+    if kind == "sbom" && request.split(',').any(|kv| kv.starts_with("mode=")) {
+        return Err("`mode` is a provenance setting".to_owned());
+    }
+    Ok(kind)
 }

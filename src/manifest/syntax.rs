@@ -42,6 +42,8 @@ pub struct RawSettings {
     pub froms: Vec<RawFrom>,
     pub test: Option<Spanned<Vec<String>>>,
     pub cache: Option<Spanned<RawCache>>,
+    /// `attest "type=provenance,mode=max" "type=sbom"`; `attest #false` is an empty list.
+    pub attest: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Clone, Debug)]
@@ -126,6 +128,7 @@ const IMAGE_SETTINGS: &[&str] = &[
     "from",
     "test",
     "cache",
+    "attest",
 ];
 const TOP_LEVEL: &[&str] = &["defaults", "profile", "var", "mirror", "image", "builder"];
 const PROFILE_ONLY: &[&str] = &["registry", "backend", "push", "inherits", "var"];
@@ -138,6 +141,7 @@ const PROFILE_SETTINGS: &[&str] = &[
     "arg",
     "label",
     "cache",
+    "attest",
     "inherits",
     "var",
 ];
@@ -434,6 +438,29 @@ fn read_setting(node: &KdlNode, s: &mut RawSettings, diags: &mut Diagnostics) ->
                 set_once(&mut s.test, v, node, diags);
             }
         }
+        "attest" => {
+            check_props(node, &[], diags);
+            forbid_children(node, diags);
+            let entries: Vec<_> = args(node).collect();
+            let value = match entries.as_slice() {
+                [e] if matches!(e.value(), KdlValue::Bool(false)) => Some(Vec::new()),
+                [_, ..] if entries.iter().all(|e| e.value().is_string()) => entries
+                    .iter()
+                    .map(|e| entry_string(e, "`attest`", false, diags))
+                    .collect(),
+                _ => {
+                    diags.push(
+                        Diag::error(head_span(node), "`attest` takes #false or attestation requests")
+                            .label("expected #false or strings")
+                            .help("write `attest \"type=provenance,mode=max\" \"type=sbom\"`, or `attest #false` for none"),
+                    );
+                    None
+                }
+            };
+            if let Some(v) = value {
+                set_once(&mut s.attest, Spanned::new(v, head_span(node)), node, diags);
+            }
+        }
         "cache" => {
             check_props(node, &["mode"], diags);
             forbid_children(node, diags);
@@ -669,7 +696,7 @@ fn read_profile(node: &KdlNode, diags: &mut Diagnostics) -> Option<RawProfile> {
                 }
             }
             "var" => p.vars.extend(read_pair(child, "a name and a value", diags)),
-            "platforms" | "arg" | "label" | "cache" => {
+            "platforms" | "arg" | "label" | "cache" | "attest" => {
                 read_setting(child, &mut p.settings, diags);
             }
             other => unknown_node(child, other, PROFILE_SETTINGS, "`profile`", diags),

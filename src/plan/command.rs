@@ -53,18 +53,45 @@ impl Serialize for Arg {
     }
 }
 
-/// One command: program and arguments.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct Command(pub Vec<Arg>);
+/// One command: program and arguments, and what it reads on standard input (a test's
+/// Dockerfile under buildx), if anything.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Command {
+    pub argv: Vec<Arg>,
+    pub stdin: Option<String>,
+}
+
+/// JSON: an argv array; a command with input is `{"argv": […], "stdin": "…"}`.
+impl Serialize for Command {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match &self.stdin {
+            None => self.argv.serialize(s),
+            Some(input) => {
+                use serde::ser::SerializeStruct;
+                let mut st = s.serialize_struct("Command", 2)?;
+                st.serialize_field("argv", &self.argv)?;
+                st.serialize_field("stdin", input)?;
+                st.end()
+            }
+        }
+    }
+}
 
 impl Command {
     pub fn new(program: &str) -> Command {
-        Command(vec![Arg::lit(program)])
+        Command {
+            argv: vec![Arg::lit(program)],
+            stdin: None,
+        }
+    }
+
+    pub fn stdin(mut self, input: String) -> Command {
+        self.stdin = Some(input);
+        self
     }
 
     pub fn arg(mut self, a: impl Into<Arg>) -> Command {
-        self.0.push(a.into());
+        self.argv.push(a.into());
         self
     }
 
@@ -73,7 +100,7 @@ impl Command {
         I: IntoIterator<Item = A>,
         A: Into<Arg>,
     {
-        self.0.extend(items.into_iter().map(Into::into));
+        self.argv.extend(items.into_iter().map(Into::into));
         self
     }
 
@@ -89,7 +116,7 @@ impl Command {
     }
 
     pub fn display(&self) -> String {
-        self.0
+        self.argv
             .iter()
             .map(Arg::display)
             .collect::<Vec<_>>()
@@ -223,6 +250,7 @@ fn build(node: &Node) -> (Vec<Command>, DigestOut) {
                 .opt("--builder", node.builder.clone())
                 .arg("--platform")
                 .arg(platform)
+                .args(["--progress", "plain"])
                 .arg("--file")
                 .arg(dockerfile)
                 .opt("--target", node.target.clone());
@@ -236,6 +264,14 @@ fn build(node: &Node) -> (Vec<Command>, DigestOut) {
                         "type=registry,ref={},mode={}{insecure}",
                         cache.reference, cache.mode
                     ));
+            }
+            match node.attest.as_deref() {
+                None | Some([]) => c = c.arg("--provenance=false"),
+                Some(requests) => {
+                    for a in requests {
+                        c = c.arg("--attest").arg(a.clone());
+                    }
+                }
             }
             let output = if p.push {
                 format!(
@@ -361,28 +397,59 @@ fn test(node: &Node) -> Steps {
                 vec![Command::new("buildah").arg("rm").arg(name)],
             )
         }
-        Backend::Buildx | Backend::Podman => {
+        // buildx: a build on the builder that owns the platform, of the pushed image plus one
+        // `RUN` of the test, with no output: no Docker daemon needed, native where the builder
+        // node is, emulated otherwise. `--no-cache`, so the test really runs every time.
+        Backend::Buildx => {
             let image = if p.push {
                 pinned(&node.reference, build)
             } else {
                 Arg::lit(local_name(img, tag, platform))
             };
-            let tool = if p.backend == Backend::Buildx {
-                "docker"
+            let c = Command::new("docker")
+                .args(["buildx", "build"])
+                .opt("--builder", node.builder.clone())
+                .arg("--platform")
+                .arg(platform)
+                .args(["--progress", "plain", "--no-cache", "--provenance=false"])
+                .arg("--output")
+                .arg("type=cacheonly")
+                .arg("--build-arg")
+                .arg(Arg([
+                    vec![Part::Lit("MAB_TEST_IMAGE=".to_owned())],
+                    image.0,
+                ]
+                .concat()))
+                .arg("-")
+                .stdin(test_dockerfile(&words));
+            steps(vec![c], Vec::new())
+        }
+        Backend::Podman => {
+            let image = if p.push {
+                pinned(&node.reference, build)
             } else {
-                "podman"
+                Arg::lit(local_name(img, tag, platform))
             };
-            let c = Command::new(tool)
+            let c = Command::new("podman")
                 .arg("run")
                 .arg("--rm")
                 .arg("--platform")
                 .arg(platform)
-                .when(p.insecure && tool == "podman", "--tls-verify=false")
+                .when(p.insecure, "--tls-verify=false")
                 .arg(image)
                 .args(words);
             steps(vec![c], Vec::new())
         }
     }
+}
+
+/// The Dockerfile of a test under buildx: the image under test, and the test as one exec-form
+/// `RUN` (a JSON array: quotes, newlines and non-ASCII reach the command exactly).
+pub fn test_dockerfile(words: &[String]) -> String {
+    format!(
+        "# check=skip=InvalidDefaultArgInFrom\nARG MAB_TEST_IMAGE\nFROM ${{MAB_TEST_IMAGE}}\nRUN {}\n",
+        serde_json::to_string(words).unwrap_or_default()
+    )
 }
 
 fn merge(node: &Node) -> (Vec<Command>, DigestOut) {

@@ -156,6 +156,7 @@ impl Builder<'_> {
             args: BTreeMap::new(),
             labels: BTreeMap::new(),
             cache: None,
+            attest: None,
             test: None,
             publish: Publish {
                 backend: p.backend,
@@ -276,6 +277,7 @@ impl Builder<'_> {
                 args,
                 labels: ps.labels.clone(),
                 cache: ps.cache.clone(),
+                attest: (model.profile.backend == Backend::Buildx).then(|| v.attest.clone()),
                 runs_on: runs_on.clone(),
                 ..self.of_version(id.clone(), Kind::Build, v)
             };

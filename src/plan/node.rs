@@ -72,6 +72,8 @@ pub struct Node {
     pub args: BTreeMap<String, Arg>,
     pub labels: BTreeMap<String, String>,
     pub cache: Option<Cache>,
+    /// buildx builds: the attestation requests (`--attest`); empty turns provenance off.
+    pub attest: Option<Vec<String>>,
     pub test: Option<Vec<String>>,
     pub publish: Publish,
     /// The CI runner label of the builder that owns the platform (matrix output).
@@ -139,6 +141,8 @@ struct NodeJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     cache: &'a Option<Cache>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    attest: &'a Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     test: &'a Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     decision: Option<&'a str>,
@@ -171,6 +175,7 @@ impl Serialize for Node {
             args: &self.args,
             labels: &self.labels,
             cache: &self.cache,
+            attest: &self.attest,
             test: &self.test,
             decision: self.decision.as_ref().map(|d| d.decision.as_str()),
             reason: self.decision.as_ref().map(|d| d.reason.as_str()),

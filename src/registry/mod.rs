@@ -4,6 +4,8 @@
 
 pub mod http;
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
 use oci_client::Reference;
 use serde::{Deserialize, Serialize};
@@ -55,6 +57,12 @@ impl Manifest {
     pub fn json(&self) -> Result<serde_json::Value> {
         serde_json::from_slice(&self.bytes).map_err(|e| err("manifest is not JSON", e))
     }
+
+    /// The entries of an index.
+    pub fn entries(&self) -> Result<Vec<Descriptor>> {
+        serde_json::from_value(self.json()?.get("manifests").cloned().unwrap_or_default())
+            .map_err(|e| err(&format!("reading index {}", self.digest), e))
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -94,6 +102,50 @@ pub struct Descriptor {
     pub size: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub platform: Option<PlatformSpec>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// The annotation BuildKit puts on an attestation manifest's index entry, naming the image it
+/// describes; `vnd.docker.reference.type` says what it is (`attestation-manifest`).
+pub const REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";
+pub const REFERENCE_TYPE: &str = "vnd.docker.reference.type";
+
+impl Descriptor {
+    /// The image this entry attests to, when it is an attestation manifest.
+    pub fn attests(&self) -> Option<&str> {
+        (self.annotations.get(REFERENCE_TYPE).map(String::as_str) == Some("attestation-manifest"))
+            .then(|| self.annotations.get(REFERENCE_DIGEST).map(String::as_str))
+            .flatten()
+    }
+}
+
+/// Keep the entries of `index` for `keep` (by platform) and the attestation manifests of the
+/// images kept, in index order: what a filtered copy or a merge carries along.
+pub fn with_attestations(
+    index: &[Descriptor],
+    keep: impl Fn(&Descriptor) -> bool,
+) -> Vec<Descriptor> {
+    let images: Vec<&Descriptor> = index
+        .iter()
+        .filter(|d| d.attests().is_none() && keep(d))
+        .collect();
+    index
+        .iter()
+        .filter(|d| match d.attests() {
+            Some(of) => images.iter().any(|i| i.digest == of),
+            None => images.iter().any(|i| i.digest == d.digest),
+        })
+        .cloned()
+        .collect()
+}
+
+/// Order index entries as BuildKit does: every image first, then the attestation manifests.
+pub fn images_first(entries: Vec<Descriptor>) -> Vec<Descriptor> {
+    let (mut images, attestations): (Vec<_>, Vec<_>) =
+        entries.into_iter().partition(|d| d.attests().is_none());
+    images.extend(attestations);
+    images
 }
 
 #[derive(Serialize)]
@@ -565,13 +617,13 @@ impl Registry {
         Ok(())
     }
 
-    /// The child for `platform` of the index at `repository:tag`, if that tag exists and is an index.
-    pub async fn published_child(
+    /// The entries of the index at `repository:tag`, or `None` when that tag does not exist
+    /// or is not an index.
+    pub async fn index_entries(
         &self,
         repository: &str,
         tag: &str,
-        platform: &str,
-    ) -> Result<Option<String>> {
+    ) -> Result<Option<Vec<Descriptor>>> {
         let reference = format!("{repository}:{tag}");
         if self.digest(&reference).await?.is_none() {
             return Ok(None);
@@ -580,12 +632,25 @@ impl Registry {
         if !index.is_index() {
             return Ok(None);
         }
-        let children: Vec<Descriptor> =
-            serde_json::from_value(index.json()?.get("manifests").cloned().unwrap_or_default())
-                .map_err(|e| err(&format!("reading index {reference}"), e))?;
-        Ok(children
+        index.entries().map(Some)
+    }
+
+    /// The child for `platform` of the index at `repository:tag`, if that tag exists and is an index.
+    pub async fn published_child(
+        &self,
+        repository: &str,
+        tag: &str,
+        platform: &str,
+    ) -> Result<Option<String>> {
+        Ok(self
+            .index_entries(repository, tag)
+            .await?
+            .unwrap_or_default()
             .into_iter()
-            .find(|c| c.platform.as_ref().is_some_and(|p| p.display() == platform))
+            .find(|c| {
+                c.attests().is_none()
+                    && c.platform.as_ref().is_some_and(|p| p.display() == platform)
+            })
             .map(|c| c.digest))
     }
 
@@ -648,25 +713,49 @@ impl Registry {
             .unwrap_or_default())
     }
 
-    /// The descriptor of the image manifest at `repository@digest`, for an index entry.
-    pub async fn descriptor(
+    /// The index entries that stand for one platform's build at `repository@digest`: its
+    /// image manifest and the attestation manifests of that image. A buildx push by digest
+    /// stores an index of both (the entries are taken from it, exactly); a plain image
+    /// manifest brings along the attestations `published` (the entries at the merge's tag,
+    /// when a reused image was built with them) has for it.
+    pub async fn platform_entries(
         &self,
         repository: &str,
         digest: &str,
         platform: &str,
-    ) -> Result<Descriptor> {
+        published: &[Descriptor],
+    ) -> Result<Vec<Descriptor>> {
         let m = self.manifest(&format!("{repository}@{digest}")).await?;
-        if m.is_index() {
-            return Err(RegistryError(format!(
-                "{repository}@{digest} is an index, not an image of one platform"
-            )));
+        if !m.is_index() {
+            let image = Descriptor {
+                media_type: m.media_type,
+                digest: m.digest,
+                size: m.bytes.len() as u64,
+                platform: Some(PlatformSpec::parse(platform)),
+                annotations: BTreeMap::new(),
+            };
+            let mut out = vec![image];
+            out.extend(
+                published
+                    .iter()
+                    .filter(|d| d.attests() == Some(digest))
+                    .cloned(),
+            );
+            return Ok(out);
         }
-        Ok(Descriptor {
-            media_type: m.media_type,
-            digest: m.digest,
-            size: m.bytes.len() as u64,
-            platform: Some(PlatformSpec::parse(platform)),
-        })
+        let entries = m.entries()?;
+        let out = with_attestations(&entries, |d| {
+            d.platform.as_ref().is_some_and(|p| p.display() == platform)
+        });
+        match out.iter().filter(|d| d.attests().is_none()).count() {
+            1 => Ok(out),
+            0 => Err(RegistryError(format!(
+                "{repository}@{digest} is an index without an image for {platform}"
+            ))),
+            _ => Err(RegistryError(format!(
+                "{repository}@{digest} is an index of several images for {platform}"
+            ))),
+        }
     }
 }
 
@@ -816,6 +905,57 @@ mod tests {
         assert!(!is_digest("md5:d41d8cd98f00b204e9800998ecf8427e"));
     }
 
+    fn entry(digest: &str, platform: &str, attests: Option<&str>) -> Descriptor {
+        Descriptor {
+            media_type: OCI_MANIFEST.into(),
+            digest: digest.into(),
+            size: 1,
+            platform: Some(PlatformSpec::parse(platform)),
+            annotations: attests
+                .map(|of| {
+                    [
+                        (REFERENCE_DIGEST.to_owned(), of.to_owned()),
+                        (REFERENCE_TYPE.to_owned(), "attestation-manifest".to_owned()),
+                    ]
+                    .into()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn attestations_follow_the_images_they_describe() {
+        let index = [
+            entry("a", "linux/amd64", None),
+            entry("b", "linux/arm64", None),
+            entry("c", "unknown/unknown", Some("a")),
+            entry("d", "unknown/unknown", Some("b")),
+        ];
+        let kept = with_attestations(&index, |d| {
+            d.platform.as_ref().unwrap().display() == "linux/arm64"
+        });
+        let digests: Vec<&str> = kept.iter().map(|d| d.digest.as_str()).collect();
+        assert_eq!(digests, ["b", "d"]);
+        assert_eq!(index[3].attests(), Some("b"));
+        assert_eq!(index[0].attests(), None);
+        let merged = images_first(vec![
+            index[0].clone(),
+            index[2].clone(),
+            index[1].clone(),
+            index[3].clone(),
+        ]);
+        let digests: Vec<&str> = merged.iter().map(|d| d.digest.as_str()).collect();
+        assert_eq!(digests, ["a", "b", "c", "d"]);
+        // The annotations survive a round trip through an index exactly.
+        let bytes = index_bytes(OCI_INDEX, &merged);
+        let back: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            back["manifests"][3]["annotations"][REFERENCE_DIGEST],
+            serde_json::json!("b")
+        );
+        assert!(back["manifests"][0].get("annotations").is_none());
+    }
+
     #[test]
     fn an_index_is_deterministic_bytes() {
         let child = Descriptor {
@@ -823,6 +963,7 @@ mod tests {
             digest: digest_of(b"x"),
             size: 1,
             platform: Some(PlatformSpec::parse("linux/arm/v7")),
+            annotations: BTreeMap::new(),
         };
         let bytes = index_bytes(OCI_INDEX, std::slice::from_ref(&child));
         assert_eq!(bytes, index_bytes(OCI_INDEX, &[child]));

@@ -26,7 +26,11 @@ fn arg(a: &Arg) -> String {
 }
 
 fn command(c: &Command) -> String {
-    c.0.iter().map(arg).collect::<Vec<_>>().join(" ")
+    let line = c.argv.iter().map(arg).collect::<Vec<_>>().join(" ");
+    match &c.stdin {
+        Some(input) => format!("printf '%s' {} | {line}", quote(input)),
+        None => line,
+    }
 }
 
 pub fn render(plan: &Plan) -> String {
