@@ -29,7 +29,7 @@ def main():
         shutil.copy(os.path.join(ROOT, "images.kdl"), d)
         shutil.copytree(os.path.join(ROOT, "images"), os.path.join(d, "images"))
         ns = f"bench-noop-{os.getpid()}"
-        base = [MAB, "--profile", "local", "--var", f"upstream={registry}", "--var", f"local_registry={registry}/{ns}"]
+        base = [MAB, "--profile", "local-buildah", "--var", f"upstream={registry}", "--var", f"local_registry={registry}/{ns}"]
         cold = timed(base + ["build"], d)
         noop = timed(base + ["build"], d)
         # The Makefile a team keeps today: every build, every time; the layer cache makes it quick.

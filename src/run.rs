@@ -428,6 +428,9 @@ pub fn seed(
     )?;
     drop(rt);
     plan.nodes.retain(|n| n.kind == Kind::Build);
+    for n in &mut plan.nodes {
+        n.publish.cache_only = true;
+    }
     execute(&local, &plan, &args.run, opts, out)
 }
 

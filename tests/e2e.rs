@@ -33,8 +33,30 @@ fn registry() -> Option<String> {
     }
 }
 
+/// Whether `docker buildx` has a working builder (test-env starts one); required under CI.
+fn buildx_ready() -> bool {
+    let ok = Command::new("docker")
+        .args(["buildx", "inspect", "--bootstrap"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok && std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("no working `docker buildx` builder under CI: scripts/test-env starts one");
+    }
+    if !ok {
+        eprintln!("skipping buildx end-to-end test: no working `docker buildx` builder");
+    }
+    ok
+}
+
+/// `env` as it is, or on the buildx backend.
+fn on(env: Option<Env>, buildx: bool) -> Option<Env> {
+    if buildx { env?.buildx() } else { env }
+}
+
 struct Env {
     registry: String,
+    /// `local` (buildx) or `local-buildah`, in the root manifest and the test manifests.
+    profile: &'static str,
     /// Repository namespace of this test, so tests never see each other's tags.
     ns: String,
     dir: tempfile::TempDir,
@@ -70,6 +92,7 @@ impl Env {
             .as_nanos();
         Some(Env {
             registry,
+            profile: "local-buildah",
             ns: format!("e2e-{name}-{}", nanos % 1_000_000_000),
             dir: tempfile::tempdir().unwrap(),
         })
@@ -77,6 +100,15 @@ impl Env {
 
     fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The same test on the buildx backend, with the BuildKit builder of `scripts/test-env`.
+    fn buildx(mut self) -> Option<Env> {
+        if !buildx_ready() {
+            return None;
+        }
+        self.profile = "local";
+        Some(self)
     }
 
     fn write(&self, path: &str, text: &str) {
@@ -98,7 +130,7 @@ impl Env {
             .env("BUILDAH_ISOLATION", "chroot")
             .env_remove("MAB_PROFILE")
             .env_remove("GITHUB_ACTIONS")
-            .args(["--profile", "local"])
+            .args(["--profile", self.profile])
             .arg("--var")
             .arg(format!("upstream={}", self.registry))
             .arg("--var")
@@ -129,11 +161,13 @@ fn raw(reference: &str) -> Option<Value> {
         .then(|| serde_json::from_slice(&o.stdout).unwrap())
 }
 
+/// The platforms of an index's images (attestation manifests are not images).
 fn platforms(index: &Value) -> BTreeSet<String> {
     index["manifests"]
         .as_array()
         .unwrap()
         .iter()
+        .filter(|m| m["annotations"]["vnd.docker.reference.type"].is_null())
         .map(|m| {
             format!(
                 "{}/{}",
@@ -154,6 +188,17 @@ fn child(index: &Value, arch: &str) -> String {
         .as_str()
         .unwrap()
         .to_owned()
+}
+
+/// The image manifest a build pushed: its digest, or (buildx, which pushes the image and its
+/// attestation manifest as one index) the image child of that index.
+fn image_of(repository: &str, digest: &str, arch: &str) -> String {
+    let pushed = raw(&format!("{repository}@{digest}")).unwrap();
+    if pushed["manifests"].is_array() {
+        child(&pushed, arch)
+    } else {
+        digest.to_owned()
+    }
 }
 
 fn layers(manifest: &Value) -> Vec<String> {
@@ -293,7 +338,8 @@ fn the_root_manifest_builds_for_real() {
 
 const FAILING: &str = r#"var "local_registry" "127.0.0.1:5000"
 var "upstream" "docker.io"
-profile "local" { registry "${local_registry}/platform" insecure=#true; backend "buildah"; }
+profile "local" { registry "${local_registry}/platform" insecure=#true; backend "buildx"; }
+profile "local-buildah" { inherits "local"; backend "buildah"; }
 defaults { platforms "linux/amd64" "linux/arm64"; }
 mirror "alpine" from="${upstream}/library/alpine" { tags "3.15"; }
 image "good" { from "mirror:alpine:3.15" arg="BASE"; version "1"; }
@@ -305,8 +351,17 @@ const BASED: &str = "ARG BASE\nFROM ${BASE}\n";
 
 #[test]
 fn a_failed_platform_moves_no_tag_and_keep_going_finishes_the_rest() {
+    a_failed_platform_moves_no_tag_and_keep_going_finishes_the_rest_on(false);
+}
+
+#[test]
+fn buildx_a_failed_platform_moves_no_tag_and_keep_going_finishes_the_rest() {
+    a_failed_platform_moves_no_tag_and_keep_going_finishes_the_rest_on(true);
+}
+
+fn a_failed_platform_moves_no_tag_and_keep_going_finishes_the_rest_on(buildx: bool) {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(env) = Env::empty("fail") else {
+    let Some(env) = on(Env::empty("fail"), buildx) else {
         return;
     };
     env.write("images.kdl", FAILING);
@@ -354,8 +409,17 @@ fn a_failed_platform_moves_no_tag_and_keep_going_finishes_the_rest() {
 
 #[test]
 fn interrupt_stops_every_child_and_publishes_nothing() {
+    interrupt_stops_every_child_and_publishes_nothing_on(false);
+}
+
+#[test]
+fn buildx_interrupt_stops_every_child_and_publishes_nothing() {
+    interrupt_stops_every_child_and_publishes_nothing_on(true);
+}
+
+fn interrupt_stops_every_child_and_publishes_nothing_on(buildx: bool) {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(env) = Env::empty("sigint") else {
+    let Some(env) = on(Env::empty("sigint"), buildx) else {
         return;
     };
     env.write("images.kdl", FAILING);
@@ -396,11 +460,19 @@ fn interrupt_stops_every_child_and_publishes_nothing() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(status.code(), Some(130));
-    std::thread::sleep(Duration::from_millis(500));
-    let left = Command::new("pgrep")
-        .args(["-f", "sleep 300"])
-        .output()
-        .unwrap();
+    // Nothing of the build is left running: not the client, not the builder's job (BuildKit
+    // cancels a solve whose client went away; its container's processes are visible here).
+    let waited = Instant::now();
+    let left = loop {
+        let left = Command::new("pgrep")
+            .args(["-f", "sleep 300"])
+            .output()
+            .unwrap();
+        if left.stdout.is_empty() || waited.elapsed() > Duration::from_secs(15) {
+            break left;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
     assert!(
         left.stdout.is_empty(),
         "processes left behind: {}",
@@ -451,8 +523,17 @@ fn a_rebuild_reuses_the_registry_cache() {
 
 #[test]
 fn a_platform_subset_pushes_digests_but_moves_no_tag() {
+    a_platform_subset_pushes_digests_but_moves_no_tag_on(false);
+}
+
+#[test]
+fn buildx_a_platform_subset_pushes_digests_but_moves_no_tag() {
+    a_platform_subset_pushes_digests_but_moves_no_tag_on(true);
+}
+
+fn a_platform_subset_pushes_digests_but_moves_no_tag_on(buildx: bool) {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(env) = Env::root("subset") else {
+    let Some(env) = on(Env::root("subset"), buildx) else {
         return;
     };
     let (code, out, err) = env.mab(&[
@@ -478,8 +559,17 @@ fn a_platform_subset_pushes_digests_but_moves_no_tag() {
 
 #[test]
 fn split_builds_merge_into_the_index_a_single_run_publishes() {
+    split_builds_merge_into_the_index_a_single_run_publishes_on(false);
+}
+
+#[test]
+fn buildx_split_builds_merge_into_the_index_a_single_run_publishes() {
+    split_builds_merge_into_the_index_a_single_run_publishes_on(true);
+}
+
+fn split_builds_merge_into_the_index_a_single_run_publishes_on(buildx: bool) {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(env) = Env::root("split") else {
+    let Some(env) = on(Env::root("split"), buildx) else {
         return;
     };
     let dist: PathBuf = env.path().join("dist");
@@ -516,7 +606,7 @@ fn split_builds_merge_into_the_index_a_single_run_publishes() {
             let meta: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
             assert_eq!(
                 child(&index, arch),
-                meta["digest"].as_str().unwrap(),
+                image_of(&env.repo(image), meta["digest"].as_str().unwrap(), arch),
                 "{key} {arch}"
             );
             assert_eq!(meta["repository"], env.repo(image));
@@ -597,8 +687,19 @@ fn mirror_copies_exactly_and_then_does_nothing() {
 
 #[test]
 fn seed_fills_the_cache_and_publishes_nothing() {
+    seed_fills_the_cache_and_publishes_nothing_on(false);
+}
+
+#[test]
+fn buildx_seed_fills_the_cache_and_publishes_nothing() {
+    seed_fills_the_cache_and_publishes_nothing_on(true);
+}
+
+fn seed_fills_the_cache_and_publishes_nothing_on(buildx: bool) {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(env) = Env::root("seed") else { return };
+    let Some(env) = on(Env::root("seed"), buildx) else {
+        return;
+    };
     // Seeding needs the mirrored bases; without them it says so.
     let (code, _, err) = env.mab(&["seed", "--platform", "linux/arm64", "builder:2.2"]);
     assert_eq!(code, 2, "{err}");
@@ -663,7 +764,7 @@ fn basic_auth_from_the_docker_config_and_no_secret_in_output() {
     env.write(
         "images.kdl",
         &format!(
-            "var \"upstream\" \"x\"\nvar \"local_registry\" \"x\"\nprofile \"local\" {{ registry \"{}/team\" insecure=#true; backend \"buildah\"; }}\n\
+            "var \"upstream\" \"x\"\nvar \"local_registry\" \"x\"\nprofile \"local-buildah\" {{ registry \"{}/team\" insecure=#true; backend \"buildah\"; }}\n\
              defaults {{ platforms \"linux/amd64\"; }}\nmirror \"alpine\" from=\"${{upstream}}/library/alpine\" insecure=#true {{ tags \"3.15\"; }}\n",
             reg.addr
         ),
@@ -805,7 +906,7 @@ mod faults {
 
     const MIRROR: &str = r#"var "upstream" "x"
 var "local_registry" "x"
-profile "local" { registry "${local_registry}/platform" insecure=#true; backend "buildah"; }
+profile "local-buildah" { registry "${local_registry}/platform" insecure=#true; backend "buildah"; }
 defaults { platforms "linux/amd64" "linux/arm64"; }
 mirror "alpine" from="${upstream}/library/alpine" insecure=#true { tags "3.15"; }
 "#;
@@ -1180,7 +1281,7 @@ fn a_connection_reset_mid_upload_restarts_the_upload() {
 fn faults_manifest() -> &'static str {
     r#"var "upstream" "x"
 var "local_registry" "x"
-profile "local" { registry "${local_registry}/platform" insecure=#true; backend "buildah"; }
+profile "local-buildah" { registry "${local_registry}/platform" insecure=#true; backend "buildah"; }
 defaults { platforms "linux/amd64" "linux/arm64"; }
 mirror "alpine" from="${upstream}/library/alpine" insecure=#true { tags "3.15"; }
 "#
@@ -1650,4 +1751,191 @@ fn move_index(registry: &str, repository: &str, tag: &str) -> String {
         String::from_utf8_lossy(&put.stderr)
     );
     mab::registry::digest_of(&body)
+}
+
+/// `docker buildx imagetools inspect REF --format '{{json .Provenance}}'`: what a buildx user
+/// sees of an image's provenance, per platform.
+fn provenance(reference: &str) -> Value {
+    let o = Command::new("docker")
+        .args(["buildx", "imagetools", "inspect", reference])
+        .args(["--format", "{{json .Provenance}}"])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "imagetools inspect {reference}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn buildx_builds_tests_and_attests_the_root_manifest_for_real() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = on(Env::root("bx-root"), true) else {
+        return;
+    };
+    let (code, out, err) = env.mab(&["build", "--report", "report.json"]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let two: BTreeSet<String> = ["linux/amd64", "linux/arm64"].map(String::from).into();
+    let four: BTreeSet<String> = ["linux/amd64", "linux/arm64", "linux/ppc64le", "linux/s390x"]
+        .map(String::from)
+        .into();
+    let tags = [
+        ("runtime:3.15", &two),
+        ("runtime:3.16", &two),
+        ("golang-build:1.18", &two),
+        ("odb:2.5.0-b.23", &two),
+        ("odb:2.5.0-b.23-slim", &two),
+        ("builder:2.2", &four),
+        ("builder:2.3", &four),
+    ];
+    for (reference, want) in tags {
+        let index =
+            raw(&env.repo(reference)).unwrap_or_else(|| panic!("{reference} was not published"));
+        assert_eq!(&platforms(&index), want, "{reference}");
+        // Every image keeps its attestation manifest, annotated as BuildKit writes it.
+        let entries = index["manifests"].as_array().unwrap();
+        for image in entries.iter().filter(|m| m["annotations"].is_null()) {
+            assert!(
+                entries
+                    .iter()
+                    .any(
+                        |a| a["annotations"]["vnd.docker.reference.digest"] == image["digest"]
+                            && a["annotations"]["vnd.docker.reference.type"]
+                                == "attestation-manifest"
+                    ),
+                "{reference}: no attestation for {image}"
+            );
+        }
+        // … and buildx itself shows provenance for every platform of the merged image.
+        let p = provenance(&env.repo(reference));
+        let shown: BTreeSet<String> = p.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(&shown, want, "{reference}: provenance {p}");
+        for (platform, slsa) in p.as_object().unwrap() {
+            assert_eq!(
+                slsa["SLSA"]["buildType"], "https://mobyproject.org/buildkit@v1",
+                "{reference} {platform}"
+            );
+        }
+    }
+    // The arm64 and s390x images ran their RUN steps as those machines (emulated here).
+    let release = run_in(
+        &format!("{}:3.15", env.repo("runtime")),
+        "linux/arm64",
+        "cat /etc/platform/runtime-release",
+    );
+    assert_eq!(release.trim(), "runtime 3.15 aarch64");
+    let builder = run_in(
+        &format!("{}:2.3", env.repo("builder")),
+        "linux/s390x",
+        "cat /etc/builder/release",
+    );
+    assert_eq!(builder.trim(), "release-2.3 s390x");
+    // Tests ran on the builder, for their platform: `uname -m` of the s390x test says so.
+    let test_log = std::fs::read_to_string(
+        env.path()
+            .join(".mab/logs/test_builder_2.3_linux_s390x.log"),
+    )
+    .unwrap();
+    assert!(
+        test_log.lines().any(|l| l.ends_with(" s390x")),
+        "{test_log}"
+    );
+    // A dependent is pinned to the exact index its base's merge pushed.
+    let r = report(&env.path().join("report.json"));
+    let base = node(&r, "merge:runtime:3.15")["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let tag_digest = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{}:3.15", env.repo("runtime")))
+        .output()
+        .unwrap();
+    assert_eq!(mab::registry::digest_of(&tag_digest.stdout), base);
+    let dependent_log = std::fs::read_to_string(
+        env.path()
+            .join(".mab/logs/build_golang-build_1.18_linux_arm64.log"),
+    )
+    .unwrap();
+    assert!(
+        dependent_log.contains(&format!(
+            "RUNTIME_IMAGE={}:3.15@{base}",
+            env.repo("runtime")
+        )),
+        "{dependent_log}"
+    );
+    // Push by digest, read from the metadata file; the summary counts BuildKit's steps.
+    let meta: Value = serde_json::from_slice(
+        &std::fs::read(
+            env.path()
+                .join(".mab/metadata/build_runtime_3.15_linux_arm64.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        meta["containerimage.digest"],
+        node(&r, "build:runtime:3.15@linux/arm64")["digest"]
+    );
+    for n in r["nodes"].as_array().unwrap() {
+        if n["id"].as_str().unwrap().starts_with("build:") {
+            assert!(n["cache"]["steps"].as_u64().unwrap() > 0, "{n}");
+        }
+    }
+    assert!(out.contains("steps"), "the summary shows cache use: {out}");
+
+    // Nothing changed: every build reused by input hash, every merge up to date, the
+    // attestations still there: the tags did not move.
+    let before: Vec<Value> = tags
+        .iter()
+        .map(|(t, _)| raw(&env.repo(t)).unwrap())
+        .collect();
+    let (code, out, err) = env.mab(&["build", "--report", "again.json"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let r = report(&env.path().join("again.json"));
+    for n in r["nodes"].as_array().unwrap() {
+        let want = match n["id"].as_str().unwrap().split(':').next().unwrap() {
+            "build" | "test" => "reused",
+            _ => "current",
+        };
+        assert_eq!(n["status"], want, "{n}");
+    }
+    let after: Vec<Value> = tags
+        .iter()
+        .map(|(t, _)| raw(&env.repo(t)).unwrap())
+        .collect();
+    assert_eq!(before, after);
+
+    // (Had the merges of reused images dropped their attestations, the index would differ
+    // from the published one, and the merges would have written it: `ok`, not `current`.)
+}
+
+#[test]
+fn buildx_rebuild_after_a_pruned_builder_takes_every_step_from_the_registry_cache() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = on(Env::root("bx-cache"), true) else {
+        return;
+    };
+    let (code, out, err) = env.mab(&["build", "builder:2.3"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    // Forget the builder's whole local cache: hits now can only come from the registry.
+    let prune = Command::new("docker")
+        .args(["buildx", "prune", "--all", "--force"])
+        .output()
+        .unwrap();
+    assert!(
+        prune.status.success(),
+        "{}",
+        String::from_utf8_lossy(&prune.stderr)
+    );
+    let (code, out, err) = env.mab(&["build", "builder:2.3", "--no-reuse", "--report", "r.json"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let r = report(&env.path().join("r.json"));
+    for arch in ["amd64", "arm64", "ppc64le", "s390x"] {
+        let cache = &node(&r, &format!("build:builder:2.3@linux/{arch}"))["cache"];
+        assert!(cache["steps"].as_u64().unwrap() > 0, "{arch}: {cache}");
+        assert_eq!(cache["hits"], cache["steps"], "{arch}: {cache}");
+    }
 }

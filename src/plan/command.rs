@@ -273,7 +273,9 @@ fn build(node: &Node) -> (Vec<Command>, DigestOut) {
                     }
                 }
             }
-            let output = if p.push {
+            let output = if p.cache_only {
+                "type=cacheonly".to_owned()
+            } else if p.push {
                 format!(
                     "type=image,name={},push-by-digest=true,name-canonical=true,push=true{insecure}",
                     node.reference

@@ -162,6 +162,7 @@ impl Builder<'_> {
                 backend: p.backend,
                 insecure: p.insecure,
                 push: p.push,
+                cache_only: false,
             },
             runs_on: None,
             decision: None,

@@ -40,6 +40,9 @@ pub struct Publish {
     pub backend: Backend,
     pub insecure: bool,
     pub push: bool,
+    /// `mab seed`: the build writes its registry cache and nothing else (buildx
+    /// `--output type=cacheonly`; buildah and podman keep the image local, as without push).
+    pub cache_only: bool,
 }
 
 /// One unit of work of the plan. Its commands are derived from these fields on
