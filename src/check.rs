@@ -8,6 +8,7 @@ use miette::SourceSpan;
 
 use crate::diag::{Diag, Diagnostics, Source};
 use crate::manifest::model::{Dep, ImageVersion, Model};
+use crate::manifest::platform::Platform;
 
 /// Check that contexts and Dockerfiles exist, and that every Dockerfile `FROM`
 /// naming a manifest image is a declared dependency. `base` is the manifest's directory.
@@ -226,6 +227,12 @@ pub fn machine(model: &Model) -> Diagnostics {
             );
         }
     }
+    if model.profile.backend == Backend::Buildx {
+        if diags.is_empty() {
+            diags.extend(buildx_builders(model));
+        }
+        return diags;
+    }
     let host = host_arch();
     let mut seen = BTreeSet::new();
     for p in model.versions.iter().flat_map(|v| &v.platforms) {
@@ -254,6 +261,88 @@ pub fn machine(model: &Model) -> Diagnostics {
                      `mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc && update-binfmts --enable`; \
                      or route the platform to a native `builder`",
                 ),
+            );
+        }
+    }
+    diags
+}
+
+/// buildx: the plugin answers, every builder the manifest routes to is reachable (those with
+/// an endpoint are created when missing, as `mab build` does), and every platform of the
+/// manifest is offered by a running node of the builder that builds it — BuildKit lists what
+/// it can run, natively or under emulation.
+fn buildx_builders(model: &Model) -> Diagnostics {
+    let mut diags = Diagnostics::new();
+    if let Err(e) = std::process::Command::new("docker")
+        .args(["buildx", "version"])
+        .output()
+        .map_err(|e| e.to_string())
+        .and_then(|o| {
+            if o.status.success() {
+                Ok(())
+            } else {
+                Err(String::from_utf8_lossy(&o.stderr).trim().to_owned())
+            }
+        })
+    {
+        diags.push(
+            Diag::plain(format!("the docker buildx plugin does not answer: {e}")).help(
+                "install it (Debian: docker-buildx; or the plugin binary in ~/.docker/cli-plugins/)",
+            ),
+        );
+        return diags;
+    }
+    let platforms: BTreeSet<&Platform> = model
+        .versions
+        .iter()
+        .flat_map(|v| v.platforms.iter().map(|p| &p.platform))
+        .collect();
+    // What each builder offers: `None` is the current (default) builder.
+    let mut offers: Vec<(Option<&str>, Result<Vec<String>, ()>)> = Vec::new();
+    for b in &model.builders {
+        match crate::buildx::ensure(b) {
+            Ok(i) => offers.push((
+                Some(&b.name),
+                Ok(i.platforms().map(str::to_owned).collect()),
+            )),
+            Err(e) => {
+                diags.push(Diag::plain(e));
+                offers.push((Some(&b.name), Err(())));
+            }
+        }
+    }
+    if platforms.iter().any(|p| model.builder_for(p).is_none()) {
+        match crate::buildx::inspect(None) {
+            Ok(i) => offers.push((None, Ok(i.platforms().map(str::to_owned).collect()))),
+            Err(e) => {
+                diags.push(
+                    Diag::plain(format!("the current buildx builder does not answer: {e}")).help(
+                        "create one: `docker buildx create --use` (or `--driver remote tcp://…` for a BuildKit daemon),                          or set BUILDX_BUILDER",
+                    ),
+                );
+                offers.push((None, Err(())));
+            }
+        }
+    }
+    for p in platforms {
+        let owner = model.builder_for(p).map(|b| b.name.as_str());
+        let Some((_, Ok(offered))) = offers.iter().find(|(name, _)| *name == owner) else {
+            continue;
+        };
+        if !offered.iter().any(|o| o == p.as_str()) {
+            let who = owner.map_or("the current buildx builder".to_owned(), |n| {
+                format!("buildx builder `{n}`")
+            });
+            diags.push(
+                Diag::plain(format!(
+                    "{who} offers no {p}: its nodes run {}",
+                    if offered.is_empty() { "nothing".to_owned() } else { offered.join(", ") }
+                ))
+                .help(if owner.is_some() {
+                    "point the `builder` block at a node that runs the platform, or remove the platform from its `platforms`"
+                } else {
+                    "install emulation for the builder (apt-get install qemu-user-static binfmt-support, then restart it),                      or route the platform to a native node with a `builder` block"
+                }),
             );
         }
     }

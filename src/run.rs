@@ -85,6 +85,9 @@ fn run_plan(
     opts: exec::Options,
     out: &mut dyn Write,
 ) -> Result<report::RunReport, Diagnostics> {
+    if !opts.sleep_backend {
+        builders(model, plan)?;
+    }
     let rt = runtime()?;
     let reporter = report::Reporter::detect();
     let report = rt.block_on(exec::run(plan, opts, registry(model), reporter));
@@ -96,6 +99,30 @@ fn run_plan(
         }
     }
     Ok(report)
+}
+
+/// buildx: the builder of every `builder` block the plan's nodes name, created from its
+/// endpoint or checked, before anything runs.
+fn builders(model: &Model, plan: &Plan) -> Result<(), Diagnostics> {
+    if model.profile.backend != crate::manifest::model::Backend::Buildx {
+        return Ok(());
+    }
+    let mut diags = Diagnostics::new();
+    for b in &model.builders {
+        if plan
+            .nodes
+            .iter()
+            .any(|n| n.builder.as_deref() == Some(b.name.as_str()))
+            && let Err(e) = crate::buildx::ensure(b)
+        {
+            diags.push(Diag::plain(e));
+        }
+    }
+    if diags.has_errors() {
+        Err(diags)
+    } else {
+        Ok(())
+    }
 }
 
 /// `--locked`: mirror node id → locked upstream digest, from the manifest's lock file.

@@ -197,6 +197,7 @@ for a in "$@"; do
   [ "$prev" = "--metadata-file" ] && meta="$a"
   prev="$a"
 done
+[ -n "$meta" ] || exit 0
 case "$FAKE_METADATA" in
   none) ;;
   empty) : > "$meta" ;;

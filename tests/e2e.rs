@@ -1206,7 +1206,7 @@ fn bearer_tokens_are_fetched_with_the_configured_credentials() {
     env.write(
         "images.kdl",
         &format!(
-            "var \"upstream\" \"x\"\nvar \"local_registry\" \"x\"\nprofile \"local\" {{ registry \"{}/{}\" insecure=#true; }}\n\
+            "var \"upstream\" \"x\"\nvar \"local_registry\" \"x\"\nprofile \"local-buildah\" {{ registry \"{}/{}\" insecure=#true; }}\n\
              defaults {{ platforms \"linux/amd64\"; }}\nmirror \"alpine\" from=\"${{upstream}}/library/alpine\" insecure=#true {{ tags \"3.15\"; }}\n",
             proxy.addr, env.ns
         ),
@@ -1448,7 +1448,7 @@ fn docker_media_types_and_single_platform_images_mirror_byte_for_byte() {
         "images.kdl",
         r#"var "upstream" "x"
 var "local_registry" "x"
-profile "local" { registry "${local_registry}/platform" insecure=#true; }
+profile "local-buildah" { registry "${local_registry}/platform" insecure=#true; }
 defaults { platforms "linux/amd64"; }
 mirror "alpine" from="${upstream}/library/alpine" insecure=#true { tags "list" "single"; }
 mirror "filtered" from="${upstream}/library/alpine" insecure=#true { tags "list"; platforms "linux/arm64" "linux/s390x"; }
@@ -1938,4 +1938,176 @@ fn buildx_rebuild_after_a_pruned_builder_takes_every_step_from_the_registry_cach
         assert!(cache["steps"].as_u64().unwrap() > 0, "{arch}: {cache}");
         assert_eq!(cache["hits"], cache["steps"], "{arch}: {cache}");
     }
+}
+
+/// A second BuildKit daemon offering only linux/arm64: a stand-in for a native arm64 node.
+struct ArmDaemon {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+}
+
+impl ArmDaemon {
+    fn start() -> Option<ArmDaemon> {
+        let bin = root().join("../shared/buildkit/bin/buildkitd");
+        if !bin.is_file() {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("{} is missing under CI", bin.display());
+            }
+            eprintln!("skipping: no {}", bin.display());
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("buildkitd.sock");
+        std::fs::write(
+            dir.path().join("buildkitd.toml"),
+            format!(
+                "root = \"{}\"\n[grpc]\n  address = [\"unix://{}\"]\n[worker.oci]\n  enabled = true\n  binary = \"runc\"\n  platforms = [\"linux/arm64\"]\n[worker.containerd]\n  enabled = false\n",
+                dir.path().join("root").display(),
+                sock.display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("buildkitd.log")).unwrap();
+        let child = Command::new(bin)
+            .arg("--config")
+            .arg(dir.path().join("buildkitd.toml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while !sock.exists() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the arm64 buildkitd did not start: {}",
+                std::fs::read_to_string(dir.path().join("buildkitd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(ArmDaemon { child, dir })
+    }
+
+    fn endpoint(&self) -> String {
+        format!(
+            "unix://{}",
+            self.dir.path().join("buildkitd.sock").display()
+        )
+    }
+}
+
+impl Drop for ArmDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The buildx builder `name` is removed when the test ends, however it ends.
+struct BuilderGuard(String);
+
+impl Drop for BuilderGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["buildx", "rm", "--force", &self.0])
+            .output();
+    }
+}
+
+fn build_ref(env: &Env, node: &str) -> String {
+    let meta: Value = serde_json::from_slice(
+        &std::fs::read(env.path().join(format!(
+            ".mab/metadata/{}.json",
+            mab::plan::command::file_stem(node)
+        )))
+        .unwrap(),
+    )
+    .unwrap();
+    meta["buildx.build.ref"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn buildx_routes_a_platform_to_its_builder_node() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = on(Env::root("bx-nodes"), true) else {
+        return;
+    };
+    let Some(arm) = ArmDaemon::start() else {
+        return;
+    };
+    let name = format!("mab-e2e-arm64-{}", std::process::id());
+    let _guard = BuilderGuard(name.clone());
+    let kdl = std::fs::read_to_string(env.path().join("images.kdl")).unwrap();
+    let routed = format!(
+        "{kdl}\nbuilder \"{name}\" {{\n    platforms \"linux/arm64\"\n    endpoint \"{}\"\n}}\n",
+        arm.endpoint()
+    );
+    env.write("images.kdl", &routed);
+    // The plan says where each platform builds, and how the builder is made.
+    let (code, plan, err) = env.mab(&["plan", "runtime:3.15", "--format", "shell"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        plan.contains(&format!(
+            "docker buildx create --name {name} --driver remote --platform linux/arm64 {}",
+            arm.endpoint()
+        )),
+        "{plan}"
+    );
+    // `check` creates the builder, finds it running and offering arm64; the current builder
+    // offers the rest.
+    let (code, out, err) = env.mab(&["check"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, out, err) = env.mab(&["build", "runtime:3.15", "--report", "r.json"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    // arm64 built and tested on the arm64 node, amd64 on the current builder.
+    assert!(
+        build_ref(&env, "build:runtime:3.15@linux/arm64").starts_with(&format!("{name}/")),
+        "{}",
+        build_ref(&env, "build:runtime:3.15@linux/arm64")
+    );
+    let current = std::env::var("BUILDX_BUILDER").unwrap_or_default();
+    let amd = build_ref(&env, "build:runtime:3.15@linux/amd64");
+    assert!(
+        !amd.starts_with(&format!("{name}/"))
+            && (current.is_empty() || amd.starts_with(&format!("{current}/"))),
+        "{amd}"
+    );
+    let test_log = std::fs::read_to_string(
+        env.path()
+            .join(".mab/logs/test_runtime_3.15_linux_arm64.log"),
+    )
+    .unwrap();
+    assert!(
+        test_log.contains(&format!("building with \"{name}\" instance")),
+        "{test_log}"
+    );
+    let index = raw(&env.repo("runtime:3.15")).unwrap();
+    let two: BTreeSet<String> = ["linux/amd64", "linux/arm64"].map(String::from).into();
+    assert_eq!(platforms(&index), two);
+    // A builder that does not offer a platform routed to it: `check` says so, and how to fix.
+    // (The arm64 daemon's worker is arm64; it emulates what the host's binfmt runs, but not
+    // linux/arm/v7, which only an arm64 or amd64 *native* worker lists here.)
+    let arm7 = routed
+        .replace(
+            "    platforms \"linux/arm64\"\n    endpoint",
+            "    platforms \"linux/arm64\" \"linux/arm/v7\"\n    endpoint",
+        )
+        .replace(
+            "image \"runtime\" {\n",
+            "image \"runtime\" {\n    platforms \"linux/amd64\" \"linux/arm64\" \"linux/arm/v7\"\n",
+        );
+    env.write("images.kdl", &arm7);
+    let (code, out, err) = env.mab(&["check"]);
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(
+        err.contains(&format!("buildx builder `{name}` offers no linux/arm/v7")),
+        "{err}"
+    );
+    // A builder of that name pointing elsewhere is refused, not silently used.
+    env.write(
+        "images.kdl",
+        &routed.replace(&arm.endpoint(), "unix:///nonexistent/buildkitd.sock"),
+    );
+    let (code, out, err) = env.mab(&["build", "runtime:3.15"]);
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(err.contains("exists with endpoint"), "{err}");
 }

@@ -561,6 +561,31 @@ impl<'a> Resolver<'a> {
                 .endpoint
                 .as_ref()
                 .and_then(|e| self.scope().interp(e, &mut diags));
+            if let (Some(e), Some(raw)) = (&endpoint, &b.endpoint)
+                && (crate::buildx::driver(e).is_none()
+                    || e.chars().any(|c| c.is_whitespace() || c.is_control()))
+            {
+                diags.push(
+                    Diag::error(raw.span, format!("unsupported builder endpoint `{}`", e.escape_debug()))
+                        .label("expected tcp://, unix:// or ssh://")
+                        .help("a BuildKit daemon: `tcp://host:1234` or `unix:///run/buildkit/buildkitd.sock`; a Docker host: `ssh://user@host`"),
+                );
+            }
+            let name = &b.name.value;
+            if !name.starts_with(|c: char| c.is_ascii_alphanumeric())
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+            {
+                diags.push(
+                    Diag::error(
+                        b.name.span,
+                        format!("invalid builder name `{}`", name.escape_debug()),
+                    )
+                    .label("a buildx builder name")
+                    .help("letters, digits, `_`, `.` and `-`, starting with a letter or digit"),
+                );
+            }
             self.diags.extend(diags);
             out.push(Builder {
                 name: b.name.value.clone(),

@@ -29,7 +29,22 @@ pub struct Plan {
     /// `--changed-since`: why each image version is in the plan.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub changes: BTreeMap<String, String>,
+    /// buildx: the builders the nodes name (`--builder`), and how mab creates those with an
+    /// endpoint before anything runs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub builders: Vec<BuilderSetup>,
     pub nodes: Vec<Node>,
+}
+
+/// A buildx builder a plan's nodes run on.
+#[derive(Clone, Debug, Serialize)]
+pub struct BuilderSetup {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// `docker buildx create …`, run when no builder of that name exists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub create: Option<command::Command>,
 }
 
 impl Plan {
@@ -47,6 +62,7 @@ impl Plan {
             push: self.push,
             platforms: self.platforms.clone(),
             changes: self.changes.clone(),
+            builders: self.builders.clone(),
             nodes: Vec::new(),
         }
     }
@@ -331,6 +347,24 @@ impl Builder<'_> {
         }
         // The order `graph::order` returns, sorted in place: by level, then manifest order.
         nodes.sort_unstable_by_key(|n| (n.level, n.seq));
+        let builders = if model.profile.backend == Backend::Buildx {
+            model
+                .builders
+                .iter()
+                .filter(|b| {
+                    nodes
+                        .iter()
+                        .any(|n| n.builder.as_deref() == Some(b.name.as_str()))
+                })
+                .map(|b| BuilderSetup {
+                    name: b.name.clone(),
+                    endpoint: b.endpoint.clone(),
+                    create: crate::buildx::create_command(b),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         Plan {
             schema: SCHEMA_VERSION,
             profile: model.profile.name.clone(),
@@ -343,6 +377,7 @@ impl Builder<'_> {
                 .as_ref()
                 .map(|(_, r)| r.clone())
                 .unwrap_or_default(),
+            builders,
             nodes,
         }
     }

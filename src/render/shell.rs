@@ -53,6 +53,20 @@ pub fn render(plan: &Plan) -> String {
     );
     let _ = writeln!(out, "set -eu");
     let _ = writeln!(out, "mkdir -p .mab/digests .mab/metadata .mab/oci");
+    for b in &plan.builders {
+        let check = format!(
+            "docker buildx inspect {} --bootstrap > /dev/null",
+            quote(&b.name)
+        );
+        match &b.create {
+            Some(create) => {
+                let _ = writeln!(out, "{check} 2>&1 || {{ {}; {check}; }}", command(create));
+            }
+            None => {
+                let _ = writeln!(out, "{check}");
+            }
+        }
+    }
     let mut level = usize::MAX;
     for n in &plan.nodes {
         if n.level != level {

@@ -27,6 +27,16 @@ pub fn render(plan: &Plan) -> String {
     for (key, why) in &plan.changes {
         let _ = writeln!(out, "changed: {key}: {why}");
     }
+    for b in &plan.builders {
+        match &b.endpoint {
+            Some(e) => {
+                let _ = writeln!(out, "builder: {} at {e} (created when missing)", b.name);
+            }
+            None => {
+                let _ = writeln!(out, "builder: {} (an existing buildx builder)", b.name);
+            }
+        }
+    }
     let width = plan.nodes.iter().map(|n| n.id.len()).max().unwrap_or(0);
     let mut level = usize::MAX;
     for n in &plan.nodes {
