@@ -297,8 +297,9 @@ fn buildx_builders(model: &Model) -> Diagnostics {
         .iter()
         .flat_map(|v| v.platforms.iter().map(|p| &p.platform))
         .collect();
-    // What each builder offers: `None` is the current (default) builder.
-    let mut offers: Vec<(Option<&str>, Result<Vec<String>, ()>)> = Vec::new();
+    // What each builder offers (`None` when it does not answer), by builder name; the
+    // current (default) builder has no name.
+    let mut offers: Vec<(Option<&str>, Option<Vec<String>>)> = Vec::new();
     for b in &model.builders {
         match crate::buildx::ensure(b) {
             Ok(i) => offers.push((
@@ -313,20 +314,20 @@ fn buildx_builders(model: &Model) -> Diagnostics {
     }
     if platforms.iter().any(|p| model.builder_for(p).is_none()) {
         match crate::buildx::inspect(None) {
-            Ok(i) => offers.push((None, Ok(i.platforms().map(str::to_owned).collect()))),
+            Ok(i) => offers.push((None, Some(i.platforms().map(str::to_owned).collect()))),
             Err(e) => {
                 diags.push(
                     Diag::plain(format!("the current buildx builder does not answer: {e}")).help(
                         "create one: `docker buildx create --use` (or `--driver remote tcp://…` for a BuildKit daemon),                          or set BUILDX_BUILDER",
                     ),
                 );
-                offers.push((None, Err(())));
+                offers.push((None, None));
             }
         }
     }
     for p in platforms {
         let owner = model.builder_for(p).map(|b| b.name.as_str());
-        let Some((_, Ok(offered))) = offers.iter().find(|(name, _)| *name == owner) else {
+        let Some((_, Some(offered))) = offers.iter().find(|(name, _)| *name == owner) else {
             continue;
         };
         if !offered.iter().any(|o| o == p.as_str()) {
