@@ -304,11 +304,11 @@ fn buildx_builders(model: &Model) -> Diagnostics {
         match crate::buildx::ensure(b) {
             Ok(i) => offers.push((
                 Some(&b.name),
-                Ok(i.platforms().map(str::to_owned).collect()),
+                Some(i.platforms().map(str::to_owned).collect()),
             )),
             Err(e) => {
                 diags.push(Diag::plain(e));
-                offers.push((Some(&b.name), Err(())));
+                offers.push((Some(&b.name), None));
             }
         }
     }
