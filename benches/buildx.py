@@ -93,8 +93,7 @@ def makefile(plan, registry_ns):
         lines = [" ".join(q(c) for c in cmd)]
         for platform, test in b["tests"]:
             words = ["sh", "-c", test[0]] if len(test) == 1 else test
-            dockerfile = f"FROM {ref}\nRUN {json.dumps(words)}\n"
-            lines.append(f"printf '%s' {q(dockerfile)} | docker buildx build --progress plain --no-cache "
+            lines.append(f"printf 'FROM %s\\nRUN %s\\n' {q(ref)} {q(json.dumps(words))} | docker buildx build --progress plain --no-cache "
                          f"--platform {platform} --output type=cacheonly -")
         body = "".join(f"\t{l.replace('$', '$$')}\n" for l in lines)
         rules.append(f"{target}: {' '.join(deps)}\n{body}")

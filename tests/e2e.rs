@@ -262,34 +262,26 @@ fn node<'a>(report: &'a Value, id: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {id} in report"))
 }
 
-#[test]
-fn the_root_manifest_builds_for_real() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(env) = Env::root("root") else { return };
-    let (code, out, err) = env.mab(&["build", "--report", "report.json"]);
-    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+/// Every tag the root manifest publishes, with the platforms of its index.
+fn root_tags() -> [(&'static str, BTreeSet<String>); 7] {
     let two: BTreeSet<String> = ["linux/amd64", "linux/arm64"].map(String::from).into();
     let four: BTreeSet<String> = ["linux/amd64", "linux/arm64", "linux/ppc64le", "linux/s390x"]
         .map(String::from)
         .into();
-    for (reference, want) in [
-        ("runtime:3.15", &two),
-        ("runtime:3.16", &two),
-        ("golang-build:1.18", &two),
-        ("odb:2.5.0-b.23", &two),
-        ("odb:2.5.0-b.23-slim", &two),
-        ("builder:2.2", &four),
-        ("builder:2.3", &four),
-    ] {
-        let index =
-            raw(&env.repo(reference)).unwrap_or_else(|| panic!("{reference} was not published"));
-        assert_eq!(
-            index["mediaType"], "application/vnd.oci.image.index.v1+json",
-            "{reference}"
-        );
-        assert_eq!(&platforms(&index), want, "{reference}");
-    }
-    // The arm64 image really ran its RUN steps as aarch64 (under emulation here).
+    [
+        ("runtime:3.15", two.clone()),
+        ("runtime:3.16", two.clone()),
+        ("golang-build:1.18", two.clone()),
+        ("odb:2.5.0-b.23", two.clone()),
+        ("odb:2.5.0-b.23-slim", two),
+        ("builder:2.2", four.clone()),
+        ("builder:2.3", four),
+    ]
+}
+
+/// The arm64 and s390x images of the root manifest really ran their `RUN` steps as those
+/// machines (under emulation here).
+fn ran_as_their_machines(env: &Env) {
     let release = run_in(
         &format!("{}:3.15", env.repo("runtime")),
         "linux/arm64",
@@ -302,6 +294,24 @@ fn the_root_manifest_builds_for_real() {
         "cat /etc/builder/release",
     );
     assert_eq!(builder.trim(), "release-2.3 s390x");
+}
+
+#[test]
+fn the_root_manifest_builds_for_real() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = Env::root("root") else { return };
+    let (code, out, err) = env.mab(&["build", "--report", "report.json"]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    for (reference, want) in root_tags() {
+        let index =
+            raw(&env.repo(reference)).unwrap_or_else(|| panic!("{reference} was not published"));
+        assert_eq!(
+            index["mediaType"], "application/vnd.oci.image.index.v1+json",
+            "{reference}"
+        );
+        assert_eq!(platforms(&index), want, "{reference}");
+    }
+    ran_as_their_machines(&env);
     // A dependent is built on the published parent: its layers start with the parent's, per platform.
     let base = raw(&env.repo("runtime:3.15")).unwrap();
     let dependent = raw(&env.repo("golang-build:1.18")).unwrap();
@@ -1777,20 +1787,8 @@ fn buildx_builds_tests_and_attests_the_root_manifest_for_real() {
     };
     let (code, out, err) = env.mab(&["build", "--report", "report.json"]);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
-    let two: BTreeSet<String> = ["linux/amd64", "linux/arm64"].map(String::from).into();
-    let four: BTreeSet<String> = ["linux/amd64", "linux/arm64", "linux/ppc64le", "linux/s390x"]
-        .map(String::from)
-        .into();
-    let tags = [
-        ("runtime:3.15", &two),
-        ("runtime:3.16", &two),
-        ("golang-build:1.18", &two),
-        ("odb:2.5.0-b.23", &two),
-        ("odb:2.5.0-b.23-slim", &two),
-        ("builder:2.2", &four),
-        ("builder:2.3", &four),
-    ];
-    for (reference, want) in tags {
+    let tags = root_tags();
+    for (reference, want) in &tags {
         let index =
             raw(&env.repo(reference)).unwrap_or_else(|| panic!("{reference} was not published"));
         assert_eq!(&platforms(&index), want, "{reference}");
@@ -1819,19 +1817,7 @@ fn buildx_builds_tests_and_attests_the_root_manifest_for_real() {
             );
         }
     }
-    // The arm64 and s390x images ran their RUN steps as those machines (emulated here).
-    let release = run_in(
-        &format!("{}:3.15", env.repo("runtime")),
-        "linux/arm64",
-        "cat /etc/platform/runtime-release",
-    );
-    assert_eq!(release.trim(), "runtime 3.15 aarch64");
-    let builder = run_in(
-        &format!("{}:2.3", env.repo("builder")),
-        "linux/s390x",
-        "cat /etc/builder/release",
-    );
-    assert_eq!(builder.trim(), "release-2.3 s390x");
+    ran_as_their_machines(&env);
     // Tests ran on the builder, for their platform: `uname -m` of the s390x test says so.
     let test_log = std::fs::read_to_string(
         env.path()

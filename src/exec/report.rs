@@ -343,6 +343,12 @@ impl CacheCounter {
 mod tests {
     use super::*;
 
+    fn count(log: &str) -> CacheUse {
+        let mut c = CacheCounter::default();
+        log.lines().for_each(|l| c.line(l));
+        c.finish()
+    }
+
     #[test]
     fn buildkit_steps_are_counted_once_per_vertex() {
         let log = "#1 [internal] load build definition from Dockerfile\n\
@@ -357,10 +363,8 @@ mod tests {
             #8 [build 4/4] WORKDIR /srv\n\
             #8 CACHED\n\
             #9 exporting to image\n";
-        let mut c = CacheCounter::default();
-        log.lines().for_each(|l| c.line(l));
         assert_eq!(
-            c.finish(),
+            count(log),
             CacheUse {
                 hits: 2,
                 steps: 3,
@@ -377,10 +381,8 @@ mod tests {
             STEP 3/3: WORKDIR /srv\n\
             Cache pulled from remote 127.0.0.1:5000/cache:x\n\
             --> Using cache 3c4d\n";
-        let mut c = CacheCounter::default();
-        log.lines().for_each(|l| c.line(l));
         assert_eq!(
-            c.finish(),
+            count(log),
             CacheUse {
                 hits: 2,
                 steps: 2,
