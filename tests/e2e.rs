@@ -2097,3 +2097,42 @@ fn buildx_routes_a_platform_to_its_builder_node() {
     assert_eq!(code, 2, "{out}\n{err}");
     assert!(err.contains("exists with endpoint"), "{err}");
 }
+
+#[test]
+fn buildx_with_attestations_off_pushes_plain_manifests() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = on(Env::empty("bx-noattest"), true) else {
+        return;
+    };
+    env.write(
+        "images.kdl",
+        &FAILING.replace(
+            "image \"good\" { from \"mirror:alpine:3.15\" arg=\"BASE\"; version \"1\"; }",
+            "image \"good\" { from \"mirror:alpine:3.15\" arg=\"BASE\"; version \"1\"; attest #false; }",
+        ),
+    );
+    env.write(
+        "images/good/Dockerfile",
+        &format!("{BASED}RUN uname -m > /arch\n"),
+    );
+    let (code, plan, err) = env.mab(&["plan", "good", "--format", "shell"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(plan.contains("--provenance=false"), "{plan}");
+    assert!(!plan.contains("--attest"), "{plan}");
+    let (code, out, err) = env.mab(&["build", "good", "--report", "r.json"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let r = report(&env.path().join("r.json"));
+    for arch in ["amd64", "arm64"] {
+        let digest = node(&r, &format!("build:good:1@linux/{arch}"))["digest"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let pushed = raw(&format!("{}@{digest}", env.repo("good"))).unwrap();
+        assert_eq!(
+            pushed["mediaType"], "application/vnd.oci.image.manifest.v1+json",
+            "{arch}: {pushed}"
+        );
+    }
+    let index = raw(&env.repo("good:1")).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{index}");
+}
