@@ -2127,9 +2127,11 @@ fn buildx_with_attestations_off_pushes_plain_manifests() {
             .as_str()
             .unwrap()
             .to_owned();
+        // An image manifest (BuildKit writes Docker media types when nothing asks for OCI),
+        // not an index of the image and an attestation.
         let pushed = raw(&format!("{}@{digest}", env.repo("good"))).unwrap();
-        assert_eq!(
-            pushed["mediaType"], "application/vnd.oci.image.manifest.v1+json",
+        assert!(
+            pushed["layers"].is_array() && pushed["manifests"].is_null(),
             "{arch}: {pushed}"
         );
     }
