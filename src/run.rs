@@ -178,22 +178,10 @@ pub fn build(
         opts.known_digests = known;
         return execute(model, &plan, &args.run, opts, out);
     }
+    // (A `--platform` subset that leaves out platforms of an image version has no merge of
+    // it in the plan itself: never half a release.)
     if args.metadata_dir.is_some() {
         split(&mut plan, |_| true);
-    } else if !args.platforms.is_empty() {
-        // Never publish half a release: an index is merged only when every platform
-        // of its image version is built in this run; the others push digests only.
-        let full: HashMap<&str, usize> = model
-            .versions
-            .iter()
-            .map(|v| (v.key.as_str(), v.platforms.len()))
-            .collect();
-        split(&mut plan, |merge| {
-            merge
-                .key()
-                .and_then(|k| full.get(k))
-                .is_some_and(|n| *n != merge.platforms.len())
-        });
     }
     if args.dry_run {
         let _ = out.write_all(render::shell::render(&plan).as_bytes());
@@ -478,6 +466,30 @@ pub fn merge(
     let metadata = exec::node::read_metadata(&args.metadata_dir).map_err(Diag::plain)?;
     let by_id: HashMap<&str, &exec::node::BuildMetadata> =
         metadata.iter().map(|m| (m.id.as_str(), m)).collect();
+    // Every file must be of a build this manifest has: a stray one means the directory is
+    // not what this merge thinks it is.
+    let builds: std::collections::HashSet<String> = model
+        .versions
+        .iter()
+        .flat_map(|v| {
+            v.platforms
+                .iter()
+                .map(move |p| plan::build_id(v, &p.platform))
+        })
+        .collect();
+    let mut diags = Diagnostics::new();
+    for m in &metadata {
+        if !builds.contains(&m.id) {
+            diags.push(
+                Diag::plain(format!(
+                    "{} holds metadata of `{}`, which this manifest does not build",
+                    args.metadata_dir.display(),
+                    m.id,
+                ))
+                .help("merge with the manifest (and profile) that wrote it, or remove the file"),
+            );
+        }
+    }
     plan.nodes.retain(|n| n.kind == Kind::Merge);
     if args.selectors.is_empty() {
         // Without selectors: the image versions the metadata speaks of.
@@ -493,7 +505,6 @@ pub fn merge(
         .into());
     }
     // Refuse before publishing anything when a platform the manifest expects is missing.
-    let mut diags = Diagnostics::new();
     let mut known = HashMap::new();
     for n in &plan.nodes {
         for need in n.needs.iter().filter(|x| x.starts_with("build:")) {

@@ -406,3 +406,71 @@ fn a_stalled_registry_cannot_hang_a_run() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("failed: mirror:alpine:3.15"));
 }
+
+/// Split-build metadata of the wrong project, or written over, publishes nothing: the
+/// registry named in the manifest does not even exist (port 9), so anything but a refusal
+/// would fail differently.
+#[test]
+fn a_merge_of_metadata_that_is_not_exactly_this_manifests_publishes_nothing() {
+    let dir = project(
+        r#"profile "ci" { registry "127.0.0.1:9/team" insecure=#true; }
+defaults { platforms "linux/amd64"; }
+image "x" { version "1"; }
+"#,
+        &[],
+    );
+    let digest = format!("sha256:{}", "a".repeat(64));
+    let meta = |id: &str| {
+        serde_json::json!({
+            "id": id, "image": "x", "key": "x:1", "platform": "linux/amd64",
+            "repository": "127.0.0.1:9/team/x", "digest": digest,
+        })
+        .to_string()
+    };
+    let dist = dir.path().join("dist");
+    std::fs::create_dir_all(&dist).unwrap();
+    let merge = || {
+        assert_cmd::Command::cargo_bin("mab")
+            .unwrap()
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .args(["merge", "--metadata-dir", "dist"])
+            .output()
+            .unwrap()
+    };
+    // A build this manifest does not have.
+    std::fs::write(
+        dist.join("build_x_1_linux_amd64.json"),
+        meta("build:x:1@linux/amd64"),
+    )
+    .unwrap();
+    std::fs::write(
+        dist.join("build_y_1_linux_amd64.json"),
+        meta("build:y:1@linux/amd64"),
+    )
+    .unwrap();
+    let out = merge();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(
+            "holds metadata of `build:y:1@linux/amd64`, which this manifest does not build"
+        ),
+        "{err}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing was published"));
+    // A file under another build's name: renamed, or written over by a colliding one.
+    std::fs::remove_file(dist.join("build_y_1_linux_amd64.json")).unwrap();
+    std::fs::write(
+        dist.join("build_x_1_linux_amd64.json"),
+        meta("build:x:1@linux/arm64"),
+    )
+    .unwrap();
+    let out = merge();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("holds the metadata of `build:x:1@linux/arm64`"),
+        "{err}"
+    );
+}

@@ -266,3 +266,62 @@ fn changed_since_a_git_ref() {
     let r = crate::support::mab_in(dir.path(), &["plan", "--changed-since", "no-such-ref"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
 }
+
+/// `--platform` with some of an image version's platforms left out: no merge of it in any
+/// format — the shell script would otherwise replace the four-platform `builder:2.2` with a
+/// two-platform index — and `build --dry-run` shows exactly the plan's commands.
+#[test]
+fn a_platform_subset_never_plans_a_half_release() {
+    let nodes = plan(&["--platform", "linux/amd64,linux/arm64"]);
+    let merges: BTreeSet<String> = ids(&nodes)
+        .into_iter()
+        .filter(|i| i.starts_with("merge:"))
+        .collect();
+    // runtime, golang-build and odb have exactly these two platforms: merged. builder has four.
+    assert!(merges.contains("merge:runtime:3.15"), "{merges:?}");
+    assert!(!merges.iter().any(|m| m.contains("builder")), "{merges:?}");
+    for format in ["text", "shell", "markdown", "mermaid", "dot"] {
+        let out = ok(&[
+            "plan",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--format",
+            format,
+        ]);
+        assert!(!out.contains("merge:builder"), "{format}: {out}");
+        assert!(!out.contains("builder:2.2 ("), "{format}: {out}");
+    }
+    let shell = ok(&[
+        "plan",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "--format",
+        "shell",
+    ]);
+    assert!(
+        !shell
+            .lines()
+            .any(|l| l.starts_with("crane") && l.contains("/builder:")),
+        "{shell}"
+    );
+    let dry = ok(&[
+        "build",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "--dry-run",
+    ]);
+    assert_eq!(
+        dry, shell,
+        "build --dry-run differs from plan --format shell"
+    );
+    // A dependent of a partial base builds on the base's image of its own platform.
+    let odb = plan(&["odb", "--platform", "linux/arm64"]);
+    let golang = odb
+        .iter()
+        .find(|n| n["id"] == "build:golang-build:1.18@linux/arm64")
+        .unwrap();
+    assert_eq!(
+        golang["args"]["RUNTIME_IMAGE"],
+        "registry.example.com/platform/docker-dev/runtime:3.15@{digest:build:runtime:3.15@linux/arm64}"
+    );
+}

@@ -745,6 +745,16 @@ pub fn read_metadata(dir: &std::path::Path) -> Result<Vec<BuildMetadata>, String
         if !is_digest(&m.digest) {
             return Err(format!("malformed digest in {}", p.display()));
         }
+        // A file is named after the build it speaks of; another name means it was renamed or
+        // written over, and cannot be trusted to be the only one of its build.
+        let expected = format!("{}.json", file_stem(&m.id));
+        if p.file_name().and_then(|f| f.to_str()) != Some(expected.as_str()) {
+            return Err(format!(
+                "{} holds the metadata of `{}`, which belongs in {expected}",
+                p.display(),
+                m.id
+            ));
+        }
         out.push(m);
     }
     Ok(out)

@@ -145,6 +145,7 @@ pub fn resolve(raw: &RawManifest, src: &str, options: &Options) -> Result<Model,
     r.resolve_froms(&mut versions, &mirrors);
     r.extra_tags(&mut versions, &profile);
     r.check_tags(&versions, &mirrors);
+    r.check_file_names(&versions, &mirrors);
     r.check_platform_coverage(&versions, &mirrors);
     if r.diags.has_errors() {
         return Err(r.diags);
@@ -983,6 +984,45 @@ impl<'a> Resolver<'a> {
                 if !v.tags.contains(&tag) {
                     v.tags.push(tag);
                 }
+            }
+        }
+    }
+
+    /// Every node's files (`.mab/logs/`, digests, metadata, layouts) are named after its id
+    /// made safe as a file name; two ids that come out the same would share them (one build
+    /// reading the other's digest). Such names are refused, naming both.
+    fn check_file_names(&mut self, versions: &[ImageVersion], mirrors: &[Mirror]) {
+        use crate::plan::command::file_stem;
+        // Image versions and mirror tags have ids of their own prefixes (`build:`, `mirror:`).
+        type Seen = HashMap<String, (SourceSpan, String)>;
+        let check = |seen: &mut Seen, name: String, span: SourceSpan, diags: &mut Diagnostics| {
+            let stem = file_stem(&name);
+            match seen.get(&stem) {
+                Some((first, other)) if *other != name => diags.push(
+                    Diag::error(span, format!("`{name}` and `{other}` would share the file names `{stem}`"))
+                        .label(format!("`{name}`"))
+                        .also(*first, format!("`{other}`"))
+                        .help("`/`, `:`, `@` and `_` all become `_` in file names: rename one of the two images or versions"),
+                ),
+                Some(_) => {}
+                None => {
+                    seen.insert(stem, (span, name));
+                }
+            }
+        };
+        let mut seen = Seen::new();
+        for v in versions {
+            check(&mut seen, v.key.clone(), v.span, &mut self.diags);
+        }
+        let mut seen = Seen::new();
+        for m in mirrors {
+            for t in &m.tags {
+                check(
+                    &mut seen,
+                    format!("{}:{t}", m.name),
+                    m.span,
+                    &mut self.diags,
+                );
             }
         }
     }

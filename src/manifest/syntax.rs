@@ -434,6 +434,16 @@ fn read_setting(node: &KdlNode, s: &mut RawSettings, diags: &mut Diagnostics) ->
                 false,
                 diags,
             ) {
+                if let Some(empty) = cmd.iter().find(|c| c.value.trim().is_empty())
+                    && (cmd.len() == 1 || cmd[0].span == empty.span)
+                {
+                    diags.push(
+                        Diag::error(empty.span, "an empty test command")
+                            .label("nothing to run")
+                            .help("write the command, e.g. `test \"my-tool --version\"`, or remove `test`"),
+                    );
+                    return true;
+                }
                 let v = Spanned::new(cmd.into_iter().map(|c| c.value).collect(), head_span(node));
                 set_once(&mut s.test, v, node, diags);
             }

@@ -236,7 +236,15 @@ impl Builder<'_> {
             }
             Dep::Image(i) => {
                 let v = &self.model.versions[*i];
-                if self.model.profile.push {
+                if self.model.profile.push && self.partial(v) {
+                    // No merge of the base in this run: its image of the same platform.
+                    let id = build_id(v, platform);
+                    let arg = Arg(vec![
+                        Part::Lit(format!("{}:{}@", v.repository, v.primary_tag())),
+                        Part::Digest(id.clone()),
+                    ]);
+                    (id, arg)
+                } else if self.model.profile.push {
                     let id = format!("merge:{}", v.key);
                     let arg = Arg(vec![
                         Part::Lit(format!("{}:{}@", v.repository, v.primary_tag())),
@@ -249,6 +257,16 @@ impl Builder<'_> {
                 }
             }
         }
+    }
+
+    /// Whether the `--platform` filter leaves out some platform of `v`: then no index of it
+    /// is merged in this run (never half a release), and its dependents build on its images
+    /// of their own platform.
+    fn partial(&self, v: &ImageVersion) -> bool {
+        !self.filter.is_empty()
+            && v.platforms
+                .iter()
+                .any(|p| !self.filter.contains(&p.platform))
     }
 
     fn version(&mut self, vi: usize) {
@@ -312,7 +330,7 @@ impl Builder<'_> {
                 self.push(node);
             }
         }
-        if model.profile.push {
+        if model.profile.push && !self.partial(v) {
             let node = Node {
                 platforms: platforms.iter().map(|p| p.platform.to_string()).collect(),
                 needs: merge_needs,

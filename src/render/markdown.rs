@@ -4,20 +4,68 @@ use std::fmt::Write;
 
 use crate::plan::{Kind, Plan};
 
+/// Text from the manifest or the plan, in a table cell: every character markdown could read
+/// as markup is escaped, a line break (which would end the row) becomes a space.
 fn cell(s: &str) -> String {
-    s.replace('|', "\\|")
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\n' | '\r' => out.push(' '),
+            c if c.is_control() => {}
+            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '#' | '|' | '~' | '!' | '(' | ')'
+            | '{' | '}' | '&' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A sentence of mab's own (a reason) whose `…` spans name files, images or inputs: the spans
+/// stay code spans, everything is escaped; unbalanced backticks make it all plain text.
+fn prose(s: &str) -> String {
+    let parts: Vec<&str> = s.split('`').collect();
+    if parts.len().is_multiple_of(2) {
+        return cell(s);
+    }
+    parts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| if i % 2 == 0 { cell(p) } else { code(p) })
+        .collect()
+}
+
+/// A code span that shows `s` exactly, whatever backticks it holds; in a table, `|` is
+/// escaped (GitHub reads `\|` as a pipe inside code spans too) and line breaks become spaces.
+fn code(s: &str) -> String {
+    let s: String = s
+        .chars()
+        .filter(|c| !c.is_control() || *c == '\n')
+        .map(|c| if c == '\n' { ' ' } else { c })
+        .collect::<String>()
+        .replace('|', "\\|");
+    let longest = s.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest + 1);
+    let pad = if s.starts_with('`') || s.ends_with('`') || s.is_empty() {
+        " "
+    } else {
+        ""
+    };
+    format!("{fence}{pad}{s}{pad}{fence}")
 }
 
 pub fn render(plan: &Plan) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "### mab plan: profile `{}`\n", plan.profile);
+    let _ = writeln!(out, "### mab plan: profile {}\n", code(&plan.profile));
     let _ = writeln!(
         out,
-        "**{} nodes** in {} levels: {}. Registry `{}`, backend `{}`{}.\n",
+        "**{} nodes** in {} levels: {}. Registry {}, backend `{}`{}.\n",
         plan.nodes.len(),
         plan.levels(),
         super::counts(plan),
-        plan.registry,
+        code(&plan.registry),
         plan.backend,
         if plan.push { "" } else { ", push disabled" }
     );
@@ -26,7 +74,7 @@ pub fn render(plan: &Plan) -> String {
         let _ = writeln!(out, "| image | why |");
         let _ = writeln!(out, "|---|---|");
         for (key, why) in &plan.changes {
-            let _ = writeln!(out, "| `{}` | {} |", cell(key), cell(why));
+            let _ = writeln!(out, "| {} | {} |", code(key), prose(why));
         }
         out.push('\n');
     }
@@ -52,7 +100,7 @@ pub fn render(plan: &Plan) -> String {
             let _ = writeln!(out, "|---|---|");
             for n in builds {
                 let why = n.decision.as_ref().map_or("", |d| d.reason.as_str());
-                let _ = writeln!(out, "| `{}` | {} |", cell(&n.id), cell(why));
+                let _ = writeln!(out, "| {} | {} |", code(&n.id), prose(why));
             }
             out.push('\n');
         }
@@ -75,13 +123,7 @@ pub fn render(plan: &Plan) -> String {
         let tags = nodes
             .iter()
             .find(|n| n.kind == Kind::Merge)
-            .map(|m| {
-                m.tags
-                    .iter()
-                    .map(|t| format!("`{t}`"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
+            .map(|m| m.tags.iter().map(|t| code(t)).collect::<Vec<_>>().join(" "))
             .unwrap_or_else(|| "(not published)".to_owned());
         rows.push((
             first.image.clone().unwrap_or_default(),
@@ -107,7 +149,7 @@ pub fn render(plan: &Plan) -> String {
                 cell(&r.2),
                 cell(&r.3),
                 r.4,
-                cell(&r.5)
+                r.5
             );
         }
         out.push('\n');
@@ -129,11 +171,11 @@ pub fn render(plan: &Plan) -> String {
             let tag = m.tags.join(",");
             let _ = writeln!(
                 out,
-                "| `{}` | `{}:{tag}` | `{}:{tag}` | {} |",
-                m.id,
-                m.source.as_deref().unwrap_or(""),
-                m.reference,
-                platforms
+                "| {} | {} | {} | {} |",
+                code(&m.id),
+                code(&format!("{}:{tag}", m.source.as_deref().unwrap_or(""))),
+                code(&format!("{}:{tag}", m.reference)),
+                cell(&platforms)
             );
         }
         out.push('\n');
@@ -142,4 +184,32 @@ pub fn render(plan: &Plan) -> String {
     out.push_str(&super::mermaid::render(plan));
     let _ = writeln!(out, "```");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_text_cannot_become_markup() {
+        let hostile = "x` | **INJECTED** [click](https://e.example) |\n\n# Injected heading";
+        let c = code(hostile);
+        assert!(!c.contains('\n'), "{c}");
+        assert!(c.starts_with("``") && c.ends_with("``"), "{c}");
+        assert!(!c.contains(" | "), "an unescaped pipe splits the row: {c}");
+        let t = cell(hostile);
+        assert!(
+            !t.contains('\n') && !t.contains("](") && !t.contains("**I"),
+            "{t}"
+        );
+        assert_eq!(code("plain"), "`plain`");
+        assert_eq!(
+            prose("its base `golang-build:1.18` changes"),
+            "its base `golang-build:1.18` changes"
+        );
+        assert_eq!(prose("file `a|b*` changed"), "file `a\\|b*` changed");
+        assert_eq!(prose("odd ` tick *"), "odd \\` tick \\*");
+        assert_eq!(code("a`b"), "``a`b``");
+        assert_eq!(code("`x"), "`` `x ``");
+    }
 }

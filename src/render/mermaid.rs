@@ -5,9 +5,24 @@ use std::fmt::Write;
 
 use crate::plan::{Kind, Plan};
 
-/// Mermaid labels are quoted; quotes inside become `#quot;`.
+/// Mermaid labels are quoted; what could end the quote, the line or be read as markup or an
+/// entity is written as an entity code.
 fn label(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "#quot;"))
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("#quot;"),
+            '#' => out.push_str("#35;"),
+            '<' => out.push_str("#lt;"),
+            '>' => out.push_str("#gt;"),
+            '`' => out.push_str("#96;"),
+            '\n' | '\r' => out.push(' '),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 pub fn render(plan: &Plan) -> String {

@@ -16,13 +16,20 @@ fn quote(s: &str) -> Cow<'_, str> {
 }
 
 fn arg(a: &Arg) -> String {
-    a.0.iter()
-        .map(|p| match p {
-            Part::Lit(s) if s.is_empty() => String::new(),
-            Part::Lit(s) => quote(s).into_owned(),
-            Part::Digest(id) => format!("\"$(cat {})\"", quote(&digest_file(id))),
-        })
-        .collect()
+    let word: String =
+        a.0.iter()
+            .map(|p| match p {
+                Part::Lit(s) if s.is_empty() => String::new(),
+                Part::Lit(s) => quote(s).into_owned(),
+                Part::Digest(id) => format!("\"$(cat {})\"", quote(&digest_file(id))),
+            })
+            .collect();
+    // An empty argument is still an argument: dropping it would shift every later one.
+    if word.is_empty() {
+        "''".to_owned()
+    } else {
+        word
+    }
 }
 
 fn command(c: &Command) -> String {
@@ -101,4 +108,19 @@ pub fn render(plan: &Plan) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_argument_stays_an_argument() {
+        let c = Command::new("docker")
+            .arg("--target")
+            .arg("")
+            .arg("--file")
+            .arg("a b");
+        assert_eq!(command(&c), "docker --target '' --file 'a b'");
+    }
 }
