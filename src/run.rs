@@ -38,6 +38,10 @@ fn registry(model: &Model) -> Registry {
     for m in model.mirrors.iter().filter(|m| m.insecure) {
         insecure.push(host(&m.source).to_owned());
     }
+    // What buildah, podman and skopeo (which mab runs) are told is plain HTTP.
+    insecure.extend(crate::registry::transport::insecure_from_registries_conf(
+        &|m| eprintln!("mab: {m}"),
+    ));
     insecure.sort();
     insecure.dedup();
     Registry::new(&insecure)

@@ -2138,3 +2138,80 @@ fn buildx_with_attestations_off_pushes_plain_manifests() {
     let index = raw(&env.repo("good:1")).unwrap();
     assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{index}");
 }
+
+/// mab reaches registries the way the tools it runs do: a loopback registry over plain HTTP
+/// with no `insecure` marker (as Docker and BuildKit do), a name made insecure only in a
+/// `registries.conf` (as buildah, podman and skopeo do); and a failure names its cause.
+#[test]
+fn registry_transport_follows_loopback_and_registries_conf() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = Env::empty("transport") else {
+        return;
+    };
+    let port = env.registry.rsplit(':').next().unwrap().to_owned();
+    // No `insecure` anywhere: the profile's registry and the upstream are loopback.
+    env.write(
+        "images.kdl",
+        &format!(
+            "var \"upstream\" \"x\"\nvar \"local_registry\" \"x\"\n\
+             profile \"local-buildah\" {{ registry \"{}/{}\"; }}\n\
+             mirror \"loop\" from=\"127.0.0.1:{port}/library/alpine\" {{ tags \"3.15\"; }}\n\
+             mirror \"named\" from=\"mab-registry.test:{port}/library/alpine\" {{ tags \"3.16\"; }}\n",
+            env.registry, env.ns
+        ),
+    );
+    let (code, out, err) = env.mab(&["mirror", "loop"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    // `mab-registry.test` is 127.0.0.1 by /etc/hosts (scripts/test-env), but not loopback by
+    // its name: HTTPS, which a plain-HTTP registry cannot answer — and the cause is named.
+    let conf = env.path().join("registries.conf");
+    std::fs::write(&conf, "unqualified-search-registries = []\n").unwrap();
+    let o = env
+        .command(&["mirror", "named"])
+        .env("CONTAINERS_REGISTRIES_CONF", &conf)
+        .env("MAB_HTTP_TIMEOUT", "5")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(text.contains("TLS handshake failed"), "{text}");
+    assert!(!text.contains("error sending request"), "{text}");
+    // Marked insecure in registries.conf: reached over plain HTTP.
+    std::fs::write(
+        &conf,
+        format!("[[registry]]\nlocation = \"mab-registry.test:{port}\"\ninsecure = true\n"),
+    )
+    .unwrap();
+    let o = env
+        .command(&["mirror", "named"])
+        .env("CONTAINERS_REGISTRIES_CONF", &conf)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        raw(&format!(
+            "{}/{}/thirdparty/named:3.16",
+            env.registry, env.ns
+        ))
+        .is_some()
+    );
+    // A registry that is not there: said so.
+    env.write(
+        "images.kdl",
+        "var \"upstream\" \"x\"\nvar \"local_registry\" \"x\"\nprofile \"local-buildah\" { registry \"127.0.0.1:9/x\"; }\nmirror \"gone\" from=\"127.0.0.1:9/library/alpine\" { tags \"1\"; }\n",
+    );
+    let o = env
+        .command(&["mirror"])
+        .env("MAB_HTTP_TIMEOUT", "2")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("connection refused"), "{text}");
+}

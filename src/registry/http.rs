@@ -160,13 +160,14 @@ impl Http {
         &self.policy
     }
 
-    /// `http` for insecure hosts, `https` otherwise.
+    /// `http` for insecure and loopback hosts, `https` otherwise.
     pub fn base(&self, host: &str) -> String {
-        let scheme = if self.insecure.iter().any(|h| h == host) {
-            "http"
-        } else {
-            "https"
-        };
+        let scheme =
+            if self.insecure.iter().any(|h| h == host) || super::transport::is_loopback(host) {
+                "http"
+            } else {
+                "https"
+            };
         format!("{scheme}://{host}")
     }
 
@@ -357,10 +358,12 @@ impl Http {
                     )
                 }
                 Ok(resp) => return Ok(resp),
-                Err(e) if retryable_error(&e) => (self.backoff(attempt), e.to_string()),
+                Err(e) if retryable_error(&e) => {
+                    (self.backoff(attempt), super::transport::describe(&e))
+                }
                 Err(e) => {
                     return Err(HttpError {
-                        message: format!("{method} {url}: {e}"),
+                        message: format!("{method} {url}: {}", super::transport::describe(&e)),
                         retryable: false,
                     });
                 }
@@ -401,7 +404,7 @@ impl Http {
                 .body(body),
         );
         req.send().await.map_err(|e| HttpError {
-            message: format!("{method} {url}: {e}"),
+            message: format!("{method} {url}: {}", super::transport::describe(&e)),
             retryable: retryable_error(&e),
         })
     }

@@ -3,6 +3,7 @@
 //! with credentials from the docker `config.json` (`auths`, `credHelpers`, `credsStore`).
 
 pub mod http;
+pub mod transport;
 
 use std::collections::BTreeMap;
 
