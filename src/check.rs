@@ -32,6 +32,10 @@ pub fn files(model: &Model, manifest: &Source, base: &Path) -> Diagnostics {
             }
             continue;
         }
+        if let Some(d) = escapes(v, base) {
+            diags.push(d.in_source(manifest));
+            continue;
+        }
         let dockerfile = base.join(&v.dockerfile);
         let Ok(text) = std::fs::read_to_string(&dockerfile) else {
             if seen_dockerfiles.insert(v.dockerfile.clone()) {
@@ -52,6 +56,54 @@ pub fn files(model: &Model, manifest: &Source, base: &Path) -> Diagnostics {
             continue;
         }
         diags.extend(dockerfile_froms(model, v, &v.dockerfile, &text, manifest));
+    }
+    diags
+}
+
+/// A context or Dockerfile that leads outside the manifest's directory through a symbolic
+/// link (the manifest's own paths are checked when it is read), unless `outside=#true`.
+fn escapes(v: &ImageVersion, base: &Path) -> Option<Diag> {
+    if v.outside {
+        return None;
+    }
+    let root = base.canonicalize().ok()?;
+    for (what, path, span) in [
+        ("context", &v.context, v.context_span),
+        (
+            "Dockerfile",
+            &v.dockerfile,
+            v.dockerfile_span.or(v.context_span),
+        ),
+    ] {
+        let Ok(real) = base.join(path).canonicalize() else {
+            continue;
+        };
+        if !real.starts_with(&root) {
+            return Some(
+                Diag::error(
+                    span.unwrap_or(v.span),
+                    format!("the {what} `{path}` leads outside the manifest's directory"),
+                )
+                .label("through a symbolic link")
+                .help("keep build files beside images.kdl; to build from elsewhere on purpose, write `context \"…\" outside=#true`"),
+            );
+        }
+    }
+    None
+}
+
+/// Before a build: every context and Dockerfile of `versions` stays inside the manifest's
+/// directory (symbolic links followed), so nothing outside the project is sent to a builder.
+pub fn outside_project<'a>(
+    versions: impl IntoIterator<Item = &'a ImageVersion>,
+    manifest: &Source,
+    base: &Path,
+) -> Diagnostics {
+    let mut diags = Diagnostics::new();
+    for v in versions {
+        if let Some(d) = escapes(v, base) {
+            diags.push(d.in_source(manifest));
+        }
     }
     diags
 }
@@ -92,14 +144,21 @@ fn dockerfile_froms(
     let parsed = match Dockerfile::parse(text) {
         Ok(d) => d,
         Err(e) => {
+            // A warning at the line the parser stopped at, showing no more of the file than
+            // that line: `check` reads only FROM and ARG, and BuildKit may well accept it.
+            // The parser's message carries ` --> LINE:COL`.
+            let text = e.to_string();
+            let at = text
+                .split_once(" --> ")
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .unwrap_or("1:1")
+                .to_owned();
+            let _ = source;
             diags.push(
-                Diag::error(
-                    SourceSpan::from(0..0),
-                    format!("cannot parse Dockerfile `{path}`"),
-                )
-                .label("parse error")
-                .help(e.to_string())
-                .in_source(&source),
+                Diag::plain(format!(
+                    "`{path}`:{at}: `check` cannot read this Dockerfile past here; its FROM and ARG lines were not checked"
+                ))
+                .warn(),
             );
             return diags;
         }

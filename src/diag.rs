@@ -62,6 +62,12 @@ impl Diag {
     }
 
     /// An error that is not located in a file, e.g. a bad command-line value.
+    /// The same diagnostic as a warning.
+    pub fn warn(mut self) -> Self {
+        self.severity = Severity::Warning;
+        self
+    }
+
     pub fn plain(message: impl Into<String>) -> Self {
         Diag {
             span: None,

@@ -88,6 +88,18 @@ fn execute(cli: &Cli, out: &mut dyn Write) -> Result<i32, Diagnostics> {
     timer.lap("load (read, parse, resolve)");
     let model = &loaded.model;
     let in_file = |d: Diagnostics| d.in_source(&loaded.source).sorted();
+    let base = cli
+        .file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if matches!(cli.command, Command::Build(_) | Command::Seed(_)) {
+        // Nothing outside the project is sent to a builder (symbolic links followed).
+        let d = check::outside_project(&model.versions, &loaded.source, base);
+        if d.has_errors() {
+            return Err(d);
+        }
+    }
     match &cli.command {
         Command::Plan(args) => {
             let selection = plan::Selection {
@@ -129,11 +141,6 @@ fn execute(cli: &Cli, out: &mut dyn Write) -> Result<i32, Diagnostics> {
         Command::Merge(args) => run::merge(cli, model, args, out).map_err(in_file),
         Command::Check { manifest_only } => {
             let mut diags = plan::graph::check_cycles(model).in_source(&loaded.source);
-            let base = cli
-                .file
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
             diags.extend(check::files(model, &loaded.source, base));
             if !manifest_only {
                 diags.extend(check::machine(model));

@@ -474,3 +474,88 @@ image "x" { version "1"; }
         "{err}"
     );
 }
+
+/// `check` never prints a file from outside the project: a context reached through a symbolic
+/// link is refused (located), before any Dockerfile is read; `outside=#true` opts in.
+#[test]
+fn files_outside_the_project_are_never_read_or_sent() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(
+        outside.path().join("Dockerfile"),
+        "{\"auths\": {\"r.example\": {\"auth\": \"c2VjcmV0OnNlY3JldA==\"}}}\n",
+    )
+    .unwrap();
+    let manifest = r#"profile "dev" { registry "r.example/team"; }
+image "a" {
+    context "images/a"
+    platforms "linux/amd64"
+    version "1"
+}
+"#;
+    let dir = project(manifest, &[]);
+    std::fs::create_dir_all(dir.path().join("images")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("images/a")).unwrap();
+    for args in [
+        &["check", "--manifest-only"][..],
+        &["build", "--dry-run"][..],
+    ] {
+        let out = assert_cmd::Command::cargo_bin("mab")
+            .unwrap()
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("the context `images/a` leads outside the manifest's directory"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            !err.contains("c2VjcmV0"),
+            "{args:?}: the secret was printed: {err}"
+        );
+    }
+    // Opted in: allowed (and the unreadable Dockerfile is a warning, not an error).
+    std::fs::write(
+        dir.path().join("images.kdl"),
+        manifest.replace("context \"images/a\"", "context \"images/a\" outside=#true"),
+    )
+    .unwrap();
+    let out = assert_cmd::Command::cargo_bin("mab")
+        .unwrap()
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .args(["check", "--manifest-only"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("c2VjcmV0"), "the secret was printed: {err}");
+}
+
+/// BuildKit's current syntax (heredocs, `ARG A B`, a byte-order mark) is never a `check`
+/// error: at most a warning with the line, and nothing of the file beyond it.
+#[test]
+fn check_never_fails_on_a_dockerfile_buildkit_accepts() {
+    let dir = project(
+        r#"profile "dev" { registry "r.example/team"; }
+image "a" { platforms "linux/amd64"; version "1"; }
+"#,
+        &[(
+            "images/a/Dockerfile",
+            "\u{feff}FROM alpine\nRUN <<EOF\necho hi\nEOF\nARG A B\nCOPY <<EOT /x\nsecret-line\nEOT\n",
+        )],
+    );
+    let out = assert_cmd::Command::cargo_bin("mab")
+        .unwrap()
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .args(["check", "--manifest-only"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("secret-line"), "{err}");
+}

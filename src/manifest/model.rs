@@ -102,6 +102,8 @@ pub struct ImageVersion {
     pub key: String,
     /// Directory of the build context, relative to the manifest.
     pub context: String,
+    /// `context … outside=#true`: it may lie outside the manifest's directory.
+    pub outside: bool,
     /// Where `context` was set, if it was.
     pub context_span: Option<SourceSpan>,
     /// Where `dockerfile` was set, if it was.

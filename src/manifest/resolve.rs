@@ -717,6 +717,28 @@ impl<'a> Resolver<'a> {
         } else {
             format!("{context}/{dockerfile}")
         };
+        // The build context and Dockerfile stay inside the manifest's directory unless the
+        // manifest says otherwise: `check` prints Dockerfile lines, builds send the context.
+        let outside_ok = layers
+            .last(|b| b.context.as_ref().map(|_| &b.outside))
+            .and_then(|o| o.as_ref())
+            .is_some_and(|o| o.value);
+        if !outside_ok {
+            let context_span = layers.last(|b| b.context.as_ref()).map(|c| c.span);
+            let dockerfile_span = layers.last(|b| b.dockerfile.as_ref()).map(|d| d.span);
+            for (what, path, span) in [
+                ("context", &context, context_span),
+                ("Dockerfile", &dockerfile, dockerfile_span.or(context_span)),
+            ] {
+                if let Some(problem) = outside_problem(path) {
+                    diags.push(
+                        Diag::error(span.unwrap_or(version.span), format!("the {what} `{path}` is outside the manifest's directory"))
+                            .label(problem)
+                            .help("keep build files beside images.kdl; to build from elsewhere on purpose, write `context \"…\" outside=#true`"),
+                    );
+                }
+            }
+        }
         let target = layers
             .last(|b| b.target.as_ref())
             .and_then(|t| scope.interp(t, &mut diags));
@@ -871,6 +893,7 @@ impl<'a> Resolver<'a> {
             suffix,
             key,
             context,
+            outside: outside_ok,
             context_span: layers.last(|b| b.context.as_ref()).map(|c| c.span),
             dockerfile_span: layers.last(|b| b.dockerfile.as_ref()).map(|d| d.span),
             dockerfile,
@@ -1366,4 +1389,25 @@ fn attest_request(request: &str) -> Result<&str, String> {
         return Err("`mode` is a provenance setting".to_owned());
     }
     Ok(kind)
+}
+
+/// Why a path relative to the manifest leaves its directory (absolute, or `..` above it).
+fn outside_problem(path: &str) -> Option<&'static str> {
+    if path.starts_with('/') {
+        return Some("an absolute path");
+    }
+    let mut depth: i64 = 0;
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                depth -= 1;
+                if depth < 0 {
+                    return Some("`..` leads above the manifest's directory");
+                }
+            }
+            _ => depth += 1,
+        }
+    }
+    None
 }

@@ -42,6 +42,8 @@ pub struct RawSettings {
     pub froms: Vec<RawFrom>,
     pub test: Option<Spanned<Vec<String>>>,
     pub cache: Option<Spanned<RawCache>>,
+    /// `context DIR outside=#true`: the manifest opts in to a context outside its directory.
+    pub outside: Option<Spanned<bool>>,
     /// `attest "type=provenance,mode=max" "type=sbom"`; `attest #false` is an empty list.
     pub attest: Option<Spanned<Vec<Spanned<String>>>>,
 }
@@ -370,8 +372,20 @@ fn read_platforms(
 fn read_setting(node: &KdlNode, s: &mut RawSettings, diags: &mut Diagnostics) -> bool {
     match name(node) {
         "context" => {
-            if let Some(v) = one_string(node, "a directory, relative to the manifest", diags) {
+            check_props(node, &["outside"], diags);
+            forbid_children(node, diags);
+            if let Some(v) = string_args(
+                node,
+                1,
+                Some(1),
+                "a directory, relative to the manifest",
+                false,
+                diags,
+            )
+            .and_then(|mut v| v.pop())
+            {
                 set_once(&mut s.context, v, node, diags);
+                s.outside = prop(node, "outside").and_then(|e| entry_bool(e, "`outside`", diags));
             }
         }
         "dockerfile" => {
