@@ -3,7 +3,6 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use dockerfile_parser::{Dockerfile, ImageRef, Instruction};
 use miette::SourceSpan;
 
 use crate::diag::{Diag, Diagnostics, Source};
@@ -108,22 +107,13 @@ pub fn outside_project<'a>(
     diags
 }
 
-fn span(s: dockerfile_parser::Span) -> SourceSpan {
-    SourceSpan::from(s.start..s.end)
-}
-
 /// The manifest image a reference names, if any: its last path component is an image name.
 fn manifest_image<'m>(model: &'m Model, reference: &str) -> Option<&'m str> {
-    let parsed = ImageRef::parse(reference);
-    let repo = parsed
-        .image
-        .rsplit('/')
-        .next()
-        .unwrap_or(&parsed.image)
-        .to_owned();
-    let full = match &parsed.registry {
-        Some(r) => format!("{r}/{}", parsed.image),
-        None => parsed.image.clone(),
+    let (registry, path) = crate::dockerfile::repository(reference);
+    let repo = path.rsplit('/').next().unwrap_or(path);
+    let full = match registry {
+        Some(r) => format!("{r}/{path}"),
+        None => path.to_owned(),
     };
     model
         .images
@@ -141,28 +131,7 @@ fn dockerfile_froms(
 ) -> Diagnostics {
     let mut diags = Diagnostics::new();
     let source = Source::new(path, text);
-    let parsed = match Dockerfile::parse(text) {
-        Ok(d) => d,
-        Err(e) => {
-            // A warning at the line the parser stopped at, showing no more of the file than
-            // that line: `check` reads only FROM and ARG, and BuildKit may well accept it.
-            // The parser's message carries ` --> LINE:COL`.
-            let text = e.to_string();
-            let at = text
-                .split_once(" --> ")
-                .and_then(|(_, rest)| rest.split_whitespace().next())
-                .unwrap_or("1:1")
-                .to_owned();
-            let _ = source;
-            diags.push(
-                Diag::plain(format!(
-                    "`{path}`:{at}: `check` cannot read this Dockerfile past here; its FROM and ARG lines were not checked"
-                ))
-                .warn(),
-            );
-            return diags;
-        }
-    };
+    let parsed = crate::dockerfile::parse(text);
     let declared_args: BTreeSet<&str> = v.froms.iter().filter_map(|f| f.arg.as_deref()).collect();
     let dep_images: BTreeSet<&str> = v
         .froms
@@ -172,20 +141,10 @@ fn dockerfile_froms(
             Dep::Mirror(..) => None,
         })
         .collect();
-    let all_args: BTreeSet<&str> = parsed
-        .instructions
-        .iter()
-        .filter_map(Instruction::as_arg)
-        .map(|a| a.name.content.as_str())
-        .collect();
-    let stages: BTreeSet<String> = parsed
-        .instructions
-        .iter()
-        .filter_map(Instruction::as_from)
-        .filter_map(|f| f.alias.as_ref().map(|a| a.content.clone()))
-        .collect();
-    for from in parsed.instructions.iter().filter_map(Instruction::as_from) {
-        let image = from.image.content.as_str();
+    let all_args: BTreeSet<&str> = parsed.args.iter().map(|a| a.name.as_str()).collect();
+    let stages: BTreeSet<&str> = parsed.stages().collect();
+    for from in &parsed.froms {
+        let image = from.image.as_str();
         if stages.contains(image) {
             continue;
         }
@@ -200,10 +159,7 @@ fn dockerfile_froms(
                 if declared_args.contains(name) {
                     continue;
                 }
-                let default = parsed
-                    .get_global_arg(name)
-                    .and_then(|a| a.value.as_ref())
-                    .map(|v| v.content.clone());
+                let default = parsed.global_arg(name).and_then(|a| a.default.clone());
                 match default {
                     Some(d) => (d, Some(name)),
                     None => continue,
@@ -237,7 +193,7 @@ fn dockerfile_froms(
             )
         };
         diags.push(
-            Diag::warning(span(from.image.span), undeclared)
+            Diag::warning(SourceSpan::from(from.image_span.clone()), undeclared)
                 .label("undeclared dependency: mab cannot order or pin this build")
                 .help(how)
                 .in_source(&source),

@@ -5,6 +5,7 @@ pub mod changes;
 pub mod check;
 pub mod cli;
 pub mod diag;
+pub mod dockerfile;
 pub mod exec;
 pub mod exit_code;
 pub mod hash;

@@ -559,3 +559,52 @@ image "a" { platforms "linux/amd64"; version "1"; }
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(!err.contains("secret-line"), "{err}");
 }
+
+/// The corpus in `tests/dockerfiles/` uses BuildKit's current syntax: `check` reads every file
+/// (exit 0), sees the `FROM`s outside heredoc bodies, and none inside them.
+#[test]
+fn check_reads_the_current_dockerfile_syntax() {
+    let corpus = crate::support::root().join("tests/dockerfiles");
+    let mut names: Vec<_> = std::fs::read_dir(&corpus)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 3, "{names:?}");
+    for name in names {
+        let text = std::fs::read_to_string(corpus.join(&name)).unwrap();
+        let dir = project(
+            r#"profile "dev" { registry "r.example/team"; }
+defaults { platforms "linux/amd64"; }
+image "base" { version "1"; }
+image "runtime" { version "1"; }
+image "app" { dockerfile "app.Dockerfile"; version "1"; }
+"#,
+            &[
+                ("images/base/Dockerfile", "FROM scratch\n"),
+                ("images/runtime/Dockerfile", "FROM scratch\n"),
+                ("images/app/app.Dockerfile", &text),
+            ],
+        );
+        let out = assert_cmd::Command::cargo_bin("mab")
+            .unwrap()
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .args(["check", "--manifest-only"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{name}: {err}");
+        assert!(!err.contains("cannot read"), "{name}: {err}");
+        assert!(
+            !err.contains("`runtime`"),
+            "{name}: a heredoc body was read: {err}"
+        );
+        let names_base = !name.starts_with("platform");
+        assert_eq!(
+            err.contains("names manifest image `base`"),
+            names_base,
+            "{name}: {err}"
+        );
+    }
+}
