@@ -65,14 +65,18 @@ pub fn since(model: &Model, manifest: &Path, git_ref: &str) -> Result<Changes, D
             reasons.insert(v.key.clone(), format!("`{manifest_name}` changed"));
         }
     }
-    let mut ignores: HashMap<&str, DockerIgnore> = HashMap::new();
+    let mut ignores: HashMap<(&str, &str), DockerIgnore> = HashMap::new();
+    let rules = crate::hash::Rules::of(model.profile.backend);
     for (i, v) in model.versions.iter().enumerate() {
         if direct.contains(&i) {
             continue;
         }
         let ignore = ignores
-            .entry(&v.context)
-            .or_insert_with(|| DockerIgnore::read(&dir.join(&v.context)).unwrap_or_default());
+            .entry((&v.context, &v.dockerfile))
+            .or_insert_with(|| {
+                DockerIgnore::for_build(&dir.join(&v.context), &dir.join(&v.dockerfile), rules)
+                    .unwrap_or_default()
+            });
         let prefix = format!("{}/", v.context.trim_end_matches('/'));
         let seen: Vec<&String> = files
             .iter()

@@ -82,6 +82,10 @@ pub enum Command {
         /// The Dockerfile (default: DIR/Dockerfile)
         #[arg(long)]
         dockerfile: Option<std::path::PathBuf>,
+        /// Whose ignore files apply: buildx (`<Dockerfile>.dockerignore`, else `.dockerignore`)
+        /// or buildah/podman (`.containerignore`, else `.dockerignore`)
+        #[arg(long, default_value = "buildx", value_parser = ["buildx", "buildah", "podman"])]
+        backend: String,
     },
 }
 

@@ -14,6 +14,24 @@ use globset::{GlobBuilder, GlobMatcher};
 use rayon::prelude::*;
 use walkdir::WalkDir;
 
+/// Which builder's ignore-file conventions apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rules {
+    /// buildx (BuildKit): `<Dockerfile>.dockerignore`, else `.dockerignore`.
+    BuildKit,
+    /// buildah and podman: `.containerignore`, else `.dockerignore`.
+    Containers,
+}
+
+impl Rules {
+    pub fn of(backend: crate::manifest::model::Backend) -> Rules {
+        match backend {
+            crate::manifest::model::Backend::Buildx => Rules::BuildKit,
+            _ => Rules::Containers,
+        }
+    }
+}
+
 /// The rules of one `.dockerignore`: patterns in order, the last match deciding.
 #[derive(Debug, Default)]
 pub struct DockerIgnore {
@@ -45,12 +63,28 @@ impl DockerIgnore {
         DockerIgnore { rules }
     }
 
-    pub fn read(context: &Path) -> io::Result<DockerIgnore> {
-        match std::fs::read_to_string(context.join(".dockerignore")) {
-            Ok(text) => Ok(DockerIgnore::parse(&text)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(DockerIgnore::default()),
-            Err(e) => Err(e),
+    /// The ignore file the builder itself reads for a build of `dockerfile` in `context`:
+    /// BuildKit prefers `<Dockerfile>.dockerignore` beside the Dockerfile over the context's
+    /// `.dockerignore`; buildah and podman prefer `.containerignore` over `.dockerignore`.
+    pub fn for_build(context: &Path, dockerfile: &Path, rules: Rules) -> io::Result<DockerIgnore> {
+        let mut candidates = Vec::new();
+        match rules {
+            Rules::BuildKit => {
+                let mut own = dockerfile.as_os_str().to_owned();
+                own.push(".dockerignore");
+                candidates.push(std::path::PathBuf::from(own));
+            }
+            Rules::Containers => candidates.push(context.join(".containerignore")),
         }
+        candidates.push(context.join(".dockerignore"));
+        for c in candidates {
+            match std::fs::read_to_string(&c) {
+                Ok(text) => return Ok(DockerIgnore::parse(&text)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", c.display()))),
+            }
+        }
+        Ok(DockerIgnore::default())
     }
 
     /// Whether `rel` (a `/`-separated path inside the context) is left out of the build:
@@ -137,8 +171,8 @@ fn hash_file(path: &Path) -> io::Result<blake3::Hash> {
 
 /// Hash what a build of `context` can see, plus `dockerfile` (which may lie elsewhere
 /// or be ignored by the context, and is read all the same).
-pub fn hash_context(context: &Path, dockerfile: &Path) -> io::Result<ContextHash> {
-    let ignore = DockerIgnore::read(context)?;
+pub fn hash_context(context: &Path, dockerfile: &Path, rules: Rules) -> io::Result<ContextHash> {
+    let ignore = DockerIgnore::for_build(context, dockerfile, rules)?;
     let prune = !ignore.has_exceptions();
     let mut entries = Vec::new();
     let walk = WalkDir::new(context)
@@ -240,6 +274,41 @@ mod tests {
         std::fs::write(p, text).unwrap();
     }
 
+    /// The builder's own ignore file decides: a file `app.Dockerfile.dockerignore` leaves in is
+    /// seen by BuildKit even when `.dockerignore` leaves it out; buildah reads `.containerignore`.
+    #[test]
+    fn each_builder_reads_its_own_ignore_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = dir.path();
+        write(ctx, "app.Dockerfile", "FROM scratch\nCOPY . /\n");
+        write(ctx, "app.Dockerfile.dockerignore", "*.tmp\n");
+        write(ctx, ".dockerignore", "data/\n");
+        write(ctx, ".containerignore", "*.md\n");
+        write(ctx, "data/x", "1");
+        write(ctx, "notes.md", "1");
+        let df = ctx.join("app.Dockerfile");
+        let kit = hash_context(ctx, &df, Rules::BuildKit).unwrap();
+        let containers = hash_context(ctx, &df, Rules::Containers).unwrap();
+        // BuildKit sees data/x (its ignore file does not name it); buildah does not see notes.md.
+        write(ctx, "data/x", "2");
+        assert_ne!(hash_context(ctx, &df, Rules::BuildKit).unwrap(), kit);
+        assert_ne!(
+            hash_context(ctx, &df, Rules::Containers).unwrap(),
+            containers
+        );
+        let containers = hash_context(ctx, &df, Rules::Containers).unwrap();
+        write(ctx, "notes.md", "2");
+        assert_eq!(
+            hash_context(ctx, &df, Rules::Containers).unwrap(),
+            containers
+        );
+        // Without the per-Dockerfile file, BuildKit falls back to `.dockerignore`.
+        std::fs::remove_file(ctx.join("app.Dockerfile.dockerignore")).unwrap();
+        let kit = hash_context(ctx, &df, Rules::BuildKit).unwrap();
+        write(ctx, "data/x", "3");
+        assert_eq!(hash_context(ctx, &df, Rules::BuildKit).unwrap(), kit);
+    }
+
     #[test]
     fn the_hash_changes_exactly_when_the_build_could_see_it() {
         let dir = tempfile::tempdir().unwrap();
@@ -250,16 +319,20 @@ mod tests {
         write(ctx, "ignored/big.bin", "x");
         write(ctx, "run.log", "1");
         let df = ctx.join("Dockerfile");
-        let first = hash_context(ctx, &df).unwrap();
-        assert_eq!(first, hash_context(ctx, &df).unwrap(), "deterministic");
+        let first = hash_context(ctx, &df, Rules::BuildKit).unwrap();
+        assert_eq!(
+            first,
+            hash_context(ctx, &df, Rules::BuildKit).unwrap(),
+            "deterministic"
+        );
         assert_eq!(first.files, 3, "Dockerfile, .dockerignore, src/a.txt");
         // Ignored files do not count.
         write(ctx, "ignored/big.bin", "y");
         write(ctx, "run.log", "2");
-        assert_eq!(hash_context(ctx, &df).unwrap(), first);
+        assert_eq!(hash_context(ctx, &df, Rules::BuildKit).unwrap(), first);
         // A visible file does.
         write(ctx, "src/a.txt", "b");
-        let second = hash_context(ctx, &df).unwrap();
+        let second = hash_context(ctx, &df, Rules::BuildKit).unwrap();
         assert_ne!(second, first);
         // So does the executable bit, and a rename.
         use std::os::unix::fs::PermissionsExt;
@@ -268,10 +341,10 @@ mod tests {
             std::fs::Permissions::from_mode(0o755),
         )
         .unwrap();
-        let third = hash_context(ctx, &df).unwrap();
+        let third = hash_context(ctx, &df, Rules::BuildKit).unwrap();
         assert_ne!(third, second);
         std::fs::rename(ctx.join("src/a.txt"), ctx.join("src/b.txt")).unwrap();
-        assert_ne!(hash_context(ctx, &df).unwrap(), third);
+        assert_ne!(hash_context(ctx, &df, Rules::BuildKit).unwrap(), third);
     }
 
     #[test]
@@ -284,10 +357,10 @@ mod tests {
         std::os::unix::fs::symlink(outside.path().join("secret.txt"), ctx.join("link")).unwrap();
         std::os::unix::fs::symlink(outside.path(), ctx.join("dirlink")).unwrap();
         let df = ctx.join("Dockerfile");
-        let first = hash_context(ctx, &df).unwrap();
+        let first = hash_context(ctx, &df, Rules::BuildKit).unwrap();
         // What the links point at changes; the context does not.
         write(outside.path(), "secret.txt", "s2");
         write(outside.path(), "more.txt", "m");
-        assert_eq!(hash_context(ctx, &df).unwrap(), first);
+        assert_eq!(hash_context(ctx, &df, Rules::BuildKit).unwrap(), first);
     }
 }

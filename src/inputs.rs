@@ -133,14 +133,18 @@ pub fn describe(changed: &[String]) -> String {
 pub fn context_hash(node: &Node, workdir: &Path) -> Result<String, String> {
     let context = workdir.join(node.context.as_deref().unwrap_or("."));
     let dockerfile = workdir.join(node.dockerfile.as_deref().unwrap_or("Dockerfile"));
-    crate::hash::hash_context(&context, &dockerfile)
-        .map(|h| h.digest)
-        .map_err(|e| {
-            format!(
-                "cannot hash the context {}: {e}",
-                node.context.as_deref().unwrap_or(".")
-            )
-        })
+    crate::hash::hash_context(
+        &context,
+        &dockerfile,
+        crate::hash::Rules::of(node.publish.backend),
+    )
+    .map(|h| h.digest)
+    .map_err(|e| {
+        format!(
+            "cannot hash the context {}: {e}",
+            node.context.as_deref().unwrap_or(".")
+        )
+    })
 }
 
 #[cfg(test)]

@@ -61,9 +61,16 @@ where
 
 /// Run one command, writing its output to `out`; or the diagnostics that make it fail.
 fn execute(cli: &Cli, out: &mut dyn Write) -> Result<i32, Diagnostics> {
-    if let Command::HashContext { dir, dockerfile } = &cli.command {
+    if let Command::HashContext {
+        dir,
+        dockerfile,
+        backend,
+    } = &cli.command
+    {
         let dockerfile = dockerfile.clone().unwrap_or_else(|| dir.join("Dockerfile"));
-        let h = hash::hash_context(dir, &dockerfile).map_err(|e| {
+        let rules =
+            manifest::model::Backend::parse(backend).map_or(hash::Rules::BuildKit, hash::Rules::of);
+        let h = hash::hash_context(dir, &dockerfile, rules).map_err(|e| {
             Diagnostics::from(diag::Diag::plain(format!(
                 "cannot hash {}: {e}",
                 dir.display()
