@@ -420,6 +420,14 @@ impl<'a> Resolver<'a> {
                             .label(problem.0)
                             .help(problem.1),
                     );
+                } else if let Some(problem) =
+                    reference_problem(&format!("{}/x", value.trim_end_matches('/')))
+                {
+                    diags.push(
+                        Diag::error(r.span, format!("invalid registry `{}`", value.escape_debug()))
+                            .label(problem)
+                            .help("a host[:port] and lowercase path components of letters, digits and single `.`, `_`, `__` or `-` between them"),
+                    );
                 }
                 value.trim_end_matches('/').to_owned()
             }
@@ -494,6 +502,12 @@ impl<'a> Resolver<'a> {
                         Diag::error(f.span, format!("invalid upstream `{v}`"))
                             .label(problem.0)
                             .help(problem.1),
+                    );
+                } else if let Some(problem) = reference_problem(&v) {
+                    diags.push(
+                        Diag::error(f.span, format!("invalid upstream `{}`", v.escape_debug()))
+                            .label(problem)
+                            .help("write e.g. `docker.io/library/alpine`"),
                     );
                 }
                 Some(v)
@@ -862,10 +876,15 @@ impl<'a> Resolver<'a> {
                         Some(m) => m.value.clone(),
                         None => "max".to_owned(),
                     };
-                    Some(Cache {
-                        reference: with_default_tag(&r, &slug),
-                        mode,
-                    })
+                    let reference = with_default_tag(&r, &slug);
+                    if let Some(problem) = reference_problem(&reference) {
+                        diags.push(
+                            Diag::error(repo.span, format!("invalid cache `{}`", reference.escape_debug()))
+                                .label(problem)
+                                .help("a repository, e.g. `cache \"${registry}/cache/${image}\"`; mab adds the tag"),
+                        );
+                    }
+                    Some(Cache { reference, mode })
                 }
                 None => Some(Cache {
                     reference: format!("{}/cache/{}:{slug}", profile.registry, image.name.value),
@@ -1290,6 +1309,17 @@ pub fn tag_problem(tag: &str) -> Option<&'static str> {
     }
 }
 
+/// Why `reference` is not a valid image reference by the distribution grammar (which buildx,
+/// buildah and the registry apply), if it is not. Whatever reaches a command's comma-separated
+/// options (`--cache-to type=registry,ref=…`, `--output …,name=…`) must pass it: a comma or an
+/// `=` cannot.
+fn reference_problem(reference: &str) -> Option<String> {
+    reference
+        .parse::<oci_client::Reference>()
+        .err()
+        .map(|e| format!("not a valid image reference: {e}"))
+}
+
 /// Why a name is not a valid repository path component, if it is not.
 fn name_problem(name: &str) -> Option<&'static str> {
     let ok_chars = name
@@ -1301,6 +1331,8 @@ fn name_problem(name: &str) -> Option<&'static str> {
     } else if !ends_ok(name.chars().next()) || !ends_ok(name.chars().last()) || name.contains("//")
     {
         Some("must start and end with a letter or digit")
+    } else if reference_problem(&format!("r.example/{name}")).is_some() {
+        Some("between letters and digits: one `.` or `_`, `__`, or dashes")
     } else {
         None
     }

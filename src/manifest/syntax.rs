@@ -324,10 +324,20 @@ fn read_pair(node: &KdlNode, meaning: &str, diags: &mut Diagnostics) -> Option<P
     Some((k, v))
 }
 
+/// One string argument, which must not be empty or blank (an empty `target`, `context` or
+/// `runs-on` would reach a command or a workflow as nothing at all).
 fn one_string(node: &KdlNode, meaning: &str, diags: &mut Diagnostics) -> Option<Spanned<String>> {
     check_props(node, &[], diags);
     forbid_children(node, diags);
-    string_args(node, 1, Some(1), meaning, false, diags)?.pop()
+    let v = string_args(node, 1, Some(1), meaning, false, diags)?.pop()?;
+    if v.value.trim().is_empty() {
+        diags.push(
+            Diag::error(v.span, format!("`{}` is empty", name(node)))
+                .label(format!("expected {meaning}")),
+        );
+        return None;
+    }
+    Some(v)
 }
 
 fn set_once<T>(
@@ -384,6 +394,13 @@ fn read_setting(node: &KdlNode, s: &mut RawSettings, diags: &mut Diagnostics) ->
             )
             .and_then(|mut v| v.pop())
             {
+                if v.value.trim().is_empty() {
+                    diags.push(
+                        Diag::error(v.span, "`context` is empty")
+                            .label("expected a directory; `.` is the manifest's own"),
+                    );
+                    return true;
+                }
                 set_once(&mut s.context, v, node, diags);
                 s.outside = prop(node, "outside").and_then(|e| entry_bool(e, "`outside`", diags));
             }
@@ -405,12 +422,59 @@ fn read_setting(node: &KdlNode, s: &mut RawSettings, diags: &mut Diagnostics) ->
         }
         "arg" => {
             if let Some(p) = read_pair(node, "a build-arg name and its value", diags) {
-                s.args.push(p);
+                // `--build-arg NAME=VALUE`: a name with `=` would change what the builder reads.
+                let name = &p.0.value;
+                let ok = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !ok {
+                    diags.push(
+                        Diag::error(p.0.span, format!("invalid build-arg name `{}`", name.escape_debug()))
+                            .label("letters, digits and `_`, not starting with a digit")
+                            .help("write it as the Dockerfile's `ARG` declares it, e.g. `arg \"BASE_IMAGE\" \"…\"`"),
+                    );
+                } else if let Some(first) = s.args.iter().find(|(k, _)| k.value == *name) {
+                    diags.push(
+                        Diag::error(
+                            p.0.span,
+                            format!("`arg {name}` is set twice in the same block"),
+                        )
+                        .label("set again here")
+                        .also(first.0.span, "first set here")
+                        .help("keep one of the two"),
+                    );
+                } else {
+                    s.args.push(p);
+                }
             }
         }
         "label" => {
             if let Some(p) = read_pair(node, "a label name and its value", diags) {
-                s.labels.push(p);
+                let name = &p.0.value;
+                if name.is_empty()
+                    || name.contains('=')
+                    || name.chars().any(|c| c.is_whitespace() || c.is_control())
+                {
+                    diags.push(
+                        Diag::error(
+                            p.0.span,
+                            format!("invalid label name `{}`", name.escape_debug()),
+                        )
+                        .label("non-empty, without `=`, spaces or control characters")
+                        .help("e.g. `label \"org.opencontainers.image.source\" \"…\"`"),
+                    );
+                } else if let Some(first) = s.labels.iter().find(|(k, _)| k.value == *name) {
+                    diags.push(
+                        Diag::error(
+                            p.0.span,
+                            format!("`label {name}` is set twice in the same block"),
+                        )
+                        .label("set again here")
+                        .also(first.0.span, "first set here")
+                        .help("keep one of the two"),
+                    );
+                } else {
+                    s.labels.push(p);
+                }
             }
         }
         "tag" => {
