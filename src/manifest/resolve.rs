@@ -147,6 +147,9 @@ pub fn resolve(raw: &RawManifest, src: &str, options: &Options) -> Result<Model,
     r.check_tags(&versions, &mirrors);
     r.check_file_names(&versions, &mirrors);
     r.check_platform_coverage(&versions, &mirrors);
+    // A pull request that breaks `prod` must fail review under `dev` too.
+    let chosen = r.chain[0].name.value.clone();
+    other_profiles(raw, src, options, &chosen, &mut r.diags);
     if r.diags.has_errors() {
         return Err(r.diags);
     }
@@ -160,6 +163,56 @@ pub fn resolve(raw: &RawManifest, src: &str, options: &Options) -> Result<Model,
         versions,
         builders,
     })
+}
+
+/// Validate every profile that is not the chosen one: its inheritance, its own settings
+/// (registry, backend, tags, and the image settings it sets — `platforms`, `arg`, `label`,
+/// `cache`, `attest` — interpolated with its variables) and the mirrors under its variables.
+/// New errors are added to `diags` with the profile named; ones already reported are not
+/// repeated.
+fn other_profiles(
+    raw: &RawManifest,
+    src: &str,
+    options: &Options,
+    chosen: &str,
+    diags: &mut Diagnostics,
+) {
+    let key = |d: &Diag| (d.span.map(|s| (s.offset(), s.len())), d.message.clone());
+    let mut seen: std::collections::HashSet<_> = diags.iter().map(key).collect();
+    for p in raw.profiles.iter().filter(|p| p.name.value != chosen) {
+        let mut found = Diagnostics::new();
+        let chain = match choose_profile(raw, Some(&p.name.value), &mut found) {
+            Ok(chain) => chain,
+            Err(e) => {
+                found.extend(e);
+                Vec::new()
+            }
+        };
+        if !chain.is_empty() {
+            let chain_broken = found.has_errors();
+            let mut r = Resolver {
+                raw,
+                src,
+                chain,
+                vars: BTreeMap::new(),
+                registry: String::new(),
+                chain_broken,
+                diags: found,
+            };
+            r.resolve_vars(&options.vars);
+            let profile = r.resolve_profile();
+            r.resolve_mirrors(&profile.registry);
+            r.check_profile_settings(&profile);
+            found = r.diags;
+        }
+        for d in found.iter() {
+            if d.is_error() && seen.insert(key(d)) {
+                let mut d = d.clone();
+                d.message = format!("{} (profile `{}`)", d.message, p.name.value);
+                diags.push(d);
+            }
+        }
+    }
 }
 
 /// Same name declared twice: images, mirrors, profiles, vars, builders, versions, variants.
@@ -390,6 +443,54 @@ impl<'a> Resolver<'a> {
                 );
             }
         }
+    }
+
+    /// The image settings the profile chain sets, as they would be resolved for an image of
+    /// it: interpolated (with stand-ins for the image's own variables), platforms known,
+    /// cache references and attestation requests well-formed.
+    fn check_profile_settings(&mut self, profile: &Profile) {
+        let sample = Platform::parse("linux/amd64").ok();
+        let scope = Scope {
+            registry: Some(&profile.registry),
+            image: Some(("image", "1", "")),
+            platform: sample.as_ref(),
+            ..self.scope()
+        };
+        let mut diags = Diagnostics::new();
+        for block in self.chain.iter().map(|p| &p.settings) {
+            for (_, v) in block.args.iter().chain(&block.labels) {
+                scope.interp(v, &mut diags);
+            }
+            if let Some(list) = &block.platforms {
+                platform_list(&list.value, &mut diags);
+            }
+            if let Some(Spanned {
+                value: RawCache::Repo { repo, .. },
+                ..
+            }) = &block.cache
+                && let Some(r) = scope.interp(repo, &mut diags)
+                && let Some(problem) = reference_problem(&with_default_tag(&r, "1-amd64"))
+            {
+                diags.push(
+                    Diag::error(repo.span, format!("invalid cache `{}`", r.escape_debug()))
+                        .label(problem),
+                );
+            }
+            for a in block.attest.iter().flat_map(|l| &l.value) {
+                if let Some(v) = scope.interp(a, &mut diags)
+                    && let Err(problem) = attest_request(&v)
+                {
+                    diags.push(
+                        Diag::error(
+                            a.span,
+                            format!("invalid attestation request `{}`", v.escape_debug()),
+                        )
+                        .label(problem),
+                    );
+                }
+            }
+        }
+        self.diags.extend(diags);
     }
 
     fn resolve_profile(&mut self) -> Profile {
