@@ -26,6 +26,7 @@ pub fn resolve(arg: &Arg, digest: &dyn Fn(&str) -> Option<String>) -> Result<Str
             Part::Digest(id) => {
                 s.push_str(&digest(id).ok_or_else(|| format!("no digest from `{id}`"))?)
             }
+            Part::File(path) => return Err(format!("`{path}` is read only when the node runs")),
         }
     }
     Ok(s)

@@ -608,3 +608,30 @@ image "app" { dockerfile "app.Dockerfile"; version "1"; }
         );
     }
 }
+
+/// buildah and podman builds that push name no local tag another run could move: the push
+/// takes the image by the ID its build wrote.
+#[test]
+fn pushing_builds_share_no_local_name_with_other_runs() {
+    for backend in ["buildah", "podman"] {
+        let dir = project(
+            &format!(
+                "profile \"p\" {{ registry \"r.example/team\"; backend \"{backend}\"; }}\nimage \"a\" {{ platforms \"linux/amd64\"; version \"1\"; }}\n"
+            ),
+            &[("images/a/Dockerfile", "FROM scratch\n")],
+        );
+        let out = assert_cmd::Command::cargo_bin("mab")
+            .unwrap()
+            .current_dir(dir.path())
+            .args(["plan", "--format", "shell"])
+            .output()
+            .unwrap();
+        let shell = String::from_utf8_lossy(&out.stdout);
+        assert!(!shell.contains("localhost/mab"), "{backend}: {shell}");
+        assert!(
+            shell.contains("--iidfile .mab/iid/build_a_1_linux_amd64")
+                && shell.contains("push --quiet --digestfile .mab/digests/build_a_1_linux_amd64 \"$(cat .mab/iid/build_a_1_linux_amd64)\""),
+            "{backend}: {shell}"
+        );
+    }
+}

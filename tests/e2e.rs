@@ -2215,3 +2215,63 @@ fn registry_transport_follows_loopback_and_registries_conf() {
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("connection refused"), "{text}");
 }
+
+/// Two projects on one host build an image of the same name at the same time (two branches on
+/// one self-hosted runner), one of them slower: each publishes its own content. A shared local
+/// tag between build and push would let the later push take the other run's image.
+#[test]
+fn two_runs_on_one_host_never_cross() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let envs: Vec<Env> = ["cross-a", "cross-b"]
+        .into_iter()
+        .filter_map(Env::empty)
+        .collect();
+    if envs.len() < 2 {
+        return;
+    }
+    for (env, (team, delay)) in envs.iter().zip([("team-a", 0), ("team-b", 3)]) {
+        env.write(
+            "images.kdl",
+            &FAILING.replace(
+                "\"${local_registry}/platform\"",
+                &format!("\"${{local_registry}}/{team}\""),
+            ),
+        );
+        env.write(
+            "images/good/Dockerfile",
+            &format!("{BASED}RUN sleep {delay} && echo {team} > /team\n"),
+        );
+    }
+    let children: Vec<std::process::Child> = envs
+        .iter()
+        .map(|e| {
+            e.command(&[
+                "build",
+                "good",
+                "--platform",
+                "linux/amd64",
+                "--report",
+                "r.json",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    for (env, team) in envs.iter().zip(["team-a", "team-b"]) {
+        let digest = node(
+            &report(&env.path().join("r.json")),
+            "build:good:1@linux/amd64",
+        )["digest"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let repo = format!("{}/{}/{team}/good", env.registry, env.ns);
+        let content = run_in(&format!("{repo}@{digest}"), "linux/amd64", "cat /team");
+        assert_eq!(content.trim(), team, "{repo} holds another run's image");
+    }
+}

@@ -193,9 +193,32 @@ async fn sleep_node(node: &Node, ctx: &Context) -> Done {
     }
 }
 
-/// Replace digest placeholders with what the named nodes published.
+/// Replace digest placeholders with what the named nodes published, and file placeholders
+/// with the image ID an earlier command wrote (which must look like one).
 fn resolve(arg: &Arg, ctx: &Context) -> Result<String, String> {
-    inputs::resolve(arg, &|id| ctx.digest(id))
+    use crate::plan::command::Part;
+    let Some(path) = arg.0.iter().find_map(|p| match p {
+        Part::File(path) => Some(path),
+        _ => None,
+    }) else {
+        return inputs::resolve(arg, &|id| ctx.digest(id));
+    };
+    let text = std::fs::read_to_string(ctx.options.workdir.join(path))
+        .map_err(|e| format!("no image ID in {path}: {e}"))?;
+    let id = text.trim();
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("malformed image ID in {path}: {id:?}"));
+    }
+    Ok(arg
+        .0
+        .iter()
+        .map(|p| match p {
+            Part::File(_) => id.to_owned(),
+            Part::Lit(l) => l.clone(),
+            Part::Digest(d) => ctx.digest(d).unwrap_or_default(),
+        })
+        .collect())
 }
 
 /// A digest file must hold exactly one well-formed digest: anything else fails the node.
@@ -375,11 +398,13 @@ async fn commands(node: &Node, ctx: &Context, log: &mut tokio::fs::File) -> Done
     }
     let steps = command::for_node(node);
     let dir = &ctx.options.workdir;
-    for sub in [".mab/digests", ".mab/metadata", ".mab/oci"] {
+    for sub in [".mab/digests", ".mab/metadata", ".mab/oci", ".mab/iid"] {
         let _ = tokio::fs::create_dir_all(dir.join(sub)).await;
     }
     let own_digest = dir.join(digest_file(&node.id));
     let _ = tokio::fs::remove_file(&own_digest).await;
+    // Nor may an image ID of an earlier run be pushed in place of this one's.
+    let _ = tokio::fs::remove_file(dir.join(".mab/iid").join(file_stem(&node.id))).await;
     let mut cache = CacheCounter::default();
     let mut failure: Option<Done> = None;
     let mut cancel = ctx.cancel.clone();

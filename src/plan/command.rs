@@ -12,6 +12,8 @@ use crate::manifest::platform::Platform;
 pub enum Part {
     Lit(String),
     Digest(String),
+    /// What a file an earlier command of the node wrote holds (buildah's `--iidfile`).
+    File(String),
 }
 
 /// One argument, possibly mixing literal text and digest placeholders.
@@ -30,6 +32,7 @@ impl Arg {
             .map(|p| match p {
                 Part::Lit(s) => s.clone(),
                 Part::Digest(id) => format!("{{digest:{id}}}"),
+                Part::File(path) => format!("{{file:{path}}}"),
             })
             .collect()
     }
@@ -312,10 +315,18 @@ fn build(node: &Node) -> (Vec<Command>, DigestOut) {
                     .arg("--cache-to")
                     .arg(repo);
             }
-            c = c.arg("--tag").arg(local.clone()).arg(context);
             if !p.push {
-                return (vec![c], DigestOut::None);
+                // Without push, the local image is the product: a stable name.
+                return (
+                    vec![c.arg("--tag").arg(local).arg(context)],
+                    DigestOut::None,
+                );
             }
+            // Pushing: no local tag at all, which another run on this host (another checkout
+            // building an image of the same name) could move between build and push; the
+            // push names the image by the ID the build wrote, i.e. by its content.
+            let iid = format!(".mab/iid/{}", file_stem(&node.id));
+            c = c.arg("--iidfile").arg(iid.clone()).arg(context);
             let layout = format!(".mab/oci/{}", file_stem(&node.id));
             let oci = format!("oci:{layout}");
             // A layout of an earlier run would hold two images; skopeo then cannot choose.
@@ -325,7 +336,7 @@ fn build(node: &Node) -> (Vec<Command>, DigestOut) {
                 .arg("--quiet")
                 .arg("--digestfile")
                 .arg(digest_file(&node.id))
-                .arg(local)
+                .arg(Arg(vec![Part::File(iid)]))
                 .arg(oci.clone());
             let copy = Command::new("skopeo")
                 .arg("copy")

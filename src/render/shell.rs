@@ -22,6 +22,7 @@ fn arg(a: &Arg) -> String {
                 Part::Lit(s) if s.is_empty() => String::new(),
                 Part::Lit(s) => quote(s).into_owned(),
                 Part::Digest(id) => format!("\"$(cat {})\"", quote(&digest_file(id))),
+                Part::File(path) => format!("\"$(cat {})\"", quote(path)),
             })
             .collect();
     // An empty argument is still an argument: dropping it would shift every later one.
@@ -59,7 +60,7 @@ pub fn render(plan: &Plan) -> String {
         "# each node's digest lands in .mab/digests/ for the nodes that pin it."
     );
     let _ = writeln!(out, "set -eu");
-    let _ = writeln!(out, "mkdir -p .mab/digests .mab/metadata .mab/oci");
+    let _ = writeln!(out, "mkdir -p .mab/digests .mab/metadata .mab/oci .mab/iid");
     for b in &plan.builders {
         let check = format!(
             "docker buildx inspect {} --bootstrap > /dev/null",
