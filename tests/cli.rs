@@ -635,3 +635,25 @@ fn pushing_builds_share_no_local_name_with_other_runs() {
         );
     }
 }
+
+/// 2,000 nested blocks overflowed the parser's stack (SIGABRT): now a located error, exit 2.
+#[test]
+fn deeply_nested_blocks_are_an_error_not_a_crash() {
+    let text = format!(
+        "profile \"p\" {{ registry \"r.example/x\"; }}\nimage \"a\" {}{}\n",
+        "{ x ".repeat(2000),
+        "}".repeat(2000)
+    );
+    let dir = project(&text, &[]);
+    let out = assert_cmd::Command::cargo_bin("mab")
+        .unwrap()
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .args(["plan"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("blocks nested more than 64 deep"), "{err}");
+    assert!(err.contains("images.kdl:2:"), "{err}");
+}
