@@ -252,7 +252,9 @@ pub fn machine(model: &Model) -> Diagnostics {
     let mut seen = BTreeSet::new();
     for p in model.versions.iter().flat_map(|v| &v.platforms) {
         let arch = p.platform.arch();
-        if arch == host || !seen.insert(arch) || p.platform.os() != "linux" {
+        // An amd64 machine runs 386 binaries natively (and arm64 ones 32-bit arm, mostly).
+        let native = arch == host || (host == "amd64" && arch == "386");
+        if native || !seen.insert(arch) || p.platform.os() != "linux" {
             continue;
         }
         let qemu = qemu_name(arch);

@@ -89,7 +89,8 @@ fn execute(cli: &Cli, out: &mut dyn Write) -> Result<i32, Diagnostics> {
 
     let timer = Timer::from_env();
     let options = manifest::Options {
-        profile: cli.profile.clone(),
+        // `MAB_PROFILE=` (set, but empty) means no profile was asked for.
+        profile: cli.profile.clone().filter(|p| !p.is_empty()),
         vars: cli.vars.clone(),
     };
     let loaded = manifest::load(&cli.file, &options)?;

@@ -78,6 +78,26 @@ fn execute(
     opts: exec::Options,
     out: &mut dyn Write,
 ) -> Result<i32, Diagnostics> {
+    // One request to the registry the run publishes to, before any build: an outage is found
+    // now, not after the first build's minutes, when it fails to push its cache.
+    if !opts.sleep_backend
+        && model.profile.push
+        && let Some(n) = plan
+            .nodes
+            .iter()
+            .find(|n| matches!(n.kind, Kind::Build | Kind::Merge))
+    {
+        let rt = runtime()?;
+        let probe = format!("{}:mab-preflight", n.reference);
+        if let Err(e) = rt.block_on(registry(model).digest(&probe)) {
+            eprintln!(
+                "mab: cannot reach the registry of profile `{}`: {e}",
+                model.profile.name
+            );
+            let _ = writeln!(out, "failed: nothing was run; the registry did not answer");
+            return Ok(exit_code::NODE_FAILED);
+        }
+    }
     run_plan(model, plan, run, opts, out).map(|r| r.exit_code)
 }
 
@@ -89,6 +109,12 @@ fn run_plan(
     opts: exec::Options,
     out: &mut dyn Write,
 ) -> Result<report::RunReport, Diagnostics> {
+    // A report that cannot be written is refused before anything runs.
+    if let Some(path) = &run.report
+        && let Err(e) = std::fs::File::create(path)
+    {
+        return Err(Diag::plain(format!("cannot write report {}: {e}", path.display())).into());
+    }
     if !opts.sleep_backend {
         builders(model, plan)?;
     }

@@ -213,13 +213,33 @@ exit 0
     bin
 }
 
+/// A stand-in registry on loopback that holds nothing (every request: 404), so a run passes its
+/// registry preflight; building is proven against the real registry in the e2e suite.
+fn empty_registry() -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    addr
+}
+
 #[test]
 fn buildx_commands_and_fail_closed_digests() {
+    let registry = empty_registry();
     let dir = project(
-        r#"profile "ci" { registry "127.0.0.1:9/team"; }
+        &r#"profile "ci" { registry "REGISTRY/team"; }
 defaults { platforms "linux/amd64" "linux/arm64"; }
 builder "arm" { platforms "linux/arm64"; }
-image "app" { version "1"; }"#,
+image "app" { version "1"; }"#
+            .replace("REGISTRY", &registry),
         &[("images/app/Dockerfile", "FROM scratch\n")],
     );
     let bin = fake_docker(dir.path());
@@ -270,10 +290,12 @@ image "app" { version "1"; }"#,
             "{arm}"
         );
         assert!(
-            arm.contains("--cache-from type=registry,ref=127.0.0.1:9/team/cache/app:1-arm64"),
+            arm.contains(&format!(
+                "--cache-from type=registry,ref={registry}/team/cache/app:1-arm64"
+            )),
             "{arm}"
         );
-        assert!(arm.contains("--output type=image,name=127.0.0.1:9/team/app,push-by-digest=true,name-canonical=true,push=true"), "{arm}");
+        assert!(arm.contains(&format!("--output type=image,name={registry}/team/app,push-by-digest=true,name-canonical=true,push=true")), "{arm}");
         assert!(
             arm.ends_with("--metadata-file .mab/metadata/build_app_1_linux_arm64.json images/app"),
             "{arm}"
@@ -656,4 +678,111 @@ fn deeply_nested_blocks_are_an_error_not_a_crash() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("blocks nested more than 64 deep"), "{err}");
     assert!(err.contains("images.kdl:2:"), "{err}");
+}
+
+/// A registry that cannot be reached is found by one request before any build starts, and
+/// that is a failed run (exit 1), not a usage error.
+#[test]
+fn an_unreachable_registry_fails_before_any_build() {
+    let dir = project(
+        r#"profile "ci" { registry "127.0.0.1:9/team"; }
+image "app" { platforms "linux/amd64"; version "1"; }"#,
+        &[("images/app/Dockerfile", "FROM scratch\n")],
+    );
+    let bin = fake_docker(dir.path());
+    let log = dir.path().join("calls.log");
+    let out = assert_cmd::Command::cargo_bin("mab")
+        .unwrap()
+        .current_dir(dir.path())
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .env("FAKE_LOG", &log)
+        .env("MAB_HTTP_TIMEOUT", "2")
+        .args(["build"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot reach the registry of profile `ci`"),
+        "{err}"
+    );
+    assert!(err.contains("connection refused"), "{err}");
+    let calls = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!calls.contains("buildx build"), "a build ran: {calls}");
+}
+
+/// `MAB_PROFILE=` (empty) is no profile; an unwritable `--report` is refused before any work.
+#[test]
+fn an_empty_profile_variable_and_an_unwritable_report() {
+    let dir = project(TWO_IMAGES, &[]);
+    let out = assert_cmd::Command::cargo_bin("mab")
+        .unwrap()
+        .current_dir(dir.path())
+        .env("MAB_PROFILE", "")
+        .args(["plan"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = assert_cmd::Command::cargo_bin("mab")
+        .unwrap()
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .env("MAB_TEST_BACKEND", "sleep")
+        .args(["build", "--report", "/nonexistent/dir/r.json"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("cannot write report /nonexistent/dir/r.json"),
+        "{err}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("NODE"),
+        "a run started"
+    );
+}
+
+/// `windows/amd64` and `linux/amd64` had the same cache tag (`:1-amd64`): one build's cache
+/// was the other's.
+#[test]
+fn platforms_of_other_systems_get_refs_of_their_own() {
+    let dir = project(
+        r#"profile "p" { registry "r.example/team"; }
+image "a" { platforms "linux/amd64" "windows/amd64"; version "1"; }"#,
+        &[],
+    );
+    let out = assert_cmd::Command::cargo_bin("mab")
+        .unwrap()
+        .current_dir(dir.path())
+        .args(["plan", "--format", "json"])
+        .output()
+        .unwrap();
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let caches: std::collections::BTreeSet<String> = plan["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["cache"]["ref"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        caches,
+        [
+            "r.example/team/cache/a:1-amd64".to_owned(),
+            "r.example/team/cache/a:1-windows-amd64".to_owned()
+        ]
+        .into()
+    );
 }

@@ -96,6 +96,12 @@ pub async fn run(node: &Node, ctx: &Context) -> NodeResult {
                     Kind::Mirror => mirror(node, ctx, &mut log).await,
                 }
             };
+            // A failure's reason is in its log too (a mirror writes nothing else there).
+            if done.status == Status::Failed
+                && let Some(r) = &done.reason
+            {
+                let _ = log.write_all(format!("error: {r}\n").as_bytes()).await;
+            }
             let _ = log.flush().await;
             done
         }

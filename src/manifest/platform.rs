@@ -57,10 +57,17 @@ impl Platform {
     }
 
     /// `arm64`, `arm-v7`: the architecture and variant, usable in tags and file names.
+    /// The platform in a tag or file name: `arm64`, `arm-v7`; other systems than linux carry
+    /// their name (`windows-amd64`), so their cache refs never meet linux ones.
     pub fn slug(&self) -> String {
-        match self.variant() {
+        let arch = match self.variant() {
             Some(v) => format!("{}-{v}", self.arch()),
             None => self.arch().to_owned(),
+        };
+        if self.os() == "linux" {
+            arch
+        } else {
+            format!("{}-{arch}", self.os())
         }
     }
 }
@@ -108,5 +115,19 @@ mod tests {
             "{}",
             e.help()
         );
+    }
+}
+
+#[cfg(test)]
+mod slug_tests {
+    use super::Platform;
+
+    #[test]
+    fn slugs_of_different_systems_differ() {
+        let slug = |p: &str| Platform::parse(p).unwrap().slug();
+        assert_eq!(slug("linux/amd64"), "amd64");
+        assert_eq!(slug("linux/arm/v7"), "arm-v7");
+        assert_eq!(slug("windows/amd64"), "windows-amd64");
+        assert_ne!(slug("windows/amd64"), slug("linux/amd64"));
     }
 }
