@@ -146,6 +146,7 @@ pub fn resolve(raw: &RawManifest, src: &str, options: &Options) -> Result<Model,
     r.extra_tags(&mut versions, &profile);
     r.check_tags(&versions, &mirrors);
     r.check_file_names(&versions, &mirrors);
+    r.check_builder_backend(&profile, &versions);
     r.check_platform_coverage(&versions, &mirrors);
     // A pull request that breaks `prod` must fail review under `dev` too.
     let chosen = r.chain[0].name.value.clone();
@@ -1112,14 +1113,48 @@ impl<'a> Resolver<'a> {
         if profile.extra_tags.is_empty() {
             return;
         }
-        let mut newest: BTreeMap<(&str, Option<&str>), usize> = BTreeMap::new();
+        let mut groups: BTreeMap<(&str, Option<&str>), Vec<usize>> = BTreeMap::new();
         for (i, v) in versions.iter().enumerate() {
-            let slot = newest.entry((&v.image, v.variant.as_deref())).or_insert(i);
-            if version_order::compare(&v.version, &versions[*slot].version).is_gt() {
-                *slot = i;
-            }
+            groups
+                .entry((&v.image, v.variant.as_deref()))
+                .or_default()
+                .push(i);
         }
-        let picks: Vec<usize> = newest.into_values().collect();
+        let mut picks: Vec<usize> = Vec::new();
+        for members in groups.values() {
+            // Versions that do not order as releases (`bullseye`, `bookworm`) have no newest:
+            // the manifest must say which carries the tag, by a `tag` of its own.
+            let unordered = members
+                .iter()
+                .find(|&&i| lenient_semver::parse(&versions[i].version).is_err());
+            if members.len() > 1
+                && let Some(&u) = unordered
+            {
+                let said = members.iter().any(|&i| {
+                    profile.extra_tags.iter().any(|t| {
+                        versions[i]
+                            .tags
+                            .contains(&format!("{t}{}", versions[i].suffix))
+                    })
+                });
+                if !said {
+                    let v = &versions[u];
+                    self.diags.push(
+                        Diag::error(v.span, format!("which version of `{}` is the newest, for tag `{}`?", v.image, profile.extra_tags.join("`, `")))
+                            .label(format!("`{}` does not order as a release number", v.version))
+                            .help(format!("give the newest version the tag itself, e.g. `version \"…\" {{ tag \"{}\" \"{}\" }}`", v.version, profile.extra_tags[0])),
+                    );
+                }
+                continue;
+            }
+            let mut newest = members[0];
+            for &i in &members[1..] {
+                if version_order::compare(&versions[i].version, &versions[newest].version).is_gt() {
+                    newest = i;
+                }
+            }
+            picks.push(newest);
+        }
         for i in picks {
             let v = &mut versions[i];
             for t in &profile.extra_tags {
@@ -1127,6 +1162,36 @@ impl<'a> Resolver<'a> {
                 if !v.tags.contains(&tag) {
                     v.tags.push(tag);
                 }
+            }
+        }
+    }
+
+    /// A `builder` with an endpoint routes builds to another machine, which only buildx can
+    /// reach: under buildah or podman those builds would silently run here, emulated.
+    fn check_builder_backend(&mut self, profile: &Profile, versions: &[ImageVersion]) {
+        if profile.backend == Backend::Buildx {
+            return;
+        }
+        for b in &self.raw.builders {
+            let Some(endpoint) = &b.endpoint else {
+                continue;
+            };
+            let used = versions
+                .iter()
+                .flat_map(|v| &v.platforms)
+                .any(|p| b.platforms.iter().any(|bp| bp.value == p.platform.as_str()));
+            if used {
+                self.diags.push(
+                    Diag::error(
+                        endpoint.span,
+                        format!(
+                            "builder `{}` builds on another machine, which the {} backend cannot reach",
+                            b.name.value, profile.backend
+                        ),
+                    )
+                    .label(format!("profile `{}` uses {}", profile.name, profile.backend))
+                    .help("use `backend \"buildx\"` in this profile, or take the platform out of the builder (it then builds here, emulated)"),
+                );
             }
         }
     }
