@@ -63,7 +63,8 @@ fn options(cli: &Cli, run: &RunArgs, metadata_dir: Option<PathBuf>) -> exec::Opt
         grace: Duration::from_secs(run.grace),
         workdir: workdir(cli),
         metadata_dir,
-        sleep_backend: std::env::var("MAB_TEST_BACKEND").is_ok_and(|v| v == "sleep"),
+        sleep_backend: cfg!(feature = "test-backend")
+            && std::env::var("MAB_TEST_BACKEND").is_ok_and(|v| v == "sleep"),
         known_digests: HashMap::new(),
         locked: None,
         reuse: true,

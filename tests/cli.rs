@@ -786,3 +786,27 @@ image "a" { platforms "linux/amd64" "windows/amd64"; version "1"; }"#,
         .into()
     );
 }
+
+/// The sleep backend exists only in test builds: without the `test-backend` feature a binary
+/// ignores `MAB_TEST_BACKEND` (a release binary never fakes a build).
+#[test]
+fn the_sleep_backend_is_a_test_feature_only() {
+    let feature = cfg!(feature = "test-backend");
+    let dir = project(
+        r#"profile "p" { registry "127.0.0.1:9/x"; }
+image "a" { platforms "linux/amd64"; version "1"; }"#,
+        &[("images/a/Dockerfile", "FROM scratch\n")],
+    );
+    let out = assert_cmd::Command::cargo_bin("mab")
+        .unwrap()
+        .current_dir(dir.path())
+        .env("MAB_TEST_BACKEND", "sleep")
+        .env("MAB_HTTP_TIMEOUT", "1")
+        .env("PATH", "/nonexistent")
+        .args(["build"])
+        .output()
+        .unwrap();
+    // With the feature the run "succeeds" without a registry or builder; without it, the
+    // unreachable registry fails it.
+    assert_eq!(out.status.code(), Some(if feature { 0 } else { 1 }));
+}
