@@ -740,18 +740,28 @@ fn podman_builds_and_publishes_for_real() {
     let Some(env) = Env::empty("podman") else {
         return;
     };
-    // No `test`: `podman run` needs an OCI runtime, which this sandbox's cgroups refuse
-    // (crun: "cgroups in hybrid mode not supported"); builds and pushes are podman's own.
+    // With a smoke test, run by `podman run` (scripts/test-env configures runc where crun
+    // cannot run on the machine's cgroups).
     env.write(
         "images.kdl",
-        &FAILING.replace("backend \"buildah\"", "backend \"podman\""),
+        &FAILING.replace("backend \"buildah\"", "backend \"podman\"").replace(
+            "image \"good\" { from \"mirror:alpine:3.15\" arg=\"BASE\"; version \"1\"; }",
+            "image \"good\" { from \"mirror:alpine:3.15\" arg=\"BASE\"; version \"1\"; test \"test \\\"$(cat /arch)\\\" = \\\"$(uname -m)\\\"\"; }",
+        ),
     );
     env.write(
         "images/good/Dockerfile",
         &format!("{BASED}RUN uname -m > /arch\n"),
     );
-    let (code, out, err) = env.mab(&["build", "good"]);
+    let (code, out, err) = env.mab(&["build", "good", "--report", "r.json"]);
     assert_eq!(code, 0, "{out}\n{err}");
+    let r = report(&env.path().join("r.json"));
+    for arch in ["amd64", "arm64"] {
+        assert_eq!(
+            node(&r, &format!("test:good:1@linux/{arch}"))["status"],
+            "ok"
+        );
+    }
     let index = raw(&env.repo("good:1")).expect("podman build published good:1");
     let want: BTreeSet<String> = ["linux/amd64", "linux/arm64"].map(String::from).into();
     assert_eq!(platforms(&index), want);
