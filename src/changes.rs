@@ -32,18 +32,58 @@ fn git(dir: &Path, args: &[&str]) -> Result<String, Diagnostics> {
 }
 
 /// Files changed since `git_ref` (committed or not, and new untracked files), relative
-/// to `dir` (the manifest's directory).
+/// to `dir` (the manifest's directory). Names come NUL-separated (`-z`), so spaces,
+/// non-ASCII and quotes reach mab as written; the ref can never be read as an option.
 pub fn changed_files(dir: &Path, git_ref: &str) -> Result<BTreeSet<String>, Diagnostics> {
-    let mut files: BTreeSet<String> =
-        git(dir, &["diff", "--name-only", "--relative", git_ref, "--"])?
-            .lines()
+    let inside = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["rev-parse", "--is-inside-work-tree"])
+        .output()
+        .map_err(|e| Diagnostics::from(Diag::plain(format!("cannot run git: {e}"))))?;
+    if !inside.status.success() {
+        return Err(Diag::plain(format!(
+            "`--changed-since` needs a git repository, and {} is in none",
+            dir.display()
+        ))
+        .into());
+    }
+    if git_ref.starts_with('-') {
+        return Err(Diag::plain(format!("`{git_ref}` is not a git ref"))
+            .help("`--changed-since` takes a ref such as `origin/main` or a commit")
+            .into());
+    }
+    git(dir, &["rev-parse", "--verify", "--quiet", "--end-of-options", &format!("{git_ref}^{{commit}}")])
+        .map_err(|_| {
+            Diagnostics::from(
+                Diag::plain(format!("`{git_ref}` names no commit of this repository"))
+                    .help("`--changed-since` takes a ref such as `origin/main` or a commit (fetch it first in a shallow clone)"),
+            )
+        })?;
+    let split = |text: String| -> Vec<String> {
+        text.split('\0')
+            .filter(|f| !f.is_empty())
             .map(str::to_owned)
-            .collect();
-    files.extend(
-        git(dir, &["ls-files", "--others", "--exclude-standard"])?
-            .lines()
-            .map(str::to_owned),
-    );
+            .collect()
+    };
+    let mut files: BTreeSet<String> = split(git(
+        dir,
+        &[
+            "diff",
+            "--name-only",
+            "--relative",
+            "-z",
+            "--end-of-options",
+            git_ref,
+            "--",
+        ],
+    )?)
+    .into_iter()
+    .collect();
+    files.extend(split(git(
+        dir,
+        &["ls-files", "-z", "--others", "--exclude-standard"],
+    )?));
     Ok(files)
 }
 

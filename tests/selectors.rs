@@ -325,3 +325,76 @@ fn a_platform_subset_never_plans_a_half_release() {
         "registry.example.com/platform/docker-dev/runtime:3.15@{digest:build:runtime:3.15@linux/arm64}"
     );
 }
+
+/// Names git quotes (spaces, non-ASCII) were missed; a ref starting with `-` reached git as an
+/// option (`--output=FILE` wrote that file); outside a repository git's usage was printed.
+#[test]
+fn changed_since_sees_every_name_and_takes_no_option_for_a_ref() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = crate::support::root();
+    std::fs::copy(root.join("images.kdl"), dir.path().join("images.kdl")).unwrap();
+    let copy = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(root.join("images"))
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    let changed = |args: &[&str]| -> crate::support::Run {
+        let mut all = vec!["plan", "--format", "json", "--changed-since"];
+        all.extend_from_slice(args);
+        crate::support::mab_in(dir.path(), &all)
+    };
+    // Not a repository yet: one clear line.
+    let r = changed(&["HEAD"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("needs a git repository"), "{}", r.stderr);
+    let git = |args: &[&str]| {
+        let o = std::process::Command::new("git")
+            .current_dir(dir.path())
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "images"]);
+    // A committed file with a space and non-ASCII in its name, in runtime's context.
+    std::fs::write(dir.path().join("images/runtime/é x.txt"), "1").unwrap();
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "accent"]);
+    let r = changed(&["HEAD~1"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert!(
+        plan["changes"]["runtime:3.15"]
+            .as_str()
+            .unwrap()
+            .contains("é x.txt"),
+        "{plan}"
+    );
+    // Untracked, too.
+    std::fs::write(dir.path().join("images/builder/ü y.sh"), "1").unwrap();
+    let plan: serde_json::Value = serde_json::from_str(&changed(&["HEAD"]).stdout).unwrap();
+    assert!(
+        plan["changes"]["builder:2.2"]
+            .as_str()
+            .unwrap()
+            .contains("ü y.sh"),
+        "{plan}"
+    );
+    // A ref that looks like an option is refused, and writes nothing.
+    let r = crate::support::mab_in(dir.path(), &["plan", "--changed-since=--output=pwned.txt"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("is not a git ref"), "{}", r.stderr);
+    assert!(!dir.path().join("pwned.txt").exists());
+    let r = changed(&["no-such-ref"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("names no commit"), "{}", r.stderr);
+}
