@@ -191,6 +191,18 @@ image "app" { from "base:1" arg="BASE"; version "2"; }"#,
     );
     assert_eq!(app["args"]["BASE"], "localhost/mab/base:1-arm64");
     assert!(!r.stdout.contains("skopeo"), "nothing is pushed");
+    // Nothing is written to the registry either: the cache is read, not written.
+    assert!(r.stdout.contains("--cache-from"), "{}", r.stdout);
+    assert!(!r.stdout.contains("--cache-to"), "{}", r.stdout);
+    // And the plan says where the image goes.
+    let text = crate::support::mab_in(dir.path(), &["plan"]);
+    assert!(
+        text.stdout
+            .contains("local image localhost/mab/app:2-arm64")
+            && !text.stdout.contains("by digest"),
+        "{}",
+        text.stdout
+    );
 }
 
 #[test]

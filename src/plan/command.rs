@@ -258,15 +258,19 @@ fn build(node: &Node) -> (Vec<Command>, DigestOut) {
                 .arg(dockerfile)
                 .opt("--target", node.target.clone());
             c = with_args(c);
+            // A run that publishes nothing (`push #false`) reads the registry cache but does
+            // not write it; `seed` writes only it.
+            let write_cache = p.push || p.cache_only;
             if let Some(cache) = &node.cache {
                 c = c
                     .arg("--cache-from")
-                    .arg(format!("type=registry,ref={}{insecure}", cache.reference))
-                    .arg("--cache-to")
-                    .arg(format!(
+                    .arg(format!("type=registry,ref={}{insecure}", cache.reference));
+                if write_cache {
+                    c = c.arg("--cache-to").arg(format!(
                         "type=registry,ref={},mode={}{insecure}",
                         cache.reference, cache.mode
                     ));
+                }
             }
             match node.attest.as_deref() {
                 None | Some([]) => c = c.arg("--provenance=false"),
@@ -309,11 +313,10 @@ fn build(node: &Node) -> (Vec<Command>, DigestOut) {
             if let Some(cache) = &node.cache {
                 // buildah/podman take a repository for the cache; the tag is theirs to choose.
                 let repo = strip_tag(&cache.reference);
-                c = c
-                    .arg("--cache-from")
-                    .arg(repo.clone())
-                    .arg("--cache-to")
-                    .arg(repo);
+                c = c.arg("--cache-from").arg(repo.clone());
+                if p.push || p.cache_only {
+                    c = c.arg("--cache-to").arg(repo);
+                }
             }
             if !p.push {
                 // Without push, the local image is the product: a stable name.

@@ -73,7 +73,18 @@ fn describe(n: &Node) -> String {
             )
         }
         Kind::Build => {
-            let mut s = format!("{} by digest", n.reference);
+            let mut s = if n.publish.push {
+                format!("{} by digest", n.reference)
+            } else {
+                format!(
+                    "local image {}",
+                    crate::plan::command::local_name(
+                        n.image.as_deref().unwrap_or(""),
+                        n.key().and_then(|k| k.split_once(':')).map_or("", |k| k.1),
+                        n.platform.as_deref().unwrap_or("")
+                    )
+                )
+            };
             if let Some(b) = &n.builder {
                 s.push_str(&format!(", on builder `{b}`"));
             }
