@@ -128,7 +128,36 @@ impl std::error::Error for Diag {}
 /// The miette view of a [`Diag`]; holds the named source it renders against.
 struct Rendered<'a> {
     diag: &'a Diag,
-    source: Option<NamedSource<Arc<String>>>,
+    source: Option<CharColumns>,
+}
+
+/// A named source whose columns count characters, not bytes (miette counts bytes, so
+/// `image "é" { … }` would put every later error two columns too far right).
+struct CharColumns(NamedSource<Arc<String>>, Arc<String>);
+
+impl miette::SourceCode for CharColumns {
+    fn read_span<'a>(
+        &'a self,
+        span: &SourceSpan,
+        before: usize,
+        after: usize,
+    ) -> Result<Box<dyn miette::SpanContents<'a> + 'a>, miette::MietteError> {
+        let inner = self.0.read_span(span, before, after)?;
+        let text = self.1.as_str();
+        let at = inner.span().offset().min(text.len());
+        let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+        let column = text
+            .get(line_start..at)
+            .map_or(inner.column(), |t| t.chars().count());
+        Ok(Box::new(miette::MietteSpanContents::new_named(
+            inner.name().unwrap_or_default().to_owned(),
+            inner.data(),
+            *inner.span(),
+            inner.line(),
+            column,
+            inner.line_count(),
+        )))
+    }
 }
 
 impl fmt::Debug for Rendered<'_> {
@@ -242,10 +271,9 @@ impl Diagnostics {
         for diag in &self.items {
             let rendered = Rendered {
                 diag,
-                source: diag
-                    .source
-                    .as_ref()
-                    .map(|s| NamedSource::new(&*s.name, s.text.clone())),
+                source: diag.source.as_ref().map(|s| {
+                    CharColumns(NamedSource::new(&*s.name, s.text.clone()), s.text.clone())
+                }),
             };
             let mut text = String::new();
             handler
