@@ -197,13 +197,20 @@ pub fn build(
     let mut plan = plan::plan(model, &selection)?;
     let chosen = chosen_nodes(args)?;
     if !chosen.is_empty() {
-        let rt = runtime()?;
-        let known = only_nodes(&rt, model, &mut plan, &chosen)?;
-        drop(rt);
+        let outside = only_nodes(&mut plan, &chosen)?;
         if args.dry_run {
+            // The commands only: what the nodes need is read when they run, not now.
             let _ = out.write_all(render::shell::render(&plan).as_bytes());
             return Ok(exit_code::SUCCESS);
         }
+        let rt = runtime()?;
+        let known = published_digests(
+            &rt,
+            model,
+            outside.iter(),
+            "run the earlier level (and its `mab merge`) first",
+        )?;
+        drop(rt);
         let mut opts = options(cli, &args.run, args.metadata_dir.clone());
         opts.reuse = !args.no_reuse;
         opts.known_digests = known;
@@ -262,12 +269,12 @@ fn collect_node_fields(v: &serde_json::Value, ids: &mut std::collections::BTreeS
 
 /// Keep the chosen nodes (a build brings its test); the digests of what they need outside
 /// the run are read from the registry, where earlier levels published them.
+/// Keep the chosen nodes (and the tests of chosen builds); returns the nodes outside the
+/// selection that they need, whose digests a run reads from the registry.
 fn only_nodes(
-    rt: &tokio::runtime::Runtime,
-    model: &Model,
     plan: &mut Plan,
     chosen: &std::collections::BTreeSet<String>,
-) -> Result<HashMap<String, String>, Diagnostics> {
+) -> Result<Vec<plan::Node>, Diagnostics> {
     let mut diags = Diagnostics::new();
     for id in chosen {
         if !plan.nodes.iter().any(|n| &n.id == id) {
@@ -286,7 +293,7 @@ fn only_nodes(
     });
     let inside: std::collections::HashSet<String> =
         plan.nodes.iter().map(|n| n.id.clone()).collect();
-    let mut outside: Vec<&plan::Node> = Vec::new();
+    let mut outside: Vec<plan::Node> = Vec::new();
     for need in plan
         .nodes
         .iter()
@@ -296,15 +303,10 @@ fn only_nodes(
         if let Some(node) = full.iter().find(|n| &n.id == need)
             && !outside.iter().any(|o| o.id == node.id)
         {
-            outside.push(node);
+            outside.push(node.clone());
         }
     }
-    published_digests(
-        rt,
-        model,
-        outside,
-        "run the earlier level (and its `mab merge`) first",
-    )
+    Ok(outside)
 }
 
 /// Split builds: the merges `drop` picks are removed; a build that needed one of them

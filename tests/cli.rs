@@ -810,3 +810,32 @@ image "a" { platforms "linux/amd64"; version "1"; }"#,
     // unreachable registry fails it.
     assert_eq!(out.status.code(), Some(if feature { 0 } else { 1 }));
 }
+
+/// `build --dry-run --node …` prints the nodes' commands without asking any registry (the
+/// manifest's registry does not exist).
+#[test]
+fn a_dry_run_of_chosen_nodes_touches_no_registry() {
+    let dir = project(
+        r#"profile "ci" { registry "127.0.0.1:9/team"; }
+defaults { platforms "linux/amd64"; }
+image "base" { version "1"; }
+image "app" { from "base:1" arg="BASE"; version "1"; }"#,
+        &[],
+    );
+    let out = assert_cmd::Command::cargo_bin("mab")
+        .unwrap()
+        .current_dir(dir.path())
+        .env("MAB_HTTP_TIMEOUT", "1")
+        .args(["build", "--dry-run", "--node", "build:app:1@linux/amd64"])
+        .output()
+        .unwrap();
+    let shell = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(shell.contains("# build:app:1@linux/amd64"), "{shell}");
+    assert!(!shell.contains("# build:base:1"), "{shell}");
+}
