@@ -152,7 +152,13 @@ thread_local! {
 }
 
 /// Hash a file's content, streamed through the thread's buffer.
+/// `hash_file_unnamed`, with the file named in its error.
 fn hash_file(path: &Path) -> io::Result<blake3::Hash> {
+    hash_file_unnamed(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+}
+
+fn hash_file_unnamed(path: &Path) -> io::Result<blake3::Hash> {
     let mut hasher = blake3::Hasher::new();
     let mut file = File::open(path)?;
     BUFFER.with(|buf| {
@@ -200,7 +206,9 @@ pub fn hash_context(context: &Path, dockerfile: &Path, rules: Rules) -> io::Resu
         }
         let meta = e.metadata().map_err(io::Error::other)?;
         let kind = if e.file_type().is_symlink() {
-            Kind::Link(std::fs::read_link(e.path())?)
+            Kind::Link(std::fs::read_link(e.path()).map_err(|err| {
+                io::Error::new(err.kind(), format!("{}: {err}", e.path().display()))
+            })?)
         } else if e.file_type().is_file() {
             use std::os::unix::fs::PermissionsExt;
             Kind::File {

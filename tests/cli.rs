@@ -839,3 +839,24 @@ image "app" { from "base:1" arg="BASE"; version "1"; }"#,
     assert!(shell.contains("# build:app:1@linux/amd64"), "{shell}");
     assert!(!shell.contains("# build:base:1"), "{shell}");
 }
+
+/// `hash-context` names the file it could not read.
+#[test]
+fn hash_context_names_the_file_it_cannot_read() {
+    let dir = project("", &[("ctx/a.txt", "a")]);
+    let out = assert_cmd::Command::cargo_bin("mab")
+        .unwrap()
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .args([
+            "hash-context",
+            "ctx",
+            "--dockerfile",
+            "ctx/missing.Dockerfile",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("ctx/missing.Dockerfile"), "{err}");
+}
