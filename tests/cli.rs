@@ -451,15 +451,7 @@ image "x" { version "1"; }
     };
     let dist = dir.path().join("dist");
     std::fs::create_dir_all(&dist).unwrap();
-    let merge = || {
-        assert_cmd::Command::cargo_bin("mab")
-            .unwrap()
-            .current_dir(dir.path())
-            .env("NO_COLOR", "1")
-            .args(["merge", "--metadata-dir", "dist"])
-            .output()
-            .unwrap()
-    };
+    let merge = || crate::support::mab_in(dir.path(), &["merge", "--metadata-dir", "dist"]);
     // A build this manifest does not have.
     std::fs::write(
         dist.join("build_x_1_linux_amd64.json"),
@@ -472,15 +464,15 @@ image "x" { version "1"; }
     )
     .unwrap();
     let out = merge();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = out.stderr.clone();
+    assert_eq!(Some(out.code), Some(1), "{err}");
     assert!(
         err.contains(
             "holds metadata of `build:y:1@linux/amd64`, which this manifest does not build"
         ),
         "{err}"
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing was published"));
+    assert!(out.stdout.clone().contains("nothing was published"));
     // A file under another build's name: renamed, or written over by a colliding one.
     std::fs::remove_file(dist.join("build_y_1_linux_amd64.json")).unwrap();
     std::fs::write(
@@ -489,8 +481,8 @@ image "x" { version "1"; }
     )
     .unwrap();
     let out = merge();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let err = out.stderr.clone();
+    assert_eq!(Some(out.code), Some(2), "{err}");
     assert!(
         err.contains("holds the metadata of `build:x:1@linux/arm64`"),
         "{err}"
@@ -521,15 +513,9 @@ image "a" {
         &["check", "--manifest-only"][..],
         &["build", "--dry-run"][..],
     ] {
-        let out = assert_cmd::Command::cargo_bin("mab")
-            .unwrap()
-            .current_dir(dir.path())
-            .env("NO_COLOR", "1")
-            .args(args)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        let out = crate::support::mab_in(dir.path(), args);
+        let err = out.stderr.clone();
+        assert_eq!(Some(out.code), Some(2), "{args:?}: {err}");
         assert!(
             err.contains("the context `images/a` leads outside the manifest's directory"),
             "{args:?}: {err}"
@@ -545,15 +531,9 @@ image "a" {
         manifest.replace("context \"images/a\"", "context \"images/a\" outside=#true"),
     )
     .unwrap();
-    let out = assert_cmd::Command::cargo_bin("mab")
-        .unwrap()
-        .current_dir(dir.path())
-        .env("NO_COLOR", "1")
-        .args(["check", "--manifest-only"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{err}");
+    let out = crate::support::mab_in(dir.path(), &["check", "--manifest-only"]);
+    let err = out.stderr.clone();
+    assert_eq!(Some(out.code), Some(0), "{err}");
     assert!(!err.contains("c2VjcmV0"), "the secret was printed: {err}");
 }
 
@@ -570,15 +550,9 @@ image "a" { platforms "linux/amd64"; version "1"; }
             "\u{feff}FROM alpine\nRUN <<EOF\necho hi\nEOF\nARG A B\nCOPY <<EOT /x\nsecret-line\nEOT\n",
         )],
     );
-    let out = assert_cmd::Command::cargo_bin("mab")
-        .unwrap()
-        .current_dir(dir.path())
-        .env("NO_COLOR", "1")
-        .args(["check", "--manifest-only"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{err}");
+    let out = crate::support::mab_in(dir.path(), &["check", "--manifest-only"]);
+    let err = out.stderr.clone();
+    assert_eq!(Some(out.code), Some(0), "{err}");
     assert!(!err.contains("secret-line"), "{err}");
 }
 
@@ -608,15 +582,9 @@ image "app" { dockerfile "app.Dockerfile"; version "1"; }
                 ("images/app/app.Dockerfile", &text),
             ],
         );
-        let out = assert_cmd::Command::cargo_bin("mab")
-            .unwrap()
-            .current_dir(dir.path())
-            .env("NO_COLOR", "1")
-            .args(["check", "--manifest-only"])
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(0), "{name}: {err}");
+        let out = crate::support::mab_in(dir.path(), &["check", "--manifest-only"]);
+        let err = out.stderr.clone();
+        assert_eq!(Some(out.code), Some(0), "{name}: {err}");
         assert!(!err.contains("cannot read"), "{name}: {err}");
         assert!(
             !err.contains("`runtime`"),
@@ -667,15 +635,9 @@ fn deeply_nested_blocks_are_an_error_not_a_crash() {
         "}".repeat(2000)
     );
     let dir = project(&text, &[]);
-    let out = assert_cmd::Command::cargo_bin("mab")
-        .unwrap()
-        .current_dir(dir.path())
-        .env("NO_COLOR", "1")
-        .args(["plan"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let out = crate::support::mab_in(dir.path(), &["plan"]);
+    let err = out.stderr.clone();
+    assert_eq!(Some(out.code), Some(2), "{err}");
     assert!(err.contains("blocks nested more than 64 deep"), "{err}");
     assert!(err.contains("images.kdl:2:"), "{err}");
 }
@@ -844,19 +806,16 @@ image "app" { from "base:1" arg="BASE"; version "1"; }"#,
 #[test]
 fn hash_context_names_the_file_it_cannot_read() {
     let dir = project("", &[("ctx/a.txt", "a")]);
-    let out = assert_cmd::Command::cargo_bin("mab")
-        .unwrap()
-        .current_dir(dir.path())
-        .env("NO_COLOR", "1")
-        .args([
+    let out = crate::support::mab_in(
+        dir.path(),
+        &[
             "hash-context",
             "ctx",
             "--dockerfile",
             "ctx/missing.Dockerfile",
-        ])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+        ],
+    );
+    let err = out.stderr.clone();
+    assert_eq!(Some(out.code), Some(2), "{err}");
     assert!(err.contains("ctx/missing.Dockerfile"), "{err}");
 }

@@ -43,15 +43,20 @@ impl From<Output> for Run {
 
 /// Run `mab ARGS` in `dir` with a clean environment for the variables mab reads.
 pub fn mab_in(dir: &Path, args: &[&str]) -> Run {
-    Command::cargo_bin("mab")
-        .expect("binary built")
-        .current_dir(dir)
+    mab_env(dir, args, &[])
+}
+
+/// `mab_in` with more environment variables set.
+pub fn mab_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut c = Command::cargo_bin("mab").expect("binary built");
+    c.current_dir(dir)
         .env_remove("MAB_PROFILE")
         .env("NO_COLOR", "1")
-        .args(args)
-        .output()
-        .expect("mab runs")
-        .into()
+        .args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("mab runs").into()
 }
 
 pub fn mab(args: &[&str]) -> Run {
