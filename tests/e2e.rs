@@ -1743,7 +1743,12 @@ fn move_index(registry: &str, repository: &str, tag: &str) -> String {
         .unwrap();
     let mut index: Value = serde_json::from_slice(&current.stdout).unwrap();
     index["manifests"].as_array_mut().unwrap().reverse();
-    let body = serde_json::to_vec(&index).unwrap();
+    put_index(registry, repository, tag, &index)
+}
+
+/// PUT `index` (an OCI index) at `repository:tag`; returns its digest.
+fn put_index(registry: &str, repository: &str, tag: &str, index: &Value) -> String {
+    let body = serde_json::to_vec(index).unwrap();
     let put = Command::new("curl")
         .args([
             "-fsS",
@@ -2284,4 +2289,42 @@ fn two_runs_on_one_host_never_cross() {
         let content = run_in(&format!("{repo}@{digest}"), "linux/amd64", "cat /team");
         assert_eq!(content.trim(), team, "{repo} holds another run's image");
     }
+}
+
+/// Docker Hub writes arm64 as `linux/arm64/v8`: a mirror of `platforms "linux/arm64"` found
+/// no such child and failed ("has no linux/arm64"); the merge's and reuse's lookups alike.
+#[test]
+fn an_arm64_v8_entry_is_linux_arm64() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = Env::empty("v8") else {
+        return;
+    };
+    let raw_upstream = raw(&format!("{}/library/alpine:3.15", env.registry)).unwrap();
+    let mut index = raw_upstream.clone();
+    for m in index["manifests"].as_array_mut().unwrap() {
+        if m["platform"]["architecture"] == "arm64" {
+            m["platform"]["variant"] = Value::from("v8");
+        }
+    }
+    let tag = env.ns.clone();
+    put_index(&env.registry, "library/alpine", &tag, &index);
+    env.write(
+        "images.kdl",
+        &format!(
+            "var \"upstream\" \"x\"\nvar \"local_registry\" \"x\"\n\
+             profile \"local-buildah\" {{ registry \"{}/{}\"; }}\n\
+             mirror \"alpine\" from=\"{}/library/alpine\" {{ tags \"{tag}\"; platforms \"linux/arm64\"; }}\n",
+            env.registry, env.ns, env.registry
+        ),
+    );
+    let (code, out, err) = env.mab(&["mirror"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let mirrored = raw(&format!(
+        "{}/{}/thirdparty/alpine:{tag}",
+        env.registry, env.ns
+    ))
+    .unwrap();
+    let entries = mirrored["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{mirrored}");
+    assert_eq!(entries[0]["platform"]["variant"], "v8");
 }

@@ -203,28 +203,24 @@ async fn sleep_node(node: &Node, ctx: &Context) -> Done {
 /// with the image ID an earlier command wrote (which must look like one).
 fn resolve(arg: &Arg, ctx: &Context) -> Result<String, String> {
     use crate::plan::command::Part;
-    let Some(path) = arg.0.iter().find_map(|p| match p {
-        Part::File(path) => Some(path),
-        _ => None,
-    }) else {
-        return inputs::resolve(arg, &|id| ctx.digest(id));
-    };
-    let text = std::fs::read_to_string(ctx.options.workdir.join(path))
-        .map_err(|e| format!("no image ID in {path}: {e}"))?;
+    let mut parts = Vec::with_capacity(arg.0.len());
+    for p in &arg.0 {
+        parts.push(match p {
+            Part::File(path) => Part::Lit(read_image_id(&ctx.options.workdir.join(path), path)?),
+            other => other.clone(),
+        });
+    }
+    inputs::resolve(&Arg(parts), &|id| ctx.digest(id))
+}
+
+fn read_image_id(file: &std::path::Path, name: &str) -> Result<String, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("no image ID in {name}: {e}"))?;
     let id = text.trim();
     let hex = id.strip_prefix("sha256:").unwrap_or(id);
     if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(format!("malformed image ID in {path}: {id:?}"));
+        return Err(format!("malformed image ID in {name}: {id:?}"));
     }
-    Ok(arg
-        .0
-        .iter()
-        .map(|p| match p {
-            Part::File(_) => id.to_owned(),
-            Part::Lit(l) => l.clone(),
-            Part::Digest(d) => ctx.digest(d).unwrap_or_default(),
-        })
-        .collect())
+    Ok(id.to_owned())
 }
 
 /// A digest file must hold exactly one well-formed digest: anything else fails the node.
@@ -689,19 +685,19 @@ async fn mirror(node: &Node, ctx: &Context, log: &mut tokio::fs::File) -> Done {
             registry::with_attestations(&entries, |d| {
                 d.platform
                     .as_ref()
-                    .is_some_and(|p| node.platforms.contains(&p.display()))
+                    .is_some_and(|p| node.platforms.iter().any(|w| p.matches(w)))
             })
         };
         if !node.platforms.is_empty() {
-            let have: Vec<String> = keep
+            let have: Vec<&registry::PlatformSpec> = keep
                 .iter()
                 .filter(|d| d.attests().is_none())
-                .filter_map(|d| d.platform.as_ref().map(|p| p.display()))
+                .filter_map(|d| d.platform.as_ref())
                 .collect();
             let missing: Vec<&String> = node
                 .platforms
                 .iter()
-                .filter(|p| !have.contains(p))
+                .filter(|w| !have.iter().any(|p| p.matches(w)))
                 .collect();
             if !missing.is_empty() {
                 return Ok(Done::failed(format!(

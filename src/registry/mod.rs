@@ -86,6 +86,20 @@ impl PlatformSpec {
         }
     }
 
+    /// Whether this index entry is `platform` (`os/arch[/variant]`): `linux/arm64` is also
+    /// written `linux/arm64/v8` (Docker Hub's indexes do), so a missing variant and `v8` are
+    /// the same for arm64.
+    pub fn matches(&self, platform: &str) -> bool {
+        let want = PlatformSpec::parse(platform);
+        let norm = |s: &PlatformSpec| -> Option<String> {
+            match s.variant.as_deref() {
+                Some("v8") if s.architecture == "arm64" => None,
+                v => v.map(str::to_owned),
+            }
+        };
+        self.os == want.os && self.architecture == want.architecture && norm(self) == norm(&want)
+    }
+
     pub fn display(&self) -> String {
         match &self.variant {
             Some(v) => format!("{}/{}/{v}", self.os, self.architecture),
@@ -649,8 +663,7 @@ impl Registry {
             .unwrap_or_default()
             .into_iter()
             .find(|c| {
-                c.attests().is_none()
-                    && c.platform.as_ref().is_some_and(|p| p.display() == platform)
+                c.attests().is_none() && c.platform.as_ref().is_some_and(|p| p.matches(platform))
             })
             .map(|c| c.digest))
     }
@@ -746,7 +759,7 @@ impl Registry {
         }
         let entries = m.entries()?;
         let out = with_attestations(&entries, |d| {
-            d.platform.as_ref().is_some_and(|p| p.display() == platform)
+            d.platform.as_ref().is_some_and(|p| p.matches(platform))
         });
         match out.iter().filter(|d| d.attests().is_none()).count() {
             1 => Ok(out),
@@ -922,6 +935,16 @@ mod tests {
                 })
                 .unwrap_or_default(),
         }
+    }
+
+    #[test]
+    fn arm64_is_arm64_with_or_without_v8() {
+        let v8 = PlatformSpec::parse("linux/arm64/v8");
+        assert!(v8.matches("linux/arm64"));
+        assert!(PlatformSpec::parse("linux/arm64").matches("linux/arm64/v8"));
+        assert!(!PlatformSpec::parse("linux/arm/v7").matches("linux/arm"));
+        assert!(!PlatformSpec::parse("linux/arm/v6").matches("linux/arm/v7"));
+        assert!(!PlatformSpec::parse("windows/amd64").matches("linux/amd64"));
     }
 
     #[test]
