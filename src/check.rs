@@ -13,6 +13,7 @@ use crate::manifest::platform::Platform;
 /// naming a manifest image is a declared dependency. `base` is the manifest's directory.
 pub fn files(model: &Model, manifest: &Source, base: &Path) -> Diagnostics {
     let mut diags = Diagnostics::new();
+    let root = base.canonicalize().ok();
     let mut seen_contexts = BTreeSet::new();
     let mut seen_dockerfiles = BTreeSet::new();
     for v in &model.versions {
@@ -31,7 +32,7 @@ pub fn files(model: &Model, manifest: &Source, base: &Path) -> Diagnostics {
             }
             continue;
         }
-        if let Some(d) = escapes(v, base) {
+        if let Some(d) = root.as_deref().and_then(|root| escapes(v, base, root)) {
             diags.push(d.in_source(manifest));
             continue;
         }
@@ -61,11 +62,10 @@ pub fn files(model: &Model, manifest: &Source, base: &Path) -> Diagnostics {
 
 /// A context or Dockerfile that leads outside the manifest's directory through a symbolic
 /// link (the manifest's own paths are checked when it is read), unless `outside=#true`.
-fn escapes(v: &ImageVersion, base: &Path) -> Option<Diag> {
+fn escapes(v: &ImageVersion, base: &Path, root: &Path) -> Option<Diag> {
     if v.outside {
         return None;
     }
-    let root = base.canonicalize().ok()?;
     for (what, path, span) in [
         ("context", &v.context, v.context_span),
         (
@@ -77,7 +77,7 @@ fn escapes(v: &ImageVersion, base: &Path) -> Option<Diag> {
         let Ok(real) = base.join(path).canonicalize() else {
             continue;
         };
-        if !real.starts_with(&root) {
+        if !real.starts_with(root) {
             return Some(
                 Diag::error(
                     span.unwrap_or(v.span),
@@ -99,8 +99,11 @@ pub fn outside_project<'a>(
     base: &Path,
 ) -> Diagnostics {
     let mut diags = Diagnostics::new();
+    let Ok(root) = base.canonicalize() else {
+        return diags;
+    };
     for v in versions {
-        if let Some(d) = escapes(v, base) {
+        if let Some(d) = escapes(v, base, &root) {
             diags.push(d.in_source(manifest));
         }
     }

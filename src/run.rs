@@ -267,8 +267,6 @@ fn collect_node_fields(v: &serde_json::Value, ids: &mut std::collections::BTreeS
     }
 }
 
-/// Keep the chosen nodes (a build brings its test); the digests of what they need outside
-/// the run are read from the registry, where earlier levels published them.
 /// Keep the chosen nodes (and the tests of chosen builds); returns the nodes outside the
 /// selection that they need, whose digests a run reads from the registry.
 fn only_nodes(

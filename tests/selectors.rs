@@ -168,30 +168,9 @@ fn selector_errors_are_usage_errors() {
 
 #[test]
 fn changed_since_a_git_ref() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = crate::support::root();
-    std::fs::copy(root.join("images.kdl"), dir.path().join("images.kdl")).unwrap();
-    let copy = std::process::Command::new("cp")
-        .arg("-r")
-        .arg(root.join("images"))
-        .arg(dir.path())
-        .status()
-        .unwrap();
-    assert!(copy.success());
+    let dir = root_copy();
     std::fs::write(dir.path().join("images/builder/.dockerignore"), "notes/\n").unwrap();
-    let git = |args: &[&str]| {
-        let o = std::process::Command::new("git")
-            .current_dir(dir.path())
-            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    };
+    let git = |args: &[&str]| git_in(dir.path(), args);
     git(&["init", "-q", "-b", "main"]);
     git(&["add", "-A"]);
     git(&["commit", "-q", "-m", "images"]);
@@ -330,16 +309,7 @@ fn a_platform_subset_never_plans_a_half_release() {
 /// option (`--output=FILE` wrote that file); outside a repository git's usage was printed.
 #[test]
 fn changed_since_sees_every_name_and_takes_no_option_for_a_ref() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = crate::support::root();
-    std::fs::copy(root.join("images.kdl"), dir.path().join("images.kdl")).unwrap();
-    let copy = std::process::Command::new("cp")
-        .arg("-r")
-        .arg(root.join("images"))
-        .arg(dir.path())
-        .status()
-        .unwrap();
-    assert!(copy.success());
+    let dir = root_copy();
     let changed = |args: &[&str]| -> crate::support::Run {
         let mut all = vec!["plan", "--format", "json", "--changed-since"];
         all.extend_from_slice(args);
@@ -349,19 +319,7 @@ fn changed_since_sees_every_name_and_takes_no_option_for_a_ref() {
     let r = changed(&["HEAD"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("needs a git repository"), "{}", r.stderr);
-    let git = |args: &[&str]| {
-        let o = std::process::Command::new("git")
-            .current_dir(dir.path())
-            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    };
+    let git = |args: &[&str]| git_in(dir.path(), args);
     git(&["init", "-q", "-b", "main"]);
     git(&["add", "-A"]);
     git(&["commit", "-q", "-m", "images"]);
@@ -397,4 +355,34 @@ fn changed_since_sees_every_name_and_takes_no_option_for_a_ref() {
     let r = changed(&["no-such-ref"]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("names no commit"), "{}", r.stderr);
+}
+
+/// A copy of the root manifest and its images in a temporary directory.
+fn root_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = crate::support::root();
+    std::fs::copy(root.join("images.kdl"), dir.path().join("images.kdl")).unwrap();
+    let copy = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(root.join("images"))
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    dir
+}
+
+/// Run git in `dir` as a throwaway identity; it must succeed.
+fn git_in(dir: &std::path::Path, args: &[&str]) {
+    let o = std::process::Command::new("git")
+        .current_dir(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }

@@ -128,15 +128,7 @@ pub fn resolve(raw: &RawManifest, src: &str, options: &Options) -> Result<Model,
     let errors_before = diags.len();
     let chain = choose_profile(raw, profile, &mut diags)?;
     let chain_broken = diags.len() > errors_before;
-    let mut r = Resolver {
-        raw,
-        src,
-        chain,
-        vars: BTreeMap::new(),
-        registry: String::new(),
-        chain_broken,
-        diags,
-    };
+    let mut r = Resolver::new(raw, src, chain, chain_broken, diags);
     r.resolve_vars(&options.vars);
     let profile = r.resolve_profile();
     let mirrors = r.resolve_mirrors(&profile.registry);
@@ -191,15 +183,7 @@ fn other_profiles(
         };
         if !chain.is_empty() {
             let chain_broken = found.has_errors();
-            let mut r = Resolver {
-                raw,
-                src,
-                chain,
-                vars: BTreeMap::new(),
-                registry: String::new(),
-                chain_broken,
-                diags: found,
-            };
+            let mut r = Resolver::new(raw, src, chain, chain_broken, found);
             r.resolve_vars(&options.vars);
             let profile = r.resolve_profile();
             r.resolve_mirrors(&profile.registry);
@@ -389,6 +373,24 @@ impl<'a> Layers<'a> {
 }
 
 impl<'a> Resolver<'a> {
+    fn new(
+        raw: &'a RawManifest,
+        src: &'a str,
+        chain: Vec<&'a RawProfile>,
+        chain_broken: bool,
+        diags: Diagnostics,
+    ) -> Resolver<'a> {
+        Resolver {
+            raw,
+            src,
+            chain,
+            vars: BTreeMap::new(),
+            registry: String::new(),
+            chain_broken,
+            diags,
+        }
+    }
+
     fn scope(&self) -> Scope<'_> {
         Scope {
             src: self.src,
@@ -885,7 +887,8 @@ impl<'a> Resolver<'a> {
                 {
                     out.insert(0, DEFAULT_ATTEST.to_owned());
                 }
-                out.retain(|o| !o.split(',').any(|kv| kv == "disabled=true"));
+                // `type=provenance,disabled=true` is passed on as written: dropping it would
+                // let buildx add its default provenance again.
                 out
             }
         };
