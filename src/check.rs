@@ -220,6 +220,28 @@ fn dockerfile_froms(
 }
 
 /// The tools the profile's backend runs, and emulation for every foreign platform.
+/// Every secret the manifest mounts is available on this machine (its presence only).
+pub fn secrets(model: &Model, base: &Path) -> Diagnostics {
+    let mut diags = Diagnostics::new();
+    let mut seen = BTreeSet::new();
+    for v in &model.versions {
+        for (id, source) in &v.secrets {
+            if let Some(problem) = crate::run::missing_secret(source, base)
+                && seen.insert((id.clone(), problem.clone()))
+            {
+                diags.push(
+                    Diag::plain(format!(
+                        "secret `{id}` of `{}` is not available: {problem}",
+                        v.key
+                    ))
+                    .help("`mab build` refuses to start without it; set it where the build runs"),
+                );
+            }
+        }
+    }
+    diags
+}
+
 pub fn machine(model: &Model) -> Diagnostics {
     use crate::manifest::model::Backend;
     let mut diags = Diagnostics::new();

@@ -3,8 +3,14 @@
 //! Each input is a named component — `context` (every file the build can see, with the
 //! Dockerfile), `target`, `platform`, `backend`, `arg:NAME` (bases resolved to the digest
 //! they are pinned to), `label:NAME`. The input hash covers them all; a second label
-//! carries a short fingerprint of each, so a changed hash can say which input changed
-//! without publishing any value (build args may be secrets).
+//! carries a short fingerprint of each, so a changed hash can say which input changed.
+//!
+//! Nothing published may let anyone test a guess of a build arg's value: a plain hash of
+//! `hunter2` is confirmed by hashing `hunter2`. So an arg's fingerprint is a hash *keyed* with
+//! the context hash — a digest of every file the build sees, which a reader of the published
+//! image does not have (the input hash itself covers the context hash too). Whoever has the
+//! context has the manifest, and with it the values; secrets proper are `secret`s, which are
+//! in no hash at all. When the context changed, args cannot be compared, and are not.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -82,15 +88,20 @@ pub fn hash(components: &BTreeMap<String, String>) -> String {
     format!("blake3:{}", h.finalize().to_hex())
 }
 
-/// A short fingerprint of each component, for the `io.mab.inputs` label.
+/// A short fingerprint of each component, for the `io.mab.inputs` label; those of build args
+/// are keyed with the context hash (see the module documentation).
 pub fn fingerprints(components: &BTreeMap<String, String>) -> String {
+    let context = components.get("context").map_or("", String::as_str);
+    let key = blake3::derive_key("mab 2026 build-arg fingerprints", context.as_bytes());
     let map: BTreeMap<&str, String> = components
         .iter()
         .map(|(k, v)| {
-            (
-                k.as_str(),
-                blake3::hash(v.as_bytes()).to_hex()[..16].to_owned(),
-            )
+            let h = if k.starts_with("arg:") {
+                blake3::keyed_hash(&key, v.as_bytes())
+            } else {
+                blake3::hash(v.as_bytes())
+            };
+            (k.as_str(), h.to_hex()[..16].to_owned())
         })
         .collect();
     serde_json::to_string(&map).unwrap_or_default()
@@ -103,8 +114,11 @@ pub fn changed(published: &str, components: &BTreeMap<String, String>) -> Vec<St
     };
     let new: BTreeMap<String, String> =
         serde_json::from_str(&fingerprints(components)).unwrap_or_default();
+    // Arg fingerprints are keyed with the context hash: comparable only while it is unchanged.
+    let comparable = old.get("context") == new.get("context");
     let mut out: Vec<String> = new
         .iter()
+        .filter(|(k, _)| comparable || !k.starts_with("arg:"))
         .filter(|(k, v)| old.get(*k) != Some(*v))
         .map(|(k, _)| k.clone())
         .collect();
@@ -171,5 +185,36 @@ mod tests {
             !published.contains("sha256:1"),
             "values are not published: {published}"
         );
+    }
+
+    /// A reader of the label holds every published value but not the context: hashing a
+    /// guess of an arg's value, plainly or keyed with anything public, must not match.
+    #[test]
+    fn published_fingerprints_do_not_confirm_a_guessed_arg() {
+        let mut c = BTreeMap::new();
+        c.insert("context".to_owned(), "blake3:private-context".to_owned());
+        c.insert("arg:TOKEN".to_owned(), "hunter2".to_owned());
+        c.insert("platform".to_owned(), "linux/amd64".to_owned());
+        let published: BTreeMap<String, String> = serde_json::from_str(&fingerprints(&c)).unwrap();
+        let fp = &published["arg:TOKEN"];
+        let guess = |h: blake3::Hash| h.to_hex()[..16].to_owned();
+        assert_ne!(fp, &guess(blake3::hash(b"hunter2")));
+        // Keyed with what the label itself publishes (the context's fingerprint): no match.
+        let public = blake3::derive_key(
+            "mab 2026 build-arg fingerprints",
+            published["context"].as_bytes(),
+        );
+        assert_ne!(fp, &guess(blake3::keyed_hash(&public, b"hunter2")));
+        // The same value under another context fingerprints differently.
+        let mut other = c.clone();
+        other.insert("context".to_owned(), "blake3:other".to_owned());
+        let o: BTreeMap<String, String> = serde_json::from_str(&fingerprints(&other)).unwrap();
+        assert_ne!(fp, &o["arg:TOKEN"]);
+        // With the context unchanged, a changed arg is still named; with it changed, args are
+        // not compared (they would all differ) and the context is what is named.
+        let mut b = c.clone();
+        b.insert("arg:TOKEN".to_owned(), "hunter3".to_owned());
+        assert_eq!(changed(&fingerprints(&c), &b), ["arg:TOKEN"]);
+        assert_eq!(changed(&fingerprints(&c), &other), ["context"]);
     }
 }

@@ -153,6 +153,7 @@ fn execute(cli: &Cli, out: &mut dyn Write) -> Result<i32, Diagnostics> {
             diags.extend(check::files(model, &loaded.source, base));
             if !manifest_only {
                 diags.extend(check::machine(model));
+                diags.extend(check::secrets(model, base));
             }
             let diags = diags.sorted();
             if diags.has_errors() {

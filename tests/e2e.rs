@@ -2328,3 +2328,151 @@ fn an_arm64_v8_entry_is_linux_arm64() {
     assert_eq!(entries.len(), 1, "{mirrored}");
     assert_eq!(entries[0]["platform"]["variant"], "v8");
 }
+
+const SECRETS: &str = r#"var "local_registry" "127.0.0.1:5000"
+var "upstream" "docker.io"
+profile "local" { registry "${local_registry}/platform" insecure=#true; backend "buildx"; }
+profile "local-buildah" { inherits "local"; backend "buildah"; }
+defaults { platforms "linux/amd64"; }
+mirror "alpine" from="${upstream}/library/alpine" { tags "3.15"; }
+image "app" {
+    from "mirror:alpine:3.15" arg="BASE"
+    secret "tok" env="MAB_E2E_TOKEN"
+    secret "npmrc" file="secrets/npm rc ü"
+    version "1"
+}
+"#;
+
+/// A secret's value reaches the build through `--secret` (the build sees exactly it: its
+/// length and checksum are recorded in the image) and nothing else: not the plan in any
+/// format, the run's output, its logs, its report, nor any blob the registry holds for the
+/// image. It is in no hash either: a changed value reuses the image, as BuildKit does.
+#[test]
+fn secrets_reach_the_build_and_nothing_published() {
+    secrets_reach_the_build_and_nothing_published_on(false);
+}
+
+#[test]
+fn buildx_secrets_reach_the_build_and_nothing_published() {
+    secrets_reach_the_build_and_nothing_published_on(true);
+}
+
+fn secrets_reach_the_build_and_nothing_published_on(buildx: bool) {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = on(Env::empty("secret"), buildx) else {
+        return;
+    };
+    let token = "tok-7Qx, \"quoted\" 'single'\nsecond line ü";
+    let npmrc = "//registry.npmjs.org/:_authToken=npm-9fZ2k";
+    env.write("images.kdl", SECRETS);
+    env.write("secrets/npm rc ü", npmrc);
+    env.write(
+        "images/app/Dockerfile",
+        &format!(
+            "{BASED}RUN --mount=type=secret,id=tok --mount=type=secret,id=npmrc \
+             wc -c < /run/secrets/tok > /tok-len && sha256sum < /run/secrets/npmrc > /npmrc-sum\n"
+        ),
+    );
+    let mut seen = Vec::new();
+    for format in ["text", "json", "shell", "markdown"] {
+        let o = env
+            .command(&["plan", "--format", format])
+            .env("MAB_E2E_TOKEN", token)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        seen.push(String::from_utf8_lossy(&o.stdout).into_owned());
+    }
+    assert!(
+        seen[2].contains("id=tok,")
+            && seen[2].contains("MAB_E2E_TOKEN")
+            && seen[2].contains("id=npmrc,src=secrets/npm rc ü"),
+        "the plan shows where each secret comes from:\n{}",
+        seen[2]
+    );
+
+    // Missing: refused before anything runs, by `check` and `build` alike.
+    let o = env
+        .command(&["build"])
+        .env_remove("MAB_E2E_TOKEN")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("secret `tok` of `app:1` is not available: the environment variable MAB_E2E_TOKEN is not set"),
+        "{err}"
+    );
+    assert!(!env.path().join(".mab/logs").exists(), "nothing ran");
+
+    let o = env
+        .command(&["build", "--report", "r.json"])
+        .env("MAB_E2E_TOKEN", token)
+        .output()
+        .unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    let report = report(&env.path().join("r.json"));
+    let digest = node(&report, "build:app:1@linux/amd64")["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let image = format!("{}@{digest}", env.repo("app"));
+    let inside = run_in(&image, "linux/amd64", "cat /tok-len /npmrc-sum");
+    let want_sum = {
+        let o = Command::new("sha256sum")
+            .stdin(std::fs::File::open(env.path().join("secrets/npm rc ü")).unwrap())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert_eq!(
+        inside,
+        format!("{}\n{want_sum}", token.len()),
+        "the build saw exactly the secrets"
+    );
+
+    seen.extend([out, err, report.to_string()]);
+    for e in std::fs::read_dir(env.path().join(".mab/logs")).unwrap() {
+        seen.push(std::fs::read_to_string(e.unwrap().path()).unwrap());
+    }
+    // Every blob of the published image, decompressed where it is a layer.
+    let blobs = tempfile::tempdir().unwrap();
+    let o = Command::new("skopeo")
+        .args(["copy", "--all", "--src-tls-verify=false"])
+        .arg(format!("docker://{image}"))
+        .arg(format!("dir:{}", blobs.path().display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for e in std::fs::read_dir(blobs.path()).unwrap() {
+        let path = e.unwrap().path();
+        let plain = Command::new("gzip").arg("-dc").arg(&path).output().unwrap();
+        let bytes = if plain.status.success() {
+            plain.stdout
+        } else {
+            std::fs::read(&path).unwrap()
+        };
+        seen.push(String::from_utf8_lossy(&bytes).into_owned());
+    }
+    for text in &seen {
+        for secret in [token, "tok-7Qx", npmrc, "npm-9fZ2k"] {
+            assert!(!text.contains(secret), "`{secret}` leaked into:\n{text}");
+        }
+    }
+
+    // Not an input: another value reuses the image.
+    let o = env
+        .command(&["build", "--report", "r2.json"])
+        .env("MAB_E2E_TOKEN", "another value")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        node(&report_at(&env, "r2.json"), "build:app:1@linux/amd64")["status"],
+        "reused"
+    );
+}

@@ -7,6 +7,7 @@ use miette::SourceSpan;
 use serde::Serialize;
 
 use super::platform::Platform;
+pub use super::syntax::SecretSource;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -113,6 +114,8 @@ pub struct ImageVersion {
     pub target: Option<String>,
     /// Attestation requests for buildx (`--attest`), resolved; empty: none at all.
     pub attest: Vec<String>,
+    /// Build secrets by id (`--secret`): where each comes from, never its value.
+    pub secrets: BTreeMap<String, SecretSource>,
     pub platforms: Vec<PlatformSettings>,
     pub tags: Vec<String>,
     pub froms: Vec<From>,

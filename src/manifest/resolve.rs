@@ -10,7 +10,9 @@ use super::model::{
     Backend, Builder, Cache, Dep, From, ImageVersion, Mirror, Model, PlatformSettings, Profile,
 };
 use super::platform::Platform;
-use super::syntax::{RawCache, RawImage, RawManifest, RawProfile, RawSettings, RawVariant};
+use super::syntax::{
+    RawCache, RawImage, RawManifest, RawProfile, RawSettings, RawVariant, SecretSource,
+};
 use super::version_order;
 use crate::diag::{Diag, Diagnostics};
 use crate::suggest;
@@ -893,6 +895,14 @@ impl<'a> Resolver<'a> {
             }
         };
 
+        // Later blocks replace a secret of the same id; mab passes only where it comes from.
+        let mut secrets: BTreeMap<String, SecretSource> = BTreeMap::new();
+        for b in &layers.blocks {
+            for secret in &b.secrets {
+                secrets.insert(secret.id.value.clone(), secret.source.value.clone());
+            }
+        }
+
         let platforms = match layers.last(|b| b.platforms.as_ref()) {
             Some(list) => platform_list(&list.value, &mut diags),
             None => {
@@ -1023,6 +1033,7 @@ impl<'a> Resolver<'a> {
             dockerfile,
             target,
             attest,
+            secrets,
             platforms: per_platform,
             tags,
             froms: Vec::new(),

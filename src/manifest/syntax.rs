@@ -20,6 +20,21 @@ pub struct RawFrom {
     pub arg: Option<Spanned<String>>,
 }
 
+/// Where a build secret comes from (`secret ID env=VAR` or `secret ID file=PATH`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretSource {
+    Env(String),
+    File(String),
+}
+
+/// `secret "npm" env="NPM_TOKEN"`: a secret the builder mounts (`RUN --mount=type=secret,id=npm`).
+/// Only its id and where it comes from are ever written down; mab never reads its value.
+#[derive(Clone, Debug)]
+pub struct RawSecret {
+    pub id: Spanned<String>,
+    pub source: Spanned<SecretSource>,
+}
+
 #[derive(Clone, Debug)]
 pub enum RawCache {
     Disabled,
@@ -46,6 +61,7 @@ pub struct RawSettings {
     pub outside: Option<Spanned<bool>>,
     /// `attest "type=provenance,mode=max" "type=sbom"`; `attest #false` is an empty list.
     pub attest: Option<Spanned<Vec<Spanned<String>>>>,
+    pub secrets: Vec<RawSecret>,
 }
 
 #[derive(Clone, Debug)]
@@ -131,6 +147,7 @@ const IMAGE_SETTINGS: &[&str] = &[
     "test",
     "cache",
     "attest",
+    "secret",
 ];
 const TOP_LEVEL: &[&str] = &["defaults", "profile", "var", "mirror", "image", "builder"];
 const PROFILE_ONLY: &[&str] = &["registry", "backend", "push", "inherits", "var"];
@@ -144,6 +161,7 @@ const PROFILE_SETTINGS: &[&str] = &[
     "label",
     "cache",
     "attest",
+    "secret",
     "inherits",
     "var",
 ];
@@ -324,6 +342,104 @@ fn read_pair(node: &KdlNode, meaning: &str, diags: &mut Diagnostics) -> Option<P
     Some((k, v))
 }
 
+/// A build-arg name that BuildKit's `SecretsUsedInArgOrEnv` check would flag: one of its
+/// `_`-separated words names a credential.
+fn looks_secret(name: &str) -> bool {
+    name.split('_').any(|w| {
+        matches!(
+            w.to_ascii_lowercase().as_str(),
+            "apikey"
+                | "auth"
+                | "credential"
+                | "credentials"
+                | "key"
+                | "password"
+                | "passwd"
+                | "pword"
+                | "secret"
+                | "token"
+        )
+    })
+}
+
+/// `secret "ID" env="VAR"` or `secret "ID" file="PATH"`. Each string reaches the builder inside
+/// a comma-separated `--secret` option, so each is checked against its grammar here.
+fn read_secret(node: &KdlNode, diags: &mut Diagnostics) -> Option<RawSecret> {
+    check_props(node, &["env", "file"], diags);
+    forbid_children(node, diags);
+    let id = string_args(node, 1, Some(1), "a secret id", false, diags)?.pop()?;
+    let ok_id = !id.value.is_empty()
+        && id.value.len() <= 128
+        && id
+            .value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && !id.value.starts_with('.');
+    if !ok_id {
+        diags.push(
+            Diag::error(
+                id.span,
+                format!("invalid secret id `{}`", id.value.escape_debug()),
+            )
+            .label("letters, digits, `_`, `-` and `.`, not starting with `.`")
+            .help("the id the Dockerfile mounts: `RUN --mount=type=secret,id=npm …`"),
+        );
+    }
+    let env = prop(node, "env").and_then(|e| entry_string(e, "`env`", false, diags));
+    let file = prop(node, "file").and_then(|e| entry_string(e, "`file`", false, diags));
+    let source = match (env, file) {
+        (Some(e), None) => {
+            let ok = e
+                .value
+                .starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && e.value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !ok {
+                diags.push(
+                    Diag::error(
+                        e.span,
+                        format!(
+                            "invalid environment variable name `{}`",
+                            e.value.escape_debug()
+                        ),
+                    )
+                    .label("letters, digits and `_`, not starting with a digit"),
+                );
+                return None;
+            }
+            Spanned::new(SecretSource::Env(e.value), e.span)
+        }
+        (None, Some(f)) => {
+            if f.value.trim().is_empty()
+                || f.value
+                    .chars()
+                    .any(|c| matches!(c, ',' | '"' | '\'') || c.is_control())
+            {
+                diags.push(
+                    Diag::error(
+                        f.span,
+                        format!("invalid secret file `{}`", f.value.escape_debug()),
+                    )
+                    .label("a path without commas, quotes or control characters")
+                    .help("the builders read `--secret id=ID,src=PATH` as comma-separated fields"),
+                );
+                return None;
+            }
+            Spanned::new(SecretSource::File(f.value), f.span)
+        }
+        _ => {
+            diags.push(
+                Diag::error(head_span(node), "`secret` needs exactly one of `env=` or `file=`")
+                    .label("where the value comes from")
+                    .help("write `secret \"npm\" env=\"NPM_TOKEN\"` or `secret \"npm\" file=\"/run/secrets/npmrc\"`"),
+            );
+            return None;
+        }
+    };
+    ok_id.then_some(RawSecret { id, source })
+}
+
 /// One string argument, which must not be empty or blank (an empty `target`, `context` or
 /// `runs-on` would reach a command or a workflow as nothing at all).
 fn one_string(node: &KdlNode, meaning: &str, diags: &mut Diagnostics) -> Option<Spanned<String>> {
@@ -443,6 +559,17 @@ fn read_setting(node: &KdlNode, s: &mut RawSettings, diags: &mut Diagnostics) ->
                         .help("keep one of the two"),
                     );
                 } else {
+                    if looks_secret(name) {
+                        diags.push(
+                            Diag::warning(p.0.span, format!("build arg `{name}` looks like a secret"))
+                                .label("its value is shown by `mab plan`, kept in logs and recorded by buildx provenance")
+                                .help(format!(
+                                    "pass secrets as `secret \"{}\" env=\"{name}\"` and mount them: `RUN --mount=type=secret,id={}`",
+                                    name.to_ascii_lowercase(),
+                                    name.to_ascii_lowercase()
+                                )),
+                        );
+                    }
                     s.args.push(p);
                 }
             }
@@ -524,6 +651,26 @@ fn read_setting(node: &KdlNode, s: &mut RawSettings, diags: &mut Diagnostics) ->
                 }
                 let v = Spanned::new(cmd.into_iter().map(|c| c.value).collect(), head_span(node));
                 set_once(&mut s.test, v, node, diags);
+            }
+        }
+        "secret" => {
+            if let Some(secret) = read_secret(node, diags) {
+                if let Some(first) = s.secrets.iter().find(|x| x.id.value == secret.id.value) {
+                    diags.push(
+                        Diag::error(
+                            secret.id.span,
+                            format!(
+                                "`secret {}` is set twice in the same block",
+                                secret.id.value
+                            ),
+                        )
+                        .label("set again here")
+                        .also(first.id.span, "first set here")
+                        .help("keep one of the two"),
+                    );
+                } else {
+                    s.secrets.push(secret);
+                }
             }
         }
         "attest" => {
@@ -784,7 +931,7 @@ fn read_profile(node: &KdlNode, diags: &mut Diagnostics) -> Option<RawProfile> {
                 }
             }
             "var" => p.vars.extend(read_pair(child, "a name and a value", diags)),
-            "platforms" | "arg" | "label" | "cache" | "attest" => {
+            "platforms" | "arg" | "label" | "cache" | "attest" | "secret" => {
                 read_setting(child, &mut p.settings, diags);
             }
             other => unknown_node(child, other, PROFILE_SETTINGS, "`profile`", diags),

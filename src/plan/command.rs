@@ -4,7 +4,7 @@
 use serde::{Serialize, Serializer};
 
 use super::node::{Kind, Node};
-use crate::manifest::model::Backend;
+use crate::manifest::model::{Backend, SecretSource};
 use crate::manifest::platform::Platform;
 
 /// One piece of an argument: literal text, or the digest a node publishes.
@@ -237,6 +237,15 @@ fn build(node: &Node) -> (Vec<Command>, DigestOut) {
         }
         for (k, l) in &node.labels {
             c = c.arg("--label").arg(format!("{k}={l}"));
+        }
+        // Where each secret comes from, never its value: the builder reads it.
+        for (id, source) in &node.secrets {
+            let spec = match (source, p.backend) {
+                (SecretSource::Env(var), Backend::Buildx) => format!("id={id},env={var}"),
+                (SecretSource::Env(var), _) => format!("id={id},src={var},type=env"),
+                (SecretSource::File(path), _) => format!("id={id},src={path}"),
+            };
+            c = c.arg("--secret").arg(spec);
         }
         c
     };

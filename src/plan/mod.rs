@@ -173,6 +173,7 @@ impl Builder<'_> {
             labels: BTreeMap::new(),
             cache: None,
             attest: None,
+            secrets: BTreeMap::new(),
             test: None,
             publish: Publish {
                 backend: p.backend,
@@ -313,6 +314,7 @@ impl Builder<'_> {
                 labels: ps.labels.clone(),
                 cache: ps.cache.clone(),
                 attest: (model.profile.backend == Backend::Buildx).then(|| v.attest.clone()),
+                secrets: v.secrets.clone(),
                 runs_on: runs_on.clone(),
                 ..self.of_version(id.clone(), Kind::Build, v)
             };

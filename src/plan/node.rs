@@ -6,7 +6,7 @@ use std::fmt;
 use serde::{Serialize, Serializer};
 
 use super::command::{self, Arg, Command};
-use crate::manifest::model::{Backend, Cache};
+use crate::manifest::model::{Backend, Cache, SecretSource};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -77,6 +77,8 @@ pub struct Node {
     pub cache: Option<Cache>,
     /// buildx builds: the attestation requests (`--attest`); empty turns provenance off.
     pub attest: Option<Vec<String>>,
+    /// Build secrets by id (`--secret`): where each comes from, never its value.
+    pub secrets: BTreeMap<String, SecretSource>,
     pub test: Option<Vec<String>>,
     pub publish: Publish,
     /// The CI runner label of the builder that owns the platform (matrix output).
