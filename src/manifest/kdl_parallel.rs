@@ -20,18 +20,18 @@ const STARTS: &[&str] = &["image", "mirror", "profile", "defaults", "var", "buil
 
 pub fn parse(text: &str) -> Result<KdlDocument, KdlError> {
     if text.len() < PARALLEL_FROM {
-        return KdlDocument::parse(text);
+        return parse_whole(text);
     }
     let pieces = pieces(text, rayon::current_num_threads().max(1) * 4);
     if pieces.len() < 2 {
-        return KdlDocument::parse(text);
+        return parse_whole(text);
     }
     let parsed: Result<Vec<(usize, KdlDocument)>, KdlError> = pieces
         .par_iter()
         .map(|&(start, end)| KdlDocument::parse_v2(&text[start..end]).map(|d| (start, d)))
         .collect();
     let Ok(parsed) = parsed else {
-        return KdlDocument::parse(text);
+        return parse_whole(text);
     };
     let mut doc = KdlDocument::new();
     for (offset, mut piece) in parsed {
@@ -42,6 +42,22 @@ pub fn parse(text: &str) -> Result<KdlDocument, KdlError> {
     }
     doc.set_span(SourceSpan::from(0..text.len()));
     Ok(doc)
+}
+
+/// KDL v2, or v1 as a fallback. When neither reads the text, the errors of the version that
+/// read further are the ones that point at the mistake: a v2 file with one v1 `false` fails
+/// v1 at its first `#true` (valid code), and v2 at the `false`.
+fn parse_whole(text: &str) -> Result<KdlDocument, KdlError> {
+    let v2 = match KdlDocument::parse_v2(text) {
+        Ok(doc) => return Ok(doc),
+        Err(e) => e,
+    };
+    let v1 = match KdlDocument::parse_v1(text) {
+        Ok(doc) => return Ok(doc),
+        Err(e) => e,
+    };
+    let first = |e: &KdlError| e.diagnostics.iter().map(|d| d.span.offset()).min();
+    if first(&v1) > first(&v2) { Err(v1) } else { Err(v2) }
 }
 
 /// Byte ranges of about `wanted` pieces, each starting at a top-level node.

@@ -204,13 +204,23 @@ pub fn parse(text: &str) -> Result<(RawManifest, Diagnostics), Diagnostics> {
         Err(e) => {
             let mut diags = Diagnostics::new();
             for d in e.diagnostics {
+                // A v1 keyword in a file the v2 parser read furthest: name the mix.
+                let at = text
+                    .get(d.span.offset()..d.span.offset() + d.span.len())
+                    .unwrap_or("");
+                let help = match at {
+                    "true" | "false" | "null" => Some(format!(
+                        "this file mixes KDL v1 and v2: KDL v2 writes `#{at}` (and v1 `{at}`); use one version throughout"
+                    )),
+                    _ => d.help,
+                };
                 diags.push(
                     Diag::error(
                         d.span,
                         d.message.unwrap_or_else(|| "invalid KDL".to_owned()),
                     )
                     .label(d.label.unwrap_or_else(|| "here".to_owned()))
-                    .help_opt(d.help),
+                    .help_opt(help),
                 );
             }
             if diags.is_empty() {
