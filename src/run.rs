@@ -246,14 +246,34 @@ pub fn build(
             let _ = out.write_all(render::shell::render(&plan).as_bytes());
             return Ok(exit_code::SUCCESS);
         }
-        let rt = runtime()?;
-        let known = published_digests(
-            &rt,
-            model,
-            outside.iter(),
-            "run the earlier level (and its `mab merge`) first",
-        )?;
-        drop(rt);
+        // Mirrors and merges outside the run: what their tags hold. Builds (and the tests
+        // that vouch for them): what the split-build metadata of their jobs says.
+        let (published, built): (Vec<_>, Vec<_>) = outside
+            .iter()
+            .partition(|n| matches!(n.kind, Kind::Mirror | Kind::Merge));
+        let mut known = if built.is_empty() {
+            HashMap::new()
+        } else {
+            let Some(dir) = &args.metadata_dir else {
+                let ids: Vec<&str> = built.iter().map(|n| n.id.as_str()).collect();
+                return Err(Diag::plain(format!(
+                    "the chosen nodes need `{}`, which this run does not build",
+                    ids.join("`, `")
+                ))
+                .help("pass `--metadata-dir DIR` holding the metadata their build jobs wrote (`mab build --node … --metadata-dir DIR`)")
+                .into());
+            };
+            digests_from_metadata(dir, &plan, &built)?
+        };
+        if !published.is_empty() {
+            let rt = runtime()?;
+            known.extend(published_digests(
+                &rt,
+                model,
+                published,
+                "run the earlier level (and its `mab merge`) first",
+            )?);
+        }
         let mut opts = options(cli, &args.run, args.metadata_dir.clone());
         opts.reuse = !args.no_reuse;
         opts.known_digests = known;
@@ -348,6 +368,57 @@ fn only_nodes(
         }
     }
     Ok(outside)
+}
+
+/// The digests of builds outside a `--node` run, from the split-build metadata in `dir`. A
+/// test outside the run is vouched for by its build's metadata, which is written only once
+/// the test passed; every file must name the repository the manifest builds into.
+fn digests_from_metadata(
+    dir: &std::path::Path,
+    plan: &Plan,
+    outside: &[&plan::Node],
+) -> Result<HashMap<String, String>, Diagnostics> {
+    let metadata = exec::node::read_metadata(dir).map_err(Diag::plain)?;
+    let mut known = HashMap::new();
+    let mut diags = Diagnostics::new();
+    for n in outside {
+        let build = match n.kind {
+            Kind::Test => n.needs.first().cloned().unwrap_or_default(),
+            _ => n.id.clone(),
+        };
+        let needed_by: Vec<&str> = plan
+            .nodes
+            .iter()
+            .filter(|x| x.needs.contains(&n.id))
+            .map(|x| x.id.as_str())
+            .collect();
+        match metadata.iter().find(|m| m.id == build) {
+            None => diags.push(
+                Diag::plain(format!(
+                    "`{}` needs `{}`, which {} has no metadata for",
+                    needed_by.join("`, `"),
+                    n.id,
+                    dir.display()
+                ))
+                .help(match n.kind {
+                    Kind::Test => "a build's metadata is written once its test passed: run that build job (with its test) first",
+                    _ => "run that build job first (`mab build --node … --metadata-dir DIR`) and copy its files here",
+                }),
+            ),
+            Some(m) if m.repository != n.reference => diags.push(Diag::plain(format!(
+                "metadata of `{build}` names {}, the manifest {}",
+                m.repository, n.reference
+            ))),
+            Some(m) => {
+                known.insert(build, m.digest.clone());
+            }
+        }
+    }
+    if diags.has_errors() {
+        Err(diags)
+    } else {
+        Ok(known)
+    }
 }
 
 /// Split builds: the merges `drop` picks are removed; a build that needed one of them

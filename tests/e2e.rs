@@ -2476,3 +2476,75 @@ fn secrets_reach_the_build_and_nothing_published_on(buildx: bool) {
         "reused"
     );
 }
+
+const SPLIT_TESTED: &str = r#"var "local_registry" "127.0.0.1:5000"
+var "upstream" "docker.io"
+profile "local" { registry "${local_registry}/platform" insecure=#true; backend "buildx"; }
+profile "local-buildah" { inherits "local"; backend "buildah"; }
+defaults { platforms "linux/amd64" "linux/arm64"; }
+mirror "alpine" from="${upstream}/library/alpine" { tags "3.15"; }
+image "app" { from "mirror:alpine:3.15" arg="BASE"; test "test -e /ok"; version "1"; }
+"#;
+
+/// Split builds: a platform whose test fails leaves no metadata, so nothing can merge the
+/// untested image (its metadata used to be written when the build finished, before the
+/// test); `build --node test:…` and `build --node merge:…` run on the metadata of the jobs
+/// that built, and refuse without it.
+#[test]
+fn a_split_build_merges_only_tested_images_and_runs_single_tests_and_merges() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = Env::empty("split-tested") else {
+        return;
+    };
+    env.write("images.kdl", SPLIT_TESTED);
+    env.write(
+        "images/app/Dockerfile",
+        &format!("{BASED}RUN if [ \"$(uname -m)\" = x86_64 ]; then touch /ok; fi\n"),
+    );
+    let (code, out, err) = env.mab(&["mirror"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let job = |id: &str| env.mab(&["build", "--node", id, "--metadata-dir", "m"]);
+    let (code, out, err) = job("build:app:1@linux/amd64");
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, out, err) = job("build:app:1@linux/arm64");
+    assert_eq!(code, 1, "the arm64 test fails:\n{out}\n{err}");
+    assert!(env.path().join("m/build_app_1_linux_amd64.json").exists());
+    assert!(
+        !env.path().join("m/build_app_1_linux_arm64.json").exists(),
+        "an untested image has no metadata"
+    );
+    let (code, out, err) = job("merge:app:1");
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(
+        err.contains("needs `build:app:1@linux/arm64`, which m has no metadata for"),
+        "{err}"
+    );
+    let (code, out, err) = env.mab(&["merge", "--metadata-dir", "m"]);
+    assert_ne!(code, 0, "{out}\n{err}");
+    assert!(raw(&env.repo("app:1")).is_none(), "nothing was published");
+    let (code, _, err) = env.mab(&["build", "--node", "merge:app:1"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("pass `--metadata-dir DIR`"), "{err}");
+
+    // Fixed: both platforms pass; a test runs alone on the digest its job built; the merge
+    // publishes exactly the digests the metadata names.
+    env.write("images/app/Dockerfile", &format!("{BASED}RUN touch /ok\n"));
+    for id in ["build:app:1@linux/amd64", "build:app:1@linux/arm64"] {
+        let (code, out, err) = job(id);
+        assert_eq!(code, 0, "{id}:\n{out}\n{err}");
+    }
+    let (code, out, err) = job("test:app:1@linux/arm64");
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("test:app:1@linux/arm64"), "{out}");
+    let (code, out, err) = job("merge:app:1");
+    assert_eq!(code, 0, "{out}\n{err}");
+    let index = raw(&env.repo("app:1")).expect("merged");
+    for arch in ["amd64", "arm64"] {
+        let m: Value = serde_json::from_str(
+            &std::fs::read_to_string(env.path().join(format!("m/build_app_1_linux_{arch}.json")))
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(child(&index, arch), m["digest"].as_str().unwrap(), "{arch}");
+    }
+}

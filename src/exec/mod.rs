@@ -63,6 +63,8 @@ pub struct Context {
     pub context_hashes: Mutex<HashMap<(PathBuf, PathBuf), String>>,
     /// Build nodes whose published image was reused: their tests need not run again.
     pub reused: Mutex<std::collections::HashSet<String>>,
+    /// Build nodes with a test in this run: their split-build metadata waits for it.
+    pub tested: std::collections::HashSet<String>,
 }
 
 impl Context {
@@ -180,6 +182,12 @@ pub async fn run(
         repositories: Mutex::new(HashMap::new()),
         context_hashes: Mutex::new(HashMap::new()),
         reused: Mutex::new(std::collections::HashSet::new()),
+        tested: plan
+            .nodes
+            .iter()
+            .filter(|n| n.kind == Kind::Test)
+            .filter_map(|n| n.needs.first().cloned())
+            .collect(),
     });
     let mut running: JoinSet<NodeResult> = JoinSet::new();
     let mut stopping = false;

@@ -79,6 +79,13 @@ pub struct BuildMetadata {
 
 pub async fn run(node: &Node, ctx: &Context) -> NodeResult {
     let start = Instant::now();
+    // What an earlier run said of this build no longer holds: should this one (or its test)
+    // fail, no merge may take the earlier image for it.
+    if node.kind == Kind::Build
+        && let Some(dir) = &ctx.options.metadata_dir
+    {
+        let _ = std::fs::remove_file(dir.join(format!("{}.json", file_stem(&node.id))));
+    }
     let log_path = ctx
         .options
         .workdir
@@ -117,10 +124,21 @@ pub async fn run(node: &Node, ctx: &Context) -> NodeResult {
     {
         ctx.set_digest(&node.id, d.clone());
     }
+    // Split-build metadata says "this image may be merged": a build's is written once its
+    // test (if the run has one) passed, so a merge never publishes an untested image.
+    let ready = match node.kind {
+        Kind::Build if !ctx.tested.contains(&node.id) => {
+            done.digest.clone().map(|d| (node.id.clone(), d))
+        }
+        Kind::Test => node
+            .needs
+            .first()
+            .and_then(|b| Some((b.clone(), ctx.digest(b)?))),
+        _ => None,
+    };
     if done.status.succeeded()
-        && node.kind == Kind::Build
-        && let (Some(dir), Some(d)) = (&ctx.options.metadata_dir, &done.digest)
-        && let Err(e) = write_metadata(dir, node, d)
+        && let (Some(dir), Some((build, d))) = (&ctx.options.metadata_dir, ready)
+        && let Err(e) = write_metadata(dir, &build, node, &d)
     {
         done = Done::failed(format!("cannot write metadata in {}: {e}", dir.display()));
     }
@@ -156,17 +174,23 @@ async fn open_log(path: &std::path::Path) -> std::io::Result<tokio::fs::File> {
     }
 }
 
-fn write_metadata(dir: &std::path::Path, node: &Node, digest: &str) -> std::io::Result<()> {
+/// The metadata of build `id`, written when `node` (the build, or its test) succeeded.
+fn write_metadata(
+    dir: &std::path::Path,
+    id: &str,
+    node: &Node,
+    digest: &str,
+) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let m = BuildMetadata {
-        id: node.id.clone(),
+        id: id.to_owned(),
         image: node.image.clone().unwrap_or_default(),
         key: node.key().unwrap_or_default().to_owned(),
         platform: node.platform.clone().unwrap_or_default(),
         repository: node.reference.clone(),
         digest: digest.to_owned(),
     };
-    let path = dir.join(format!("{}.json", file_stem(&node.id)));
+    let path = dir.join(format!("{}.json", file_stem(id)));
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(&m).unwrap_or_default())?;
     std::fs::rename(tmp, path)

@@ -57,7 +57,11 @@ fn parse_whole(text: &str) -> Result<KdlDocument, KdlError> {
         Err(e) => e,
     };
     let first = |e: &KdlError| e.diagnostics.iter().map(|d| d.span.offset()).min();
-    if first(&v1) > first(&v2) { Err(v1) } else { Err(v2) }
+    if first(&v1) > first(&v2) {
+        Err(v1)
+    } else {
+        Err(v2)
+    }
 }
 
 /// Byte ranges of about `wanted` pieces, each starting at a top-level node.
