@@ -120,6 +120,9 @@ fn run_plan(
     {
         return Err(Diag::plain(format!("cannot write report {}: {e}", path.display())).into());
     }
+    // `.mab/` (digest, ID and metadata files, layouts, logs) belongs to one run at a time;
+    // runs in other checkouts have their own.
+    let _lock = lock_workdir(&opts.workdir)?;
     if !opts.sleep_backend {
         builders(model, plan)?;
     }
@@ -134,6 +137,36 @@ fn run_plan(
         }
     }
     Ok(report)
+}
+
+/// Take `.mab/lock` for the run, waiting (as cargo does for its build directory) while
+/// another run in the same directory holds it. The lock goes with the process, however it ends.
+fn lock_workdir(workdir: &std::path::Path) -> Result<std::fs::File, Diagnostics> {
+    let dir = workdir.join(".mab");
+    let path = dir.join("lock");
+    let open = || {
+        std::fs::create_dir_all(&dir)?;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+    };
+    let file = open().map_err(|e| Diag::plain(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => return Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            eprintln!(
+                "mab: waiting for another run in this directory to finish (it holds .mab/lock)"
+            );
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(Diag::plain(format!("cannot lock {}: {e}", path.display())).into());
+        }
+    }
+    file.lock()
+        .map_err(|e| Diag::plain(format!("cannot lock {}: {e}", path.display())))?;
+    Ok(file)
 }
 
 /// Every secret a build of the plan mounts is there before anything runs: an environment

@@ -819,3 +819,47 @@ fn hash_context_names_the_file_it_cannot_read() {
     assert_eq!(Some(out.code), Some(2), "{err}");
     assert!(err.contains("ctx/missing.Dockerfile"), "{err}");
 }
+
+/// Two runs at once in one checkout would share `.mab/` (digest, ID and metadata files,
+/// layouts): the second waits for the first, says so, and both finish.
+#[test]
+fn two_runs_in_one_checkout_take_turns() {
+    let dir = project(
+        r#"profile "t" { registry "r.example/team"; }
+defaults { platforms "linux/amd64"; arg "MAB_SLEEP_MS" "1500"; }
+image "base" { version "1"; }
+"#,
+        &[],
+    );
+    let run = |report: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mab"))
+            .current_dir(dir.path())
+            .env("MAB_TEST_BACKEND", "sleep")
+            .env("NO_COLOR", "1")
+            .env_remove("GITHUB_ACTIONS")
+            .args(["build", "--report", report])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let first = run("a.json");
+    // The lock file appears as the first takes it.
+    let started = std::time::Instant::now();
+    while !dir.path().join(".mab/lock").exists() && started.elapsed().as_secs() < 20 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let waited = std::time::Instant::now();
+    let second = run("b.json").wait_with_output().unwrap();
+    let waited = waited.elapsed();
+    let first = first.wait_with_output().unwrap();
+    assert!(first.status.success() && second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains("waiting for another run in this directory to finish"),
+        "{err}"
+    );
+    // It waited for the first's build, then slept its own: at least two sleeps less the head start.
+    assert!(waited.as_millis() >= 2500, "{waited:?}");
+}

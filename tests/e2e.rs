@@ -2288,6 +2288,13 @@ fn two_runs_on_one_host_never_cross() {
         let repo = format!("{}/{}/{team}/good", env.registry, env.ns);
         let content = run_in(&format!("{repo}@{digest}"), "linux/amd64", "cat /team");
         assert_eq!(content.trim(), team, "{repo} holds another run's image");
+        // What the run kept on the host on the way to the registry is gone.
+        for sub in [".mab/oci", ".mab/iid", ".mab/cid"] {
+            let left: Vec<_> = std::fs::read_dir(env.path().join(sub))
+                .map(|d| d.filter_map(|e| e.ok().map(|e| e.file_name())).collect())
+                .unwrap_or_default();
+            assert!(left.is_empty(), "{sub} still holds {left:?}");
+        }
     }
 }
 

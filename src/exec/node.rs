@@ -424,7 +424,13 @@ async fn commands(node: &Node, ctx: &Context, log: &mut tokio::fs::File) -> Done
     }
     let steps = command::for_node(node);
     let dir = &ctx.options.workdir;
-    for sub in [".mab/digests", ".mab/metadata", ".mab/oci", ".mab/iid"] {
+    for sub in [
+        ".mab/digests",
+        ".mab/metadata",
+        ".mab/oci",
+        ".mab/iid",
+        ".mab/cid",
+    ] {
         let _ = tokio::fs::create_dir_all(dir.join(sub)).await;
     }
     let own_digest = dir.join(digest_file(&node.id));

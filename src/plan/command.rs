@@ -183,7 +183,7 @@ pub struct Steps {
 pub fn for_node(node: &Node) -> Steps {
     let (commands, digest) = match node.kind {
         Kind::Mirror => mirror(node),
-        Kind::Build => build(node),
+        Kind::Build => return build(node),
         Kind::Test => return test(node),
         Kind::Merge => merge(node),
     };
@@ -217,7 +217,7 @@ fn mirror(node: &Node) -> (Vec<Command>, DigestOut) {
     )
 }
 
-fn build(node: &Node) -> (Vec<Command>, DigestOut) {
+fn build(node: &Node) -> Steps {
     let p = node.publish;
     let platform = node.platform.as_deref().unwrap_or("");
     let (image, tag) = (
@@ -305,7 +305,11 @@ fn build(node: &Node) -> (Vec<Command>, DigestOut) {
                 .arg("--metadata-file")
                 .arg(metadata.clone())
                 .arg(context);
-            (vec![c], DigestOut::BuildxMetadata(metadata))
+            Steps {
+                commands: vec![c],
+                cleanup: Vec::new(),
+                digest: DigestOut::BuildxMetadata(metadata),
+            }
         }
         Backend::Buildah | Backend::Podman => {
             let tool = p.backend.as_str();
@@ -317,6 +321,8 @@ fn build(node: &Node) -> (Vec<Command>, DigestOut) {
                 .arg(dockerfile)
                 .opt("--target", node.target.clone())
                 .arg("--layers")
+                // A failed step's container is removed too (buildah keeps it by default).
+                .arg("--force-rm")
                 .when(p.insecure, "--tls-verify=false");
             c = with_args(c);
             if let Some(cache) = &node.cache {
@@ -329,10 +335,11 @@ fn build(node: &Node) -> (Vec<Command>, DigestOut) {
             }
             if !p.push {
                 // Without push, the local image is the product: a stable name.
-                return (
-                    vec![c.arg("--tag").arg(local).arg(context)],
-                    DigestOut::None,
-                );
+                return Steps {
+                    commands: vec![c.arg("--tag").arg(local).arg(context)],
+                    cleanup: Vec::new(),
+                    digest: DigestOut::None,
+                };
             }
             // Pushing: no local tag at all, which another run on this host (another checkout
             // building an image of the same name) could move between build and push; the
@@ -342,13 +349,13 @@ fn build(node: &Node) -> (Vec<Command>, DigestOut) {
             let layout = format!(".mab/oci/{}", file_stem(&node.id));
             let oci = format!("oci:{layout}");
             // A layout of an earlier run would hold two images; skopeo then cannot choose.
-            let clear = Command::new("rm").arg("-rf").arg(layout);
+            let clear = Command::new("rm").arg("-rf").arg(layout.clone());
             let push = Command::new(tool)
                 .arg("push")
                 .arg("--quiet")
                 .arg("--digestfile")
                 .arg(digest_file(&node.id))
-                .arg(Arg(vec![Part::File(iid)]))
+                .arg(Arg(vec![Part::File(iid.clone())]))
                 .arg(oci.clone());
             let copy = Command::new("skopeo")
                 .arg("copy")
@@ -359,7 +366,13 @@ fn build(node: &Node) -> (Vec<Command>, DigestOut) {
                     Part::Lit(format!("docker://{}@", node.reference)),
                     Part::Digest(node.id.clone()),
                 ]));
-            (vec![c, clear, push, copy], DigestOut::File)
+            // The layout was only the way to the registry: a copy of the image per node.
+            let remove = Command::new("rm").arg("-rf").arg(layout).arg(iid);
+            Steps {
+                commands: vec![c, clear, push, copy],
+                cleanup: vec![remove],
+                digest: DigestOut::File,
+            }
         }
     }
 }
@@ -393,7 +406,11 @@ fn test(node: &Node) -> Steps {
     match p.backend {
         // buildah runs the smoke test in a working container of the pushed image.
         Backend::Buildah => {
-            let name = format!("mab-{}", file_stem(&node.id));
+            // The working container is named by buildah (unique on the host) and found again
+            // through its ID file: a fixed name would collide with the same test of a run in
+            // another checkout.
+            let cid = format!(".mab/cid/{}", file_stem(&node.id));
+            let name = Arg(vec![Part::File(cid.clone())]);
             let image = if p.push {
                 let mut parts = vec![Part::Lit(format!("docker://{}@", node.reference))];
                 parts.push(Part::Digest(build.to_owned()));
@@ -404,10 +421,11 @@ fn test(node: &Node) -> Steps {
                     local_name(img, tag, platform)
                 ))
             };
+            let clear = Command::new("rm").arg("-f").arg(cid.clone());
             let from = Command::new("buildah")
                 .arg("from")
-                .arg("--name")
-                .arg(name.clone())
+                .arg("--cidfile")
+                .arg(cid)
                 .arg("--platform")
                 .arg(platform)
                 .when(p.insecure, "--tls-verify=false")
@@ -418,7 +436,7 @@ fn test(node: &Node) -> Steps {
                 .arg("--")
                 .args(words);
             steps(
-                vec![from, run],
+                vec![clear, from, run],
                 vec![Command::new("buildah").arg("rm").arg(name)],
             )
         }

@@ -60,7 +60,10 @@ pub fn render(plan: &Plan) -> String {
         "# each node's digest lands in .mab/digests/ for the nodes that pin it."
     );
     let _ = writeln!(out, "set -eu");
-    let _ = writeln!(out, "mkdir -p .mab/digests .mab/metadata .mab/oci .mab/iid");
+    let _ = writeln!(
+        out,
+        "mkdir -p .mab/digests .mab/metadata .mab/oci .mab/iid .mab/cid"
+    );
     for b in &plan.builders {
         let check = format!(
             "docker buildx inspect {} --bootstrap > /dev/null",
