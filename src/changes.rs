@@ -87,7 +87,84 @@ pub fn changed_files(dir: &Path, git_ref: &str) -> Result<BTreeSet<String>, Diag
     Ok(files)
 }
 
-pub fn since(model: &Model, manifest: &Path, git_ref: &str) -> Result<Changes, Diagnostics> {
+/// The manifest as it was at `git_ref` (`None`: it did not exist there).
+fn manifest_at(dir: &Path, git_ref: &str, name: &str) -> Result<Option<String>, Diagnostics> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["show", "--end-of-options"])
+        .arg(format!("{git_ref}:./{name}"))
+        .output()
+        .map_err(|e| Diagnostics::from(Diag::plain(format!("cannot run git: {e}"))))?;
+    Ok(out
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned()))
+}
+
+/// What each image version and mirror tag of `model` amounts to in the plan: its nodes as
+/// JSON (commands included), without their level (the graph's shape elsewhere).
+fn resolved(model: &Model) -> Option<HashMap<String, Vec<serde_json::Value>>> {
+    let plan = crate::plan::plan(model, &crate::plan::Selection::default()).ok()?;
+    let mut out: HashMap<String, Vec<serde_json::Value>> = HashMap::new();
+    for n in &plan.nodes {
+        let key = match n.key() {
+            Some(k) => k.to_owned(),
+            None => n.id.clone(),
+        };
+        let mut json = serde_json::to_value(n).ok()?;
+        if let Some(o) = json.as_object_mut() {
+            o.remove("level");
+        }
+        out.entry(key).or_default().push(json);
+    }
+    Some(out)
+}
+
+/// The image versions whose resolved settings differ between the manifest at `git_ref`
+/// and now, with why; `None` when the old manifest cannot be compared (every version is in).
+fn manifest_changes(
+    model: &Model,
+    old_text: Option<String>,
+    manifest_name: &str,
+    options: &crate::manifest::Options,
+) -> Option<BTreeMap<usize, String>> {
+    let old_text = old_text?;
+    let old = crate::manifest::compile(
+        &crate::diag::Source::new(manifest_name.to_owned(), old_text),
+        options,
+    )
+    .ok()?;
+    let (before, now) = (resolved(&old)?, resolved(model)?);
+    let mut changed = BTreeMap::new();
+    for (i, v) in model.versions.iter().enumerate() {
+        let why = match before.get(&v.key) {
+            None => Some(format!("new in `{manifest_name}`")),
+            Some(b) if now.get(&v.key) != Some(b) => {
+                Some(format!("its settings in `{manifest_name}` changed"))
+            }
+            Some(_) => v.froms.iter().find_map(|f| match &f.dep {
+                Dep::Mirror(m, tag) => {
+                    let id = format!("mirror:{}:{tag}", model.mirrors[*m].name);
+                    (before.get(&id) != now.get(&id))
+                        .then(|| format!("its mirror `{}:{tag}` changed", model.mirrors[*m].name))
+                }
+                Dep::Image(_) => None,
+            }),
+        };
+        if let Some(why) = why {
+            changed.insert(i, why);
+        }
+    }
+    Some(changed)
+}
+
+pub fn since(
+    model: &Model,
+    manifest: &Path,
+    git_ref: &str,
+    options: &crate::manifest::Options,
+) -> Result<Changes, Diagnostics> {
     let dir = manifest
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -100,9 +177,25 @@ pub fn since(model: &Model, manifest: &Path, git_ref: &str) -> Result<Changes, D
     let mut reasons: BTreeMap<String, String> = BTreeMap::new();
     let mut direct: BTreeSet<usize> = BTreeSet::new();
     if files.contains(&manifest_name) {
-        for (i, v) in model.versions.iter().enumerate() {
-            direct.insert(i);
-            reasons.insert(v.key.clone(), format!("`{manifest_name}` changed"));
+        // Only what the edit changes once resolved: a comment, a reordering or another
+        // image's settings rebuild nothing.
+        let old = manifest_at(dir, git_ref, &manifest_name)?;
+        match manifest_changes(model, old, &manifest_name, options) {
+            Some(changed) => {
+                for (i, why) in changed {
+                    direct.insert(i);
+                    reasons.insert(model.versions[i].key.clone(), why);
+                }
+            }
+            None => {
+                for (i, v) in model.versions.iter().enumerate() {
+                    direct.insert(i);
+                    reasons.insert(
+                        v.key.clone(),
+                        format!("`{manifest_name}` changed (its version at `{git_ref}` does not resolve to compare)"),
+                    );
+                }
+            }
         }
     }
     let mut ignores: HashMap<(&str, &str), DockerIgnore> = HashMap::new();

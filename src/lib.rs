@@ -59,6 +59,15 @@ where
     }
 }
 
+/// The profile and variables the command line asks the manifest to be resolved with.
+pub fn manifest_options(cli: &Cli) -> manifest::Options {
+    manifest::Options {
+        // `MAB_PROFILE=` (set, but empty) means no profile was asked for.
+        profile: cli.profile.clone().filter(|p| !p.is_empty()),
+        vars: cli.vars.clone(),
+    }
+}
+
 /// Run one command, writing its output to `out`; or the diagnostics that make it fail.
 fn execute(cli: &Cli, out: &mut dyn Write) -> Result<i32, Diagnostics> {
     if let Command::HashContext {
@@ -88,11 +97,7 @@ fn execute(cli: &Cli, out: &mut dyn Write) -> Result<i32, Diagnostics> {
     }
 
     let timer = Timer::from_env();
-    let options = manifest::Options {
-        // `MAB_PROFILE=` (set, but empty) means no profile was asked for.
-        profile: cli.profile.clone().filter(|p| !p.is_empty()),
-        vars: cli.vars.clone(),
-    };
+    let options = manifest_options(cli);
     let loaded = manifest::load(&cli.file, &options)?;
     timer.lap("load (read, parse, resolve)");
     let model = &loaded.model;
@@ -116,7 +121,7 @@ fn execute(cli: &Cli, out: &mut dyn Write) -> Result<i32, Diagnostics> {
                 platforms: args.platforms.clone(),
                 only: match &args.changed_since {
                     Some(git_ref) => {
-                        let c = changes::since(model, &cli.file, git_ref)?;
+                        let c = changes::since(model, &cli.file, git_ref, &options)?;
                         Some((c.versions, c.reasons))
                     }
                     None => None,

@@ -260,7 +260,8 @@ pub fn build(
 ) -> Result<i32, Diagnostics> {
     let only = match &args.changed_since {
         Some(git_ref) => {
-            let c = crate::changes::since(model, &cli.file, git_ref)?;
+            let c =
+                crate::changes::since(model, &cli.file, git_ref, &crate::manifest_options(cli))?;
             Some((c.versions, c.reasons))
         }
         None => None,
@@ -273,60 +274,63 @@ pub fn build(
     let mut plan = plan::plan(model, &selection)?;
     let chosen = chosen_nodes(args)?;
     if !chosen.is_empty() {
-        let outside = only_nodes(&mut plan, &chosen)?;
-        if args.dry_run {
-            // The commands only: what the nodes need is read when they run, not now.
-            let _ = out.write_all(render::shell::render(&plan).as_bytes());
-            return Ok(exit_code::SUCCESS);
-        }
-        // Mirrors and merges outside the run: what their tags hold. Builds (and the tests
-        // that vouch for them): what the split-build metadata of their jobs says.
-        let (published, built): (Vec<_>, Vec<_>) = outside
-            .iter()
-            .partition(|n| matches!(n.kind, Kind::Mirror | Kind::Merge));
-        let mut known = if built.is_empty() {
-            HashMap::new()
-        } else {
-            let Some(dir) = &args.metadata_dir else {
-                let ids: Vec<&str> = built.iter().map(|n| n.id.as_str()).collect();
-                return Err(Diag::plain(format!(
-                    "the chosen nodes need `{}`, which this run does not build",
-                    ids.join("`, `")
-                ))
-                .help("pass `--metadata-dir DIR` holding the metadata their build jobs wrote (`mab build --node … --metadata-dir DIR`)")
-                .into());
-            };
-            digests_from_metadata(dir, &plan, &built)?
-        };
-        if !published.is_empty() {
-            let rt = runtime()?;
-            known.extend(published_digests(
-                &rt,
-                model,
-                published,
-                "run the earlier level (and its `mab merge`) first",
-            )?);
-        }
-        let mut opts = options(cli, &args.run, args.metadata_dir.clone());
-        opts.reuse = !args.no_reuse;
-        opts.known_digests = known;
-        return execute(model, &plan, &args.run, opts, out);
-    }
-    // (A `--platform` subset that leaves out platforms of an image version has no merge of
-    // it in the plan itself: never half a release.)
-    if args.metadata_dir.is_some() {
+        only_nodes(model, &mut plan, &chosen)?;
+    } else if args.metadata_dir.is_some() {
+        // (A `--platform` subset that leaves out platforms of an image version has no merge
+        // of it in the plan itself: never half a release.)
         split(&mut plan, |_| true);
+        plan.external = plan::externals(model, &plan.nodes);
     }
     if args.dry_run {
+        // The commands only: what the nodes need from outside is read when they run.
         let _ = out.write_all(render::shell::render(&plan).as_bytes());
         return Ok(exit_code::SUCCESS);
     }
     let mut opts = options(cli, &args.run, args.metadata_dir.clone());
     opts.reuse = !args.no_reuse;
+    opts.known_digests = external_digests(model, &plan, !chosen.is_empty(), args)?;
     if args.locked {
         opts.locked = Some(locked_digests(cli, &plan)?);
     }
     execute(model, &plan, &args.run, opts, out)
+}
+
+/// The digests of what the plan needs and does not build: mirrors and merges from their tags;
+/// a base's image of one platform from that tag's index; under `--node`, builds (and the tests
+/// that vouch for them) from the split-build metadata of the jobs that built them.
+fn external_digests(
+    model: &Model,
+    plan: &Plan,
+    jobs: bool,
+    args: &BuildArgs,
+) -> Result<HashMap<String, String>, Diagnostics> {
+    let (built, published): (Vec<&plan::External>, Vec<&plan::External>) = plan
+        .external
+        .iter()
+        .partition(|e| jobs && e.platform.is_some());
+    let mut known = HashMap::new();
+    if !built.is_empty() {
+        let Some(dir) = &args.metadata_dir else {
+            let ids: Vec<&str> = built.iter().map(|e| e.id.as_str()).collect();
+            return Err(Diag::plain(format!(
+                "the chosen nodes need `{}`, which this run does not build",
+                ids.join("`, `")
+            ))
+            .help("pass `--metadata-dir DIR` holding the metadata their build jobs wrote (`mab build --node … --metadata-dir DIR`)")
+            .into());
+        };
+        known = digests_from_metadata(dir, plan, &built)?;
+    }
+    if !published.is_empty() {
+        let help = if args.changed_since.is_some() {
+            "`--changed-since` rebuilds only what changed and builds on what is published: publish it first (`mab build` without `--changed-since`)"
+        } else {
+            "run the earlier level (and its `mab merge`) first"
+        };
+        let rt = runtime()?;
+        known.extend(published_digests(&rt, model, published, help)?);
+    }
+    Ok(known)
 }
 
 /// `--node` and `--nodes-file`: the node ids to run.
@@ -363,12 +367,13 @@ fn collect_node_fields(v: &serde_json::Value, ids: &mut std::collections::BTreeS
     }
 }
 
-/// Keep the chosen nodes (and the tests of chosen builds); returns the nodes outside the
-/// selection that they need, whose digests a run reads from the registry.
+/// Keep the chosen nodes (and the tests of chosen builds); what they need outside the
+/// selection becomes the plan's `external`.
 fn only_nodes(
+    model: &Model,
     plan: &mut Plan,
     chosen: &std::collections::BTreeSet<String>,
-) -> Result<Vec<plan::Node>, Diagnostics> {
+) -> Result<(), Diagnostics> {
     let mut diags = Diagnostics::new();
     for id in chosen {
         if !plan.nodes.iter().any(|n| &n.id == id) {
@@ -380,27 +385,12 @@ fn only_nodes(
     if diags.has_errors() {
         return Err(diags);
     }
-    let full = plan.nodes.clone();
     plan.nodes.retain(|n| {
         chosen.contains(&n.id)
             || (n.kind == Kind::Test && n.needs.first().is_some_and(|b| chosen.contains(b)))
     });
-    let inside: std::collections::HashSet<String> =
-        plan.nodes.iter().map(|n| n.id.clone()).collect();
-    let mut outside: Vec<plan::Node> = Vec::new();
-    for need in plan
-        .nodes
-        .iter()
-        .flat_map(|n| &n.needs)
-        .filter(|x| !inside.contains(*x))
-    {
-        if let Some(node) = full.iter().find(|n| &n.id == need)
-            && !outside.iter().any(|o| o.id == node.id)
-        {
-            outside.push(node.clone());
-        }
-    }
-    Ok(outside)
+    plan.external = plan::externals(model, &plan.nodes);
+    Ok(())
 }
 
 /// The digests of builds outside a `--node` run, from the split-build metadata in `dir`. A
@@ -409,16 +399,21 @@ fn only_nodes(
 fn digests_from_metadata(
     dir: &std::path::Path,
     plan: &Plan,
-    outside: &[&plan::Node],
+    outside: &[&plan::External],
 ) -> Result<HashMap<String, String>, Diagnostics> {
     let metadata = exec::node::read_metadata(dir).map_err(Diag::plain)?;
     let mut known = HashMap::new();
     let mut diags = Diagnostics::new();
     for n in outside {
-        let build = match n.kind {
-            Kind::Test => n.needs.first().cloned().unwrap_or_default(),
-            _ => n.id.clone(),
+        let is_test = n.id.starts_with("test:");
+        let build = match n.id.strip_prefix("test:") {
+            Some(rest) => format!("build:{rest}"),
+            None => n.id.clone(),
         };
+        let repository = n
+            .reference
+            .rsplit_once(':')
+            .map_or(n.reference.as_str(), |r| r.0);
         let needed_by: Vec<&str> = plan
             .nodes
             .iter()
@@ -433,14 +428,15 @@ fn digests_from_metadata(
                     n.id,
                     dir.display()
                 ))
-                .help(match n.kind {
-                    Kind::Test => "a build's metadata is written once its test passed: run that build job (with its test) first",
-                    _ => "run that build job first (`mab build --node … --metadata-dir DIR`) and copy its files here",
+                .help(if is_test {
+                    "a build's metadata is written once its test passed: run that build job (with its test) first"
+                } else {
+                    "run that build job first (`mab build --node … --metadata-dir DIR`) and copy its files here"
                 }),
             ),
-            Some(m) if m.repository != n.reference => diags.push(Diag::plain(format!(
-                "metadata of `{build}` names {}, the manifest {}",
-                m.repository, n.reference
+            Some(m) if m.repository != repository => diags.push(Diag::plain(format!(
+                "metadata of `{build}` names {}, the manifest {repository}",
+                m.repository
             ))),
             Some(m) => {
                 known.insert(build, m.digest.clone());
@@ -562,27 +558,38 @@ fn write_lock(
 
 /// The digest each node published, read from the registry at its first tag; a node
 /// with nothing published there is an error, with `help`.
-fn published_digests<'a>(
+fn published_digests(
     rt: &tokio::runtime::Runtime,
     model: &Model,
-    nodes: impl IntoIterator<Item = &'a plan::Node>,
+    external: Vec<&plan::External>,
     help: &str,
 ) -> Result<HashMap<String, String>, Diagnostics> {
     let reg = registry(model);
     let mut known = HashMap::new();
     let mut diags = Diagnostics::new();
-    for n in nodes {
-        let tag = n.tags.first().cloned().unwrap_or_default();
-        let reference = format!("{}:{tag}", n.reference);
-        match rt.block_on(reg.digest(&reference)) {
+    for e in external {
+        let found = match &e.platform {
+            None => rt.block_on(reg.digest(&e.reference)),
+            Some(p) => {
+                let (repo, tag) = e.reference.rsplit_once(':').unwrap_or((&e.reference, ""));
+                rt.block_on(reg.published_child(repo, tag, p))
+            }
+        };
+        match found {
             Ok(Some(d)) => {
-                known.insert(n.id.clone(), d);
+                known.insert(e.id.clone(), d);
             }
             Ok(None) => diags.push(
-                Diag::plain(format!(
-                    "`{}` is not published: {reference} does not exist",
-                    n.id
-                ))
+                Diag::plain(match &e.platform {
+                    None => format!(
+                        "`{}` is not published: {} does not exist",
+                        e.id, e.reference
+                    ),
+                    Some(p) => format!(
+                        "`{}` is not published: {} holds no {p} image",
+                        e.id, e.reference
+                    ),
+                })
                 .help(help),
             ),
             Err(e) => diags.push(Diag::plain(e.to_string())),
@@ -612,15 +619,15 @@ pub fn seed(
     let mut plan = plan::plan(&local, &selection)?;
     let rt = runtime()?;
     let mut opts = options(cli, &args.run, None);
-    let mirrors = plan.nodes.iter().filter(|n| n.kind == Kind::Mirror);
+    plan.nodes.retain(|n| n.kind == Kind::Build);
+    plan.external = plan::externals(model, &plan.nodes);
     opts.known_digests = published_digests(
         &rt,
         model,
-        mirrors,
+        plan.external.iter().collect(),
         "run `mab mirror` first: seeding builds on the mirrored bases",
     )?;
     drop(rt);
-    plan.nodes.retain(|n| n.kind == Kind::Build);
     for n in &mut plan.nodes {
         n.publish.cache_only = true;
     }
@@ -719,7 +726,13 @@ pub fn decide(cli: &Cli, model: &Model, plan: &mut Plan, refresh: bool) -> Resul
     let rt = runtime()?;
     let reg = registry(model);
     let dir = workdir(cli);
-    let mut digests: HashMap<String, String> = HashMap::new();
+    // What the plan does not build is judged on what is published, as a build reads it.
+    let mut digests: HashMap<String, String> = published_digests(
+        &rt,
+        model,
+        plan.external.iter().collect(),
+        "it is not built by this plan: publish it first",
+    )?;
     let mut rebuilt: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut reused: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut contexts: HashMap<(Option<String>, Option<String>), String> = HashMap::new();

@@ -2555,3 +2555,109 @@ fn a_split_build_merges_only_tested_images_and_runs_single_tests_and_merges() {
         assert_eq!(child(&index, arch), m["digest"].as_str().unwrap(), "{arch}");
     }
 }
+
+/// `--changed-since` builds what changed on what is published: an unchanged base is read from
+/// its tag (not rebuilt, not listed as a build), and an unpublished one is refused up front.
+#[test]
+fn changed_since_builds_on_the_published_bases() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = Env::empty("changed") else {
+        return;
+    };
+    env.write(
+        "images.kdl",
+        &FAILING.replace(
+            "image \"bad\" { from \"mirror:alpine:3.15\" arg=\"BASE\"; version \"1\"; }\nimage \"after-bad\" { from \"bad:1\" arg=\"BASE\"; version \"1\"; }\n",
+            "image \"dep\" { from \"good:1\" arg=\"BASE\"; version \"1\"; }\n",
+        ),
+    );
+    env.write(
+        "images/good/Dockerfile",
+        &format!("{BASED}RUN echo good > /good\n"),
+    );
+    env.write(
+        "images/dep/Dockerfile",
+        &format!("{BASED}RUN echo one > /dep\n"),
+    );
+    let git = |args: &[&str]| {
+        let o = Command::new("git")
+            .current_dir(env.path())
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "images"]);
+    env.write(
+        "images/dep/Dockerfile",
+        &format!("{BASED}RUN echo two > /dep\n"),
+    );
+    let only = ["--platform", "linux/amd64"];
+    let (code, out, err) = env.mab(&[&["build", "--changed-since", "HEAD"][..], &only].concat());
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(
+        err.contains("`build:good:1@linux/amd64` is not published"),
+        "{err}"
+    );
+    assert!(!env.path().join(".mab/logs").exists(), "nothing ran");
+
+    let (code, out, err) = env.mab(&["build"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let good = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{}", env.repo("good:1")))
+        .output()
+        .unwrap();
+    let good_digest = format!("sha256:{}", sha256_hex(&good.stdout));
+    env.write(
+        "images/dep/Dockerfile",
+        &format!("{BASED}RUN echo three > /dep\n"),
+    );
+    let (code, out, err) = env.mab(&["build", "--changed-since", "HEAD", "--report", "r.json"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let report = report_at(&env, "r.json");
+    let ids: BTreeSet<String> = report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap().to_owned())
+        .collect();
+    let want: BTreeSet<String> = [
+        "build:dep:1@linux/amd64",
+        "build:dep:1@linux/arm64",
+        "merge:dep:1",
+    ]
+    .map(String::from)
+    .into();
+    assert_eq!(ids, want, "only the changed image");
+    let log =
+        std::fs::read_to_string(env.path().join(".mab/logs/build_dep_1_linux_amd64.log")).unwrap();
+    assert!(
+        log.contains(&format!("BASE={}@{good_digest}", env.repo("good:1"))),
+        "built on the published good:1 ({good_digest}):\n{log}"
+    );
+    let dep = raw(&env.repo("dep:1")).unwrap();
+    let inside = run_in(
+        &format!("{}@{}", env.repo("dep"), child(&dep, "amd64")),
+        "linux/amd64",
+        "cat /good /dep",
+    );
+    assert_eq!(inside, "good\nthree\n");
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let o = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write as _;
+            c.stdin.take().unwrap().write_all(bytes)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout)[..64].to_owned()
+}

@@ -386,3 +386,133 @@ fn git_in(dir: &std::path::Path, args: &[&str]) {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// An edit of `images.kdl` rebuilds the image versions whose *resolved* settings changed and
+/// their dependents — not every version of the manifest — and the plan builds on what is
+/// published for the rest: unchanged bases and mirrors are `external`, not builds.
+#[test]
+fn an_edit_of_the_manifest_rebuilds_only_what_it_changes() {
+    let dir = root_copy();
+    let git = |args: &[&str]| git_in(dir.path(), args);
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "images"]);
+    let manifest = dir.path().join("images.kdl");
+    let original = std::fs::read_to_string(&manifest).unwrap();
+    let plan = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["plan", "--format", "json", "--changed-since", "HEAD"];
+        args.extend_from_slice(extra);
+        let r = crate::support::mab_in(dir.path(), &args);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        serde_json::from_str(&r.stdout).unwrap()
+    };
+    let built = |p: &serde_json::Value| -> BTreeSet<String> {
+        p["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["kind"] == "build")
+            .map(|n| n["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // A comment and a reordering of settings: nothing.
+    std::fs::write(
+        &manifest,
+        format!("// a comment\n{original}").replace(
+            "    arg \"RUNTIME_VERSION\" \"${version}\"\n    version \"3.15\"",
+            "    version \"3.15\"\n    arg \"RUNTIME_VERSION\" \"${version}\"",
+        ),
+    )
+    .unwrap();
+    let p = plan(&[]);
+    assert!(p["nodes"].as_array().unwrap().is_empty(), "{p}");
+
+    // One version's arg: that version and what is built on it, on the published rest.
+    std::fs::write(
+        &manifest,
+        original.replace("\"GO_VERSION\" \"1.18.10\"", "\"GO_VERSION\" \"1.18.11\""),
+    )
+    .unwrap();
+    let p = plan(&[]);
+    let want: BTreeSet<String> = [
+        "build:golang-build:1.18@linux/amd64",
+        "build:golang-build:1.18@linux/arm64",
+        "build:odb:2.5.0-b.23@linux/amd64",
+        "build:odb:2.5.0-b.23@linux/arm64",
+        "build:odb:2.5.0-b.23-slim@linux/amd64",
+        "build:odb:2.5.0-b.23-slim@linux/arm64",
+    ]
+    .map(String::from)
+    .into();
+    assert_eq!(built(&p), want);
+    assert_eq!(
+        p["changes"]["golang-build:1.18"],
+        "its settings in `images.kdl` changed"
+    );
+    assert!(
+        p["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["kind"] != "mirror"),
+        "{p}"
+    );
+    let external: Vec<&str> = p["external"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        external,
+        ["merge:runtime:3.15", "mirror:golang:1.18-alpine3.15"]
+    );
+    assert_eq!(
+        p["external"][0]["ref"],
+        "registry.example.com/platform/docker-dev/runtime:3.15"
+    );
+    // The PR comment and the shell form say so too.
+    let r = crate::support::mab_in(
+        dir.path(),
+        &["plan", "--changed-since", "HEAD", "--format", "markdown"],
+    );
+    assert!(
+        r.stdout.contains(
+            "| `merge:runtime:3.15` | `registry.example.com/platform/docker-dev/runtime:3.15` |"
+        ),
+        "{}",
+        r.stdout
+    );
+    let r = crate::support::mab_in(
+        dir.path(),
+        &["plan", "--changed-since", "HEAD", "--format", "shell"],
+    );
+    assert!(
+        r.stdout.contains("crane digest registry.example.com/platform/docker-dev/runtime:3.15 > .mab/digests/merge_runtime_3.15"),
+        "{}",
+        r.stdout
+    );
+
+    // Another profile's registry only: nothing of the default profile changes.
+    std::fs::write(
+        &manifest,
+        original.replace("docker-prod\"", "docker-prod2\""),
+    )
+    .unwrap();
+    assert!(plan(&[]).get("changes").is_none());
+    // ... but the prod plan rebuilds everything, since every reference moved.
+    let p = plan(&["--profile", "prod"]);
+    assert_eq!(built(&p).len(), 18, "{p}");
+
+    // A new image: it alone.
+    std::fs::write(
+        &manifest,
+        format!("{original}\nimage \"extra\" {{ version \"1\"; }}\n"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("images/extra")).unwrap();
+    std::fs::write(dir.path().join("images/extra/Dockerfile"), "FROM scratch\n").unwrap();
+    let p = plan(&[]);
+    assert_eq!(p["changes"]["extra:1"], "new in `images.kdl`");
+    assert_eq!(p["changes"].as_object().unwrap().len(), 1, "{p}");
+}

@@ -24,6 +24,9 @@ pub struct Plan {
     pub registry: String,
     pub backend: Backend,
     pub push: bool,
+    /// The profile's registry is reached over plain HTTP (`crane --insecure`).
+    #[serde(skip)]
+    pub insecure: bool,
     /// The `--platform` filter, if any.
     pub platforms: Vec<String>,
     /// `--changed-since`: why each image version is in the plan.
@@ -33,7 +36,67 @@ pub struct Plan {
     /// endpoint before anything runs.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub builders: Vec<BuilderSetup>,
+    /// What the nodes need that this plan does not build (a `--changed-since` or `--node`
+    /// plan): published already, read from the registry before anything runs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub external: Vec<External>,
     pub nodes: Vec<Node>,
+}
+
+/// A need outside the plan: the tag that holds it (and, for a base's image of one platform,
+/// that platform's child of the index there).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct External {
+    pub id: String,
+    #[serde(rename = "ref")]
+    pub reference: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+}
+
+/// The needs of `nodes` outside them, in id order, with where each is published.
+pub fn externals(model: &Model, nodes: &[Node]) -> Vec<External> {
+    let inside: std::collections::HashSet<&str> = nodes.iter().map(|n| n.id.as_str()).collect();
+    let wanted: BTreeSet<&str> = nodes
+        .iter()
+        .flat_map(|n| &n.needs)
+        .map(String::as_str)
+        .filter(|id| !inside.contains(id))
+        .collect();
+    let version = |key: &str| model.versions.iter().find(|v| v.key == key);
+    wanted
+        .into_iter()
+        .filter_map(|id| {
+            let (kind, rest) = id.split_once(':')?;
+            let (reference, platform) = match kind {
+                "mirror" => model.mirrors.iter().find_map(|m| {
+                    let tag = rest.strip_prefix(m.name.as_str())?.strip_prefix(':')?;
+                    m.tags
+                        .iter()
+                        .any(|t| t == tag)
+                        .then(|| (format!("{}:{tag}", m.repository), None))
+                })?,
+                "merge" => {
+                    let v = version(rest)?;
+                    (format!("{}:{}", v.repository, v.primary_tag()), None)
+                }
+                "build" | "test" => {
+                    let (key, platform) = rest.rsplit_once('@')?;
+                    let v = version(key)?;
+                    (
+                        format!("{}:{}", v.repository, v.primary_tag()),
+                        Some(platform.to_owned()),
+                    )
+                }
+                _ => return None,
+            };
+            Some(External {
+                id: id.to_owned(),
+                reference,
+                platform,
+            })
+        })
+        .collect()
 }
 
 /// A buildx builder a plan's nodes run on.
@@ -60,9 +123,11 @@ impl Plan {
             registry: self.registry.clone(),
             backend: self.backend,
             push: self.push,
+            insecure: self.insecure,
             platforms: self.platforms.clone(),
             changes: self.changes.clone(),
             builders: self.builders.clone(),
+            external: self.external.clone(),
             nodes: Vec::new(),
         }
     }
@@ -92,7 +157,13 @@ pub fn plan(model: &Model, selection: &Selection) -> Result<Plan, Diagnostics> {
         picked.versions.retain(|v| only.contains(v));
         picked.mirrors.clear();
     }
-    let (versions, mirrors) = closure(model, picked);
+    let (mut versions, mut mirrors) = closure(model, picked);
+    if let Some((only, _)) = &selection.only {
+        // What did not change is not rebuilt: the changed versions' bases and mirrors are
+        // read from the registry (`external`), as they are published.
+        versions.retain(|v| only.contains(v));
+        mirrors.clear();
+    }
     let mut b = Builder {
         model,
         filter: &selection.platforms,
@@ -391,6 +462,7 @@ impl Builder<'_> {
             registry: model.profile.registry.clone(),
             backend: model.profile.backend,
             push: model.profile.push,
+            insecure: model.profile.insecure,
             platforms: selection.platforms.iter().map(|p| p.to_string()).collect(),
             changes: selection
                 .only
@@ -398,6 +470,7 @@ impl Builder<'_> {
                 .map(|(_, r)| r.clone())
                 .unwrap_or_default(),
             builders,
+            external: externals(model, &nodes),
             nodes,
         }
     }

@@ -78,6 +78,19 @@ pub fn render(plan: &Plan) -> String {
         }
         out.push('\n');
     }
+    if !plan.external.is_empty() {
+        let _ = writeln!(out, "**Built on what is published (not rebuilt):**\n");
+        let _ = writeln!(out, "| node | read from |");
+        let _ = writeln!(out, "|---|---|");
+        for e in &plan.external {
+            let from = match &e.platform {
+                Some(p) => format!("{} ({})", code(&e.reference), code(p)),
+                None => code(&e.reference),
+            };
+            let _ = writeln!(out, "| {} | {from} |", code(&e.id));
+        }
+        out.push('\n');
+    }
     let decided: Vec<_> = plan
         .nodes
         .iter()

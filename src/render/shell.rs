@@ -64,6 +64,30 @@ pub fn render(plan: &Plan) -> String {
         out,
         "mkdir -p .mab/digests .mab/metadata .mab/oci .mab/iid .mab/cid"
     );
+    if !plan.external.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n# What this plan builds on and does not build: as published."
+        );
+    }
+    for e in &plan.external {
+        let crane = if plan.insecure {
+            "crane --insecure"
+        } else {
+            "crane"
+        };
+        let platform = e
+            .platform
+            .as_ref()
+            .map(|p| format!(" --platform {}", quote(p)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{crane} digest{platform} {} > {}",
+            quote(&e.reference),
+            quote(&crate::plan::command::digest_file(&e.id))
+        );
+    }
     for b in &plan.builders {
         let check = format!(
             "docker buildx inspect {} --bootstrap > /dev/null",

@@ -27,6 +27,12 @@ pub fn render(plan: &Plan) -> String {
     for (key, why) in &plan.changes {
         let _ = writeln!(out, "changed: {key}: {why}");
     }
+    for e in &plan.external {
+        let _ = match &e.platform {
+            Some(p) => writeln!(out, "published: {} ({p} image of {})", e.id, e.reference),
+            None => writeln!(out, "published: {} ({})", e.id, e.reference),
+        };
+    }
     for b in &plan.builders {
         match &b.endpoint {
             Some(e) => {
