@@ -288,7 +288,7 @@ pub fn build(
     }
     let mut opts = options(cli, &args.run, args.metadata_dir.clone());
     opts.reuse = !args.no_reuse;
-    opts.known_digests = external_digests(model, &plan, !chosen.is_empty(), args)?;
+    opts.known_digests = external_digests(model, &plan, args)?;
     if args.locked {
         opts.locked = Some(locked_digests(cli, &plan)?);
     }
@@ -301,13 +301,10 @@ pub fn build(
 fn external_digests(
     model: &Model,
     plan: &Plan,
-    jobs: bool,
     args: &BuildArgs,
 ) -> Result<HashMap<String, String>, Diagnostics> {
-    let (built, published): (Vec<&plan::External>, Vec<&plan::External>) = plan
-        .external
-        .iter()
-        .partition(|e| jobs && e.platform.is_some());
+    let (built, published): (Vec<&plan::External>, Vec<&plan::External>) =
+        plan.external.iter().partition(|e| e.metadata);
     let mut known = HashMap::new();
     if !built.is_empty() {
         let Some(dir) = &args.metadata_dir else {
@@ -390,6 +387,9 @@ fn only_nodes(
             || (n.kind == Kind::Test && n.needs.first().is_some_and(|b| chosen.contains(b)))
     });
     plan.external = plan::externals(model, &plan.nodes);
+    for e in &mut plan.external {
+        e.metadata = e.platform.is_some();
+    }
     Ok(())
 }
 

@@ -863,3 +863,34 @@ image "base" { version "1"; }
     // It waited for the first's build, then slept its own: at least two sleeps less the head start.
     assert!(waited.as_millis() >= 2500, "{waited:?}");
 }
+
+/// The shell form of a `--node` job is the job: what it needs from outside is read from the
+/// registry (`crane digest` of the tag that holds it) or, for builds of other jobs, named as
+/// coming from their split-build metadata — no dry run touches a registry.
+#[test]
+fn a_node_job_shows_where_its_needs_come_from() {
+    let dir = project(SLEEPY, &[]);
+    let shell = |node: &str| {
+        let r = crate::support::mab_in(
+            dir.path(),
+            &["build", "--dry-run", "--node", node, "--metadata-dir", "m"],
+        );
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r.stdout
+    };
+    let job = shell("build:other:1@linux/amd64");
+    assert!(
+        job.contains("crane digest r.example/team/base:1 > .mab/digests/merge_base_1"),
+        "{job}"
+    );
+    let merge = shell("merge:other:1");
+    for arch in ["amd64", "arm64"] {
+        assert!(
+            merge.contains(&format!(
+                "# build:other:1@linux/{arch}: its digest is the one the split-build metadata (--metadata-dir) of its job names"
+            )),
+            "{merge}"
+        );
+    }
+    assert!(!merge.contains("crane digest --platform"), "{merge}");
+}

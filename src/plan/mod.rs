@@ -52,6 +52,10 @@ pub struct External {
     pub reference: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub platform: Option<String>,
+    /// A `--node` job: the build's digest comes from the split-build metadata of the job that
+    /// built it (`--metadata-dir`), not from the registry.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub metadata: bool,
 }
 
 /// The needs of `nodes` outside them, in id order, with where each is published.
@@ -94,6 +98,7 @@ pub fn externals(model: &Model, nodes: &[Node]) -> Vec<External> {
                 id: id.to_owned(),
                 reference,
                 platform,
+                metadata: false,
             })
         })
         .collect()

@@ -70,7 +70,14 @@ pub fn render(plan: &Plan) -> String {
             "\n# What this plan builds on and does not build: as published."
         );
     }
-    for e in &plan.external {
+    for e in plan.external.iter().filter(|e| e.metadata) {
+        let _ = writeln!(
+            out,
+            "# {}: its digest is the one the split-build metadata (--metadata-dir) of its job names",
+            e.id
+        );
+    }
+    for e in plan.external.iter().filter(|e| !e.metadata) {
         let crane = if plan.insecure {
             "crane --insecure"
         } else {
