@@ -373,7 +373,14 @@ fn only_nodes(
 ) -> Result<(), Diagnostics> {
     let mut diags = Diagnostics::new();
     for id in chosen {
-        if !plan.nodes.iter().any(|n| &n.id == id) {
+        if let Err(bad) = id.parse::<plan::NodeId>() {
+            diags.push(
+                Diag::plain(bad.to_string()).help_opt(crate::suggest::did_you_mean(
+                    id,
+                    plan.nodes.iter().map(|n| n.id.as_str()),
+                )),
+            );
+        } else if !plan.nodes.iter().any(|n| &n.id == id) {
             diags.push(Diag::plain(format!("no node `{id}` in the plan")).help_opt(
                 crate::suggest::did_you_mean(id, plan.nodes.iter().map(|n| n.id.as_str())),
             ));
@@ -405,11 +412,11 @@ fn digests_from_metadata(
     let mut known = HashMap::new();
     let mut diags = Diagnostics::new();
     for n in outside {
-        let is_test = n.id.starts_with("test:");
-        let build = match n.id.strip_prefix("test:") {
-            Some(rest) => format!("build:{rest}"),
-            None => n.id.clone(),
-        };
+        let id: Option<plan::NodeId> = n.id.parse().ok();
+        let is_test = id.as_ref().is_some_and(|i| i.kind() == Kind::Test);
+        let build = id
+            .and_then(|i| i.build())
+            .map_or_else(|| n.id.clone(), |b| b.to_string());
         let repository = n
             .reference
             .rsplit_once(':')
@@ -464,8 +471,12 @@ fn split(plan: &mut Plan, drop: impl Fn(&plan::Node) -> bool) {
         let Some(platform) = node.platform.clone() else {
             continue;
         };
-        let to_build = |id: &str| match id.strip_prefix("merge:") {
-            Some(key) if dropped.contains(id) => format!("build:{key}@{platform}"),
+        let to_build = |id: &str| match id.parse() {
+            Ok(plan::NodeId::Merge { key }) if dropped.contains(id) => plan::NodeId::Build {
+                key,
+                platform: platform.clone(),
+            }
+            .to_string(),
             _ => id.to_owned(),
         };
         for need in &mut node.needs {

@@ -2,6 +2,7 @@
 
 pub mod command;
 pub mod graph;
+pub mod id;
 pub mod node;
 pub mod select;
 
@@ -13,6 +14,7 @@ use crate::diag::{Diag, Diagnostics};
 use crate::manifest::model::{Backend, Dep, ImageVersion, Mirror, Model, PlatformSettings};
 use crate::manifest::platform::Platform;
 use command::{Arg, Part, local_name};
+pub use id::NodeId;
 pub use node::{Decision, Kind, Node, Publish};
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -71,28 +73,25 @@ pub fn externals(model: &Model, nodes: &[Node]) -> Vec<External> {
     wanted
         .into_iter()
         .filter_map(|id| {
-            let (kind, rest) = id.split_once(':')?;
-            let (reference, platform) = match kind {
-                "mirror" => model.mirrors.iter().find_map(|m| {
-                    let tag = rest.strip_prefix(m.name.as_str())?.strip_prefix(':')?;
-                    m.tags
+            let (reference, platform) = match id.parse::<NodeId>().ok()? {
+                NodeId::Mirror { name, tag } => {
+                    let m = model
+                        .mirrors
                         .iter()
-                        .any(|t| t == tag)
-                        .then(|| (format!("{}:{tag}", m.repository), None))
-                })?,
-                "merge" => {
-                    let v = version(rest)?;
+                        .find(|m| m.name == name && m.tags.contains(&tag))?;
+                    (format!("{}:{tag}", m.repository), None)
+                }
+                NodeId::Merge { key } => {
+                    let v = version(&key)?;
                     (format!("{}:{}", v.repository, v.primary_tag()), None)
                 }
-                "build" | "test" => {
-                    let (key, platform) = rest.rsplit_once('@')?;
-                    let v = version(key)?;
+                NodeId::Build { key, platform } | NodeId::Test { key, platform } => {
+                    let v = version(&key)?;
                     (
                         format!("{}:{}", v.repository, v.primary_tag()),
-                        Some(platform.to_owned()),
+                        Some(platform),
                     )
                 }
-                _ => return None,
             };
             Some(External {
                 id: id.to_owned(),
@@ -291,7 +290,11 @@ impl Builder<'_> {
             tags: vec![tag.to_owned()],
             source: Some(m.source.clone()),
             ..self.blank(
-                format!("mirror:{}:{tag}", m.name),
+                NodeId::Mirror {
+                    name: m.name.clone(),
+                    tag: tag.to_owned(),
+                }
+                .to_string(),
                 Kind::Mirror,
                 m.repository.clone(),
             )
@@ -304,7 +307,11 @@ impl Builder<'_> {
         match dep {
             Dep::Mirror(m, tag) => {
                 let m = &self.model.mirrors[*m];
-                let id = format!("mirror:{}:{tag}", m.name);
+                let id = NodeId::Mirror {
+                    name: m.name.clone(),
+                    tag: tag.clone(),
+                }
+                .to_string();
                 let arg = Arg(vec![
                     Part::Lit(format!("{}:{tag}@", m.repository)),
                     Part::Digest(id.clone()),
@@ -322,7 +329,7 @@ impl Builder<'_> {
                     ]);
                     (id, arg)
                 } else if self.model.profile.push {
-                    let id = format!("merge:{}", v.key);
+                    let id = NodeId::Merge { key: v.key.clone() }.to_string();
                     let arg = Arg(vec![
                         Part::Lit(format!("{}:{}@", v.repository, v.primary_tag())),
                         Part::Digest(id.clone()),
@@ -396,7 +403,11 @@ impl Builder<'_> {
             };
             self.push(build);
             if let Some(test) = &ps.test {
-                let tid = format!("test:{}@{}", v.key, ps.platform);
+                let tid = NodeId::Test {
+                    key: v.key.clone(),
+                    platform: ps.platform.to_string(),
+                }
+                .to_string();
                 merge_needs.push(tid.clone());
                 let node = Node {
                     platform: Some(ps.platform.to_string()),
@@ -413,7 +424,11 @@ impl Builder<'_> {
                 platforms: platforms.iter().map(|p| p.platform.to_string()).collect(),
                 needs: merge_needs,
                 tags: v.tags.clone(),
-                ..self.of_version(format!("merge:{}", v.key), Kind::Merge, v)
+                ..self.of_version(
+                    NodeId::Merge { key: v.key.clone() }.to_string(),
+                    Kind::Merge,
+                    v,
+                )
             };
             self.push(node);
         }
@@ -482,5 +497,9 @@ impl Builder<'_> {
 }
 
 pub fn build_id(v: &ImageVersion, platform: &Platform) -> String {
-    format!("build:{}@{platform}", v.key)
+    NodeId::Build {
+        key: v.key.clone(),
+        platform: platform.to_string(),
+    }
+    .to_string()
 }
