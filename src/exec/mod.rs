@@ -5,8 +5,9 @@
 pub mod node;
 pub mod process;
 pub mod report;
+pub mod schedule;
 
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -141,37 +142,16 @@ pub async fn run(
                 .collect()
         })
         .collect();
-    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for (i, ns) in needs.iter().enumerate() {
-        for &j in ns {
-            dependents[j].push(i);
-        }
-    }
-    // Longest weighted path from each node to the end (plan order is topological).
-    let mut priority = vec![0.0f64; n];
-    for i in (0..n).rev() {
-        let below = dependents[i]
-            .iter()
-            .map(|&d| priority[d])
-            .fold(0.0, f64::max);
-        priority[i] = weight(plan, i, options.sleep_backend) + below;
-    }
-    let mut remaining: Vec<usize> = needs.iter().map(Vec::len).collect();
+    let weights: Vec<f64> = (0..n)
+        .map(|i| weight(plan, i, options.sleep_backend))
+        .collect();
+    let mut schedule = schedule::Scheduler::new(&needs, &weights, options.keep_going);
+    drop(needs);
     let mut results: Vec<Option<NodeResult>> = vec![None; n];
-    let mut ready: BinaryHeap<Ready> = BinaryHeap::new();
-    for (i, r) in remaining.iter().enumerate() {
-        if *r == 0 {
-            ready.push(Ready {
-                priority: priority[i],
-                seq: i,
-            });
-        }
-    }
 
     let (cancel_tx, cancel_rx) = watch::channel(Cancel::None);
     let signals = tokio::spawn(watch_signals(cancel_tx));
     let jobs = options.jobs.max(1);
-    let keep_going = options.keep_going;
     let known = options.known_digests.clone();
     let ctx = Arc::new(Context {
         digests: Mutex::new(known),
@@ -190,13 +170,14 @@ pub async fn run(
             .collect(),
     });
     let mut running: JoinSet<NodeResult> = JoinSet::new();
-    let mut stopping = false;
     let mut cancel_rx = cancel_rx;
     let mut signals_alive = true;
     loop {
-        let interrupted = *cancel_rx.borrow() != Cancel::None;
-        while !stopping && !interrupted && running.len() < jobs {
-            let Some(Ready { seq: i, .. }) = ready.pop() else {
+        if *cancel_rx.borrow() != Cancel::None {
+            schedule.stop();
+        }
+        while running.len() < jobs {
+            let Some(i) = schedule.start_next() else {
                 break;
             };
             let node = plan.nodes[i].clone();
@@ -220,19 +201,15 @@ pub async fn run(
                 };
                 let Some(&i) = index.get(result.id.as_str()) else { continue };
                 ctx.reporter.finished(&result);
-                let ok = result.status.succeeded();
-                if ok {
-                    for &d in &dependents[i] {
-                        remaining[d] -= 1;
-                        if remaining[d] == 0 && results[d].is_none() {
-                            ready.push(Ready { priority: priority[d], seq: d });
-                        }
-                    }
-                } else {
-                    skip_dependents(plan, &dependents, i, &mut results, &ctx.reporter);
-                    if result.status == Status::Failed && !keep_going {
-                        stopping = true;
-                    }
+                let outcome = match result.status {
+                    s if s.succeeded() => schedule::Outcome::Succeeded,
+                    Status::Failed => schedule::Outcome::Failed,
+                    _ => schedule::Outcome::Stopped,
+                };
+                for (d, because) in schedule.finish(i, outcome) {
+                    let r = skipped(plan, d, because);
+                    ctx.reporter.finished(&r);
+                    results[d] = Some(r);
                 }
                 results[i] = Some(result);
             }
@@ -284,59 +261,21 @@ pub async fn run(
     }
 }
 
-/// Mark everything downstream of `failed` as skipped, naming the node it waited for.
-fn skip_dependents(
-    plan: &Plan,
-    dependents: &[Vec<usize>],
-    failed: usize,
-    results: &mut [Option<NodeResult>],
-    reporter: &Reporter,
-) {
-    let mut stack: Vec<(usize, usize)> = dependents[failed].iter().map(|&d| (d, failed)).collect();
-    while let Some((d, because)) = stack.pop() {
-        if results[d].is_some() {
-            continue;
-        }
-        let r = NodeResult {
-            id: plan.nodes[d].id.clone(),
-            kind: plan.nodes[d].kind,
-            status: Status::Skipped,
-            reason: Some(format!(
-                "needs `{}`, which did not succeed",
-                plan.nodes[because].id
-            )),
-            duration_ms: 0,
-            digest: None,
-            source_digest: None,
-            cache: None,
-            log: None,
-        };
-        reporter.finished(&r);
-        results[d] = Some(r);
-        stack.extend(dependents[d].iter().map(|&x| (x, d)));
-    }
-}
-
-/// Ready nodes: highest priority (longest remaining path) first, then plan order.
-#[derive(PartialEq)]
-struct Ready {
-    priority: f64,
-    seq: usize,
-}
-
-impl Eq for Ready {}
-
-impl PartialOrd for Ready {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Ready {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.priority
-            .total_cmp(&other.priority)
-            .then_with(|| other.seq.cmp(&self.seq))
+/// The result of a node skipped because `because`, which it waited for, did not succeed.
+fn skipped(plan: &Plan, d: usize, because: usize) -> NodeResult {
+    NodeResult {
+        id: plan.nodes[d].id.clone(),
+        kind: plan.nodes[d].kind,
+        status: Status::Skipped,
+        reason: Some(format!(
+            "needs `{}`, which did not succeed",
+            plan.nodes[because].id
+        )),
+        duration_ms: 0,
+        digest: None,
+        source_digest: None,
+        cache: None,
+        log: None,
     }
 }
 
