@@ -68,6 +68,7 @@ fn options(cli: &Cli, run: &RunArgs, metadata_dir: Option<PathBuf>) -> exec::Opt
         known_digests: HashMap::new(),
         locked: None,
         reuse: true,
+        dry_run: false,
     }
 }
 
@@ -284,6 +285,22 @@ pub fn build(
     if args.dry_run {
         // The commands only: what the nodes need from outside is read when they run.
         let _ = out.write_all(render::shell::render(&plan).as_bytes());
+        if let Some(path) = &args.run.report {
+            // The engine's walk without the work: the nodes, in the order a run starts them.
+            let mut opts = options(cli, &args.run, args.metadata_dir.clone());
+            opts.dry_run = true;
+            opts.jobs = 1;
+            let rt = runtime()?;
+            let report = rt.block_on(exec::run(
+                &plan,
+                opts,
+                registry(model),
+                report::Reporter::silent(),
+            ));
+            let json = serde_json::to_vec_pretty(&report).unwrap_or_default();
+            std::fs::write(path, json)
+                .map_err(|e| Diag::plain(format!("cannot write report {}: {e}", path.display())))?;
+        }
         return Ok(exit_code::SUCCESS);
     }
     let mut opts = options(cli, &args.run, args.metadata_dir.clone());

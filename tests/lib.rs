@@ -7,5 +7,6 @@ mod e2e;
 mod errors;
 mod fault_proxy;
 mod formats;
+mod plan_is_the_run;
 mod schema;
 mod selectors;

@@ -46,6 +46,8 @@ pub struct Options {
     pub locked: Option<HashMap<String, String>>,
     /// Reuse a published image whose input hash matches (off with `--no-reuse`).
     pub reuse: bool,
+    /// `build --dry-run`: the walk without the work; every node is `planned`.
+    pub dry_run: bool,
 }
 
 /// Shared by every running node.

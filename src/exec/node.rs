@@ -79,6 +79,19 @@ pub struct BuildMetadata {
 
 pub async fn run(node: &Node, ctx: &Context) -> NodeResult {
     let start = Instant::now();
+    if ctx.options.dry_run {
+        return NodeResult {
+            id: node.id.clone(),
+            kind: node.kind,
+            status: Status::Planned,
+            reason: None,
+            duration_ms: 0,
+            digest: None,
+            source_digest: None,
+            cache: None,
+            log: None,
+        };
+    }
     // What an earlier run said of this build no longer holds: should this one (or its test)
     // fail, no merge may take the earlier image for it.
     if node.kind == Kind::Build

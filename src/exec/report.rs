@@ -27,12 +27,17 @@ pub enum Status {
     /// Not started: the run stopped first (a failure without `--keep-going`, or a signal).
     #[serde(rename = "not-run")]
     NotRun,
+    /// `build --dry-run`: walked in the order the run would start it, not run.
+    Planned,
 }
 
 impl Status {
     /// Whether dependents may run.
     pub fn succeeded(self) -> bool {
-        matches!(self, Status::Ok | Status::Current | Status::Reused)
+        matches!(
+            self,
+            Status::Ok | Status::Current | Status::Reused | Status::Planned
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +49,7 @@ impl Status {
             Status::Skipped => "skipped",
             Status::Cancelled => "cancelled",
             Status::NotRun => "not run",
+            Status::Planned => "planned",
         }
     }
 }
@@ -87,6 +93,8 @@ pub struct RunReport {
 }
 
 enum Mode {
+    /// Nothing shown (a dry run, whose output is the plan itself).
+    Silent,
     Plain,
     Github,
     Live {
@@ -120,6 +128,14 @@ impl Reporter {
         }
     }
 
+    /// Shows nothing.
+    pub fn silent() -> Reporter {
+        Reporter {
+            mode: Mutex::new(Mode::Silent),
+            buffers: Mutex::new(HashMap::new()),
+        }
+    }
+
     fn err_line(text: &str) {
         let mut e = std::io::stderr().lock();
         let _ = writeln!(e, "{text}");
@@ -128,6 +144,7 @@ impl Reporter {
     pub fn started(&self, id: &str) {
         let mut mode = self.mode.lock().unwrap_or_else(|p| p.into_inner());
         match &mut *mode {
+            Mode::Silent => {}
             Mode::Plain => Self::err_line(&format!("[{id}] started")),
             Mode::Github => {}
             Mode::Live { multi, bars } => {
@@ -146,6 +163,7 @@ impl Reporter {
     pub fn line(&self, id: &str, text: &str) {
         let mode = self.mode.lock().unwrap_or_else(|p| p.into_inner());
         match &*mode {
+            Mode::Silent => {}
             Mode::Plain => Self::err_line(&format!("[{id}] {text}")),
             Mode::Github => {
                 let mut b = self.buffers.lock().unwrap_or_else(|p| p.into_inner());
@@ -173,6 +191,7 @@ impl Reporter {
         let summary = format!("{} {outcome}", r.id);
         let mut mode = self.mode.lock().unwrap_or_else(|p| p.into_inner());
         match &mut *mode {
+            Mode::Silent => {}
             Mode::Plain => Self::err_line(&format!("[{}] {outcome}", r.id)),
             Mode::Github => {
                 let lines = self
