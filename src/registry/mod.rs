@@ -18,14 +18,56 @@ pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const ACCEPT: &[&str] = &[OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST];
 
+/// What went wrong with a registry: callers decide on the kind (a missing tag is an answer,
+/// a transport failure after retries is an outage); the message says it to a person.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct RegistryError(pub String);
+pub enum RegistryError {
+    /// The registry answered, and not with success (404, 401/403 after authenticating, a 5xx
+    /// once retries are spent).
+    #[error("{what}: {status} {body}")]
+    Status {
+        what: String,
+        status: reqwest::StatusCode,
+        body: String,
+    },
+    /// No answer: connection refused, TLS, DNS, a timeout — `retryable` when another try might
+    /// get one (and retries were spent).
+    #[error("{message}")]
+    Transport { message: String, retryable: bool },
+    /// Content that does not match its digest (or size).
+    #[error("{0}")]
+    DigestMismatch(String),
+    /// What came back, or was asked for, is not what the protocol or mab allows.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl RegistryError {
+    /// 404: the tag, manifest or blob is not there.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, RegistryError::Status { status, .. } if *status == reqwest::StatusCode::NOT_FOUND)
+    }
+
+    /// 401 or 403 once mab authenticated as configured.
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(self, RegistryError::Status { status, .. }
+            if *status == reqwest::StatusCode::UNAUTHORIZED || *status == reqwest::StatusCode::FORBIDDEN)
+    }
+
+    /// Whether the same request might succeed later.
+    pub fn retryable(&self) -> bool {
+        match self {
+            RegistryError::Status { status, .. } => http::retryable_status(*status),
+            RegistryError::Transport { retryable, .. } => *retryable,
+            RegistryError::DigestMismatch(_) | RegistryError::Invalid(_) => false,
+        }
+    }
+}
 
 pub type Result<T> = std::result::Result<T, RegistryError>;
 
 fn err(context: &str, e: impl std::fmt::Display) -> RegistryError {
-    RegistryError(format!("{context}: {e}"))
+    RegistryError::Invalid(format!("{context}: {e}"))
 }
 
 /// `sha256:<hex>` of `bytes`.
@@ -241,7 +283,11 @@ impl Ref {
 
 fn status_error(what: &str, resp_status: reqwest::StatusCode, body: &str) -> RegistryError {
     let body: String = body.chars().take(300).collect();
-    RegistryError(format!("{what}: {resp_status} {}", body.trim()))
+    RegistryError::Status {
+        what: what.to_owned(),
+        status: resp_status,
+        body: body.trim().to_owned(),
+    }
 }
 
 impl Registry {
@@ -282,7 +328,10 @@ impl Registry {
     }
 
     fn http_err(e: http::HttpError) -> RegistryError {
-        RegistryError(e.message)
+        RegistryError::Transport {
+            message: e.message,
+            retryable: e.retryable,
+        }
     }
 
     /// GET or HEAD of a manifest, accepting every manifest type.
@@ -329,7 +378,7 @@ impl Registry {
         }
         let digest = digest_of(&bytes);
         if r.reference.starts_with("sha256:") && r.reference != digest {
-            return Err(RegistryError(format!(
+            return Err(RegistryError::DigestMismatch(format!(
                 "manifest {reference} has digest {digest}, not the one asked for"
             )));
         }
@@ -492,10 +541,13 @@ impl Registry {
                     ));
                 }
                 Err(e) => {
-                    return Err(RegistryError(format!(
-                        "copying blob {digest} from {from} to {to}: {}",
-                        e.message
-                    )));
+                    return Err(RegistryError::Transport {
+                        message: format!(
+                            "copying blob {digest} from {from} to {to}: {}",
+                            e.message
+                        ),
+                        retryable: e.retryable,
+                    });
                 }
             }
         }
@@ -619,7 +671,7 @@ impl Registry {
         );
         for blob in blobs {
             let Some(digest) = blob.get("digest").and_then(|d| d.as_str()) else {
-                return Err(RegistryError(format!(
+                return Err(RegistryError::Invalid(format!(
                     "a blob of {} has no digest",
                     manifest.digest
                 )));
@@ -710,7 +762,7 @@ impl Registry {
             ));
         }
         if digest_of(&bytes) != config {
-            return Err(RegistryError(format!(
+            return Err(RegistryError::DigestMismatch(format!(
                 "the config of {repository}@{digest} does not match its digest"
             )));
         }
@@ -763,10 +815,10 @@ impl Registry {
         });
         match out.iter().filter(|d| d.attests().is_none()).count() {
             1 => Ok(out),
-            0 => Err(RegistryError(format!(
+            0 => Err(RegistryError::Invalid(format!(
                 "{repository}@{digest} is an index without an image for {platform}"
             ))),
-            _ => Err(RegistryError(format!(
+            _ => Err(RegistryError::Invalid(format!(
                 "{repository}@{digest} is an index of several images for {platform}"
             ))),
         }
@@ -869,6 +921,23 @@ mod tests {
     use futures_util::StreamExt;
 
     use super::*;
+
+    #[test]
+    fn registry_errors_say_what_happened() {
+        let missing = status_error("reading manifest r/a:1", reqwest::StatusCode::NOT_FOUND, "");
+        assert!(missing.is_not_found() && !missing.is_unauthorized() && !missing.retryable());
+        let denied = status_error("pushing", reqwest::StatusCode::FORBIDDEN, "denied");
+        assert!(denied.is_unauthorized() && !denied.retryable());
+        assert_eq!(denied.to_string(), "pushing: 403 Forbidden denied");
+        let busy = status_error("pushing", reqwest::StatusCode::SERVICE_UNAVAILABLE, "");
+        assert!(busy.retryable());
+        let down = Registry::http_err(http::HttpError {
+            message: "connection refused".into(),
+            retryable: true,
+        });
+        assert!(down.retryable() && !down.is_not_found());
+        assert!(!RegistryError::DigestMismatch("x".into()).retryable());
+    }
 
     fn stream_of(chunks: &[&'static [u8]]) -> impl futures_util::Stream<Item = StreamItem> {
         let items: Vec<StreamItem> = chunks.iter().map(|c| Ok(Bytes::from_static(c))).collect();
