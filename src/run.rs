@@ -9,7 +9,6 @@ use crate::cli::{BuildArgs, Cli, MergeArgs, MirrorArgs, RunArgs, SeedArgs};
 use crate::diag::{Diag, Diagnostics};
 use crate::exec::{self, report};
 use crate::manifest::Model;
-use crate::plan::command::Part;
 use crate::plan::{self, Kind, Plan, Selection};
 use crate::registry::Registry;
 use crate::{exit_code, lock, render};
@@ -275,12 +274,11 @@ pub fn build(
     let mut plan = plan::plan(model, &selection)?;
     let chosen = chosen_nodes(args)?;
     if !chosen.is_empty() {
-        only_nodes(model, &mut plan, &chosen)?;
+        plan.keep_only(model, &chosen)?;
     } else if args.metadata_dir.is_some() {
         // (A `--platform` subset that leaves out platforms of an image version has no merge
         // of it in the plan itself: never half a release.)
-        split(&mut plan, |_| true);
-        plan.external = plan::externals(model, &plan.nodes);
+        plan.without_merges(model);
     }
     if args.dry_run {
         // The commands only: what the nodes need from outside is read when they run.
@@ -381,42 +379,6 @@ fn collect_node_fields(v: &serde_json::Value, ids: &mut std::collections::BTreeS
     }
 }
 
-/// Keep the chosen nodes (and the tests of chosen builds); what they need outside the
-/// selection becomes the plan's `external`.
-fn only_nodes(
-    model: &Model,
-    plan: &mut Plan,
-    chosen: &std::collections::BTreeSet<String>,
-) -> Result<(), Diagnostics> {
-    let mut diags = Diagnostics::new();
-    for id in chosen {
-        if let Err(bad) = id.parse::<plan::NodeId>() {
-            diags.push(
-                Diag::plain(bad.to_string()).help_opt(crate::suggest::did_you_mean(
-                    id,
-                    plan.nodes.iter().map(|n| n.id.as_str()),
-                )),
-            );
-        } else if !plan.nodes.iter().any(|n| &n.id == id) {
-            diags.push(Diag::plain(format!("no node `{id}` in the plan")).help_opt(
-                crate::suggest::did_you_mean(id, plan.nodes.iter().map(|n| n.id.as_str())),
-            ));
-        }
-    }
-    if diags.has_errors() {
-        return Err(diags);
-    }
-    plan.nodes.retain(|n| {
-        chosen.contains(&n.id)
-            || (n.kind == Kind::Test && n.needs.first().is_some_and(|b| chosen.contains(b)))
-    });
-    plan.external = plan::externals(model, &plan.nodes);
-    for e in &mut plan.external {
-        e.metadata = e.platform.is_some();
-    }
-    Ok(())
-}
-
 /// The digests of builds outside a `--node` run, from the split-build metadata in `dir`. A
 /// test outside the run is vouched for by its build's metadata, which is written only once
 /// the test passed; every file must name the repository the manifest builds into.
@@ -471,41 +433,6 @@ fn digests_from_metadata(
         Err(diags)
     } else {
         Ok(known)
-    }
-}
-
-/// Split builds: the merges `drop` picks are removed; a build that needed one of them
-/// builds on its base's image for the same platform instead.
-fn split(plan: &mut Plan, drop: impl Fn(&plan::Node) -> bool) {
-    let dropped: std::collections::HashSet<String> = plan
-        .nodes
-        .iter()
-        .filter(|n| n.kind == Kind::Merge && drop(n))
-        .map(|n| n.id.clone())
-        .collect();
-    plan.nodes.retain(|n| !dropped.contains(&n.id));
-    for node in &mut plan.nodes {
-        let Some(platform) = node.platform.clone() else {
-            continue;
-        };
-        let to_build = |id: &str| match id.parse() {
-            Ok(plan::NodeId::Merge { key }) if dropped.contains(id) => plan::NodeId::Build {
-                key,
-                platform: platform.clone(),
-            }
-            .to_string(),
-            _ => id.to_owned(),
-        };
-        for need in &mut node.needs {
-            *need = to_build(need);
-        }
-        for arg in node.args.values_mut() {
-            for part in &mut arg.0 {
-                if let Part::Digest(id) = part {
-                    *id = to_build(id);
-                }
-            }
-        }
     }
 }
 

@@ -5,6 +5,7 @@ pub mod graph;
 pub mod id;
 pub mod node;
 pub mod select;
+pub mod subset;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

@@ -1,0 +1,84 @@
+//! Subsets of a plan, as operations on the plan: whatever a subset leaves outside that its
+//! nodes need becomes the plan's `external` (read as published), so a rendered plan and a run
+//! of it always see the same nodes.
+
+use std::collections::{BTreeSet, HashSet};
+
+use super::command::Part;
+use super::{Kind, NodeId, Plan, externals};
+use crate::diag::{Diag, Diagnostics};
+use crate::manifest::Model;
+
+impl Plan {
+    /// `--node`: keep the chosen nodes (and the tests of chosen builds). Builds and tests left
+    /// outside come from the split-build metadata of their jobs (`External::metadata`).
+    pub fn keep_only(
+        &mut self,
+        model: &Model,
+        chosen: &BTreeSet<String>,
+    ) -> Result<(), Diagnostics> {
+        let mut diags = Diagnostics::new();
+        for id in chosen {
+            if let Err(bad) = id.parse::<NodeId>() {
+                diags.push(
+                    Diag::plain(bad.to_string()).help_opt(crate::suggest::did_you_mean(
+                        id,
+                        self.nodes.iter().map(|n| n.id.as_str()),
+                    )),
+                );
+            } else if !self.nodes.iter().any(|n| &n.id == id) {
+                diags.push(Diag::plain(format!("no node `{id}` in the plan")).help_opt(
+                    crate::suggest::did_you_mean(id, self.nodes.iter().map(|n| n.id.as_str())),
+                ));
+            }
+        }
+        if diags.has_errors() {
+            return Err(diags);
+        }
+        self.nodes.retain(|n| {
+            chosen.contains(&n.id)
+                || (n.kind == Kind::Test && n.needs.first().is_some_and(|b| chosen.contains(b)))
+        });
+        self.external = externals(model, &self.nodes);
+        for e in &mut self.external {
+            e.metadata = e.platform.is_some();
+        }
+        Ok(())
+    }
+
+    /// Split builds (`--metadata-dir`): no merge runs; a build that needed one builds on its
+    /// base's image of the same platform instead.
+    pub fn without_merges(&mut self, model: &Model) {
+        let dropped: HashSet<String> = self
+            .nodes
+            .iter()
+            .filter(|n| n.kind == Kind::Merge)
+            .map(|n| n.id.clone())
+            .collect();
+        self.nodes.retain(|n| !dropped.contains(&n.id));
+        for node in &mut self.nodes {
+            let Some(platform) = node.platform.clone() else {
+                continue;
+            };
+            let to_build = |id: &str| match id.parse() {
+                Ok(NodeId::Merge { key }) if dropped.contains(id) => NodeId::Build {
+                    key,
+                    platform: platform.clone(),
+                }
+                .to_string(),
+                _ => id.to_owned(),
+            };
+            for need in &mut node.needs {
+                *need = to_build(need);
+            }
+            for arg in node.args.values_mut() {
+                for part in &mut arg.0 {
+                    if let Part::Digest(id) = part {
+                        *id = to_build(id);
+                    }
+                }
+            }
+        }
+        self.external = externals(model, &self.nodes);
+    }
+}
