@@ -1,8 +1,10 @@
 //! The plan layer: resolved model → DAG of mirror, build, test and merge nodes.
 
+pub mod argv;
 pub mod command;
 pub mod graph;
 pub mod id;
+mod json;
 pub mod node;
 pub mod select;
 pub mod subset;

@@ -1,0 +1,124 @@
+//! Command lines as data: arguments that may hold digest and file placeholders, and the
+//! commands made of them. How each node's commands are derived is `command.rs`.
+
+use serde::{Serialize, Serializer};
+
+/// One piece of an argument: literal text, or the digest a node publishes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Part {
+    Lit(String),
+    Digest(String),
+    /// What a file an earlier command of the node wrote holds (buildah's `--iidfile`).
+    File(String),
+}
+
+/// One argument, possibly mixing literal text and digest placeholders.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Arg(pub Vec<Part>);
+
+impl Arg {
+    pub fn lit(s: impl Into<String>) -> Arg {
+        Arg(vec![Part::Lit(s.into())])
+    }
+
+    /// The placeholder form used in JSON and text output: `{digest:NODE}`.
+    pub fn display(&self) -> String {
+        self.0
+            .iter()
+            .map(|p| match p {
+                Part::Lit(s) => s.clone(),
+                Part::Digest(id) => format!("{{digest:{id}}}"),
+                Part::File(path) => format!("{{file:{path}}}"),
+            })
+            .collect()
+    }
+}
+
+impl From<&str> for Arg {
+    fn from(s: &str) -> Arg {
+        Arg::lit(s)
+    }
+}
+
+impl From<String> for Arg {
+    fn from(s: String) -> Arg {
+        Arg::lit(s)
+    }
+}
+
+impl Serialize for Arg {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.display())
+    }
+}
+
+/// One command: program and arguments, and what it reads on standard input (a test's
+/// Dockerfile under buildx), if anything.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Command {
+    pub argv: Vec<Arg>,
+    pub stdin: Option<String>,
+}
+
+/// JSON: an argv array; a command with input is `{"argv": […], "stdin": "…"}`.
+impl Serialize for Command {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match &self.stdin {
+            None => self.argv.serialize(s),
+            Some(input) => {
+                use serde::ser::SerializeStruct;
+                let mut st = s.serialize_struct("Command", 2)?;
+                st.serialize_field("argv", &self.argv)?;
+                st.serialize_field("stdin", input)?;
+                st.end()
+            }
+        }
+    }
+}
+
+impl Command {
+    pub fn new(program: &str) -> Command {
+        Command {
+            argv: vec![Arg::lit(program)],
+            stdin: None,
+        }
+    }
+
+    pub fn stdin(mut self, input: String) -> Command {
+        self.stdin = Some(input);
+        self
+    }
+
+    pub fn arg(mut self, a: impl Into<Arg>) -> Command {
+        self.argv.push(a.into());
+        self
+    }
+
+    pub fn args<I, A>(mut self, items: I) -> Command
+    where
+        I: IntoIterator<Item = A>,
+        A: Into<Arg>,
+    {
+        self.argv.extend(items.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn opt(self, flag: &str, value: Option<impl Into<Arg>>) -> Command {
+        match value {
+            Some(v) => self.arg(flag).arg(v),
+            None => self,
+        }
+    }
+
+    pub fn when(self, cond: bool, a: impl Into<Arg>) -> Command {
+        if cond { self.arg(a) } else { self }
+    }
+
+    pub fn display(&self) -> String {
+        self.argv
+            .iter()
+            .map(Arg::display)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
