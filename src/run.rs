@@ -30,6 +30,20 @@ fn host(reference: &str) -> &str {
 
 /// Registries spoken to over plain HTTP: the profile's when `insecure`, and insecure mirrors' upstreams.
 fn registry(model: &Model) -> Registry {
+    Registry::new(&insecure_hosts(model))
+}
+
+/// The registry of a run: its retry notes go to the run's reporter.
+fn run_registry(model: &Model, reporter: &std::sync::Arc<report::Reporter>) -> Registry {
+    let reporter = reporter.clone();
+    Registry::with_observer(
+        &insecure_hosts(model),
+        Box::new(move |m| reporter.note(&format!("registry: {m}"))),
+    )
+}
+
+/// Registries (host[:port]) spoken to over plain HTTP.
+fn insecure_hosts(model: &Model) -> Vec<String> {
     let mut insecure: Vec<String> = Vec::new();
     if model.profile.insecure {
         insecure.push(host(&model.profile.registry).to_owned());
@@ -43,7 +57,7 @@ fn registry(model: &Model) -> Registry {
     ));
     insecure.sort();
     insecure.dedup();
-    Registry::new(&insecure)
+    insecure
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Diagnostics> {
@@ -127,8 +141,9 @@ fn run_plan(
         builders(model, plan)?;
     }
     let rt = runtime()?;
-    let reporter = report::Reporter::detect();
-    let report = rt.block_on(exec::run(plan, opts, registry(model), reporter));
+    let reporter = std::sync::Arc::new(report::Reporter::detect());
+    let registry = run_registry(model, &reporter);
+    let report = rt.block_on(exec::run(plan, opts, registry, reporter));
     let _ = out.write_all(report::summary_table(&report).as_bytes());
     if let Some(path) = &run.report {
         let json = serde_json::to_vec_pretty(&report).unwrap_or_default();
@@ -293,7 +308,7 @@ pub fn build(
                 &plan,
                 opts,
                 registry(model),
-                report::Reporter::silent(),
+                std::sync::Arc::new(report::Reporter::silent()),
             ));
             let json = serde_json::to_vec_pretty(&report).unwrap_or_default();
             std::fs::write(path, json)

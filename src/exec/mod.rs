@@ -54,7 +54,7 @@ pub struct Options {
 pub struct Context {
     pub options: Options,
     pub registry: Registry,
-    pub reporter: Reporter,
+    pub reporter: Arc<Reporter>,
     /// Digest published by each finished node, by node id.
     pub digests: Mutex<HashMap<String, String>>,
     pub cancel: watch::Receiver<Cancel>,
@@ -124,7 +124,7 @@ pub async fn run(
     plan: &Plan,
     options: Options,
     registry: Registry,
-    reporter: Reporter,
+    reporter: Arc<Reporter>,
 ) -> RunReport {
     let started = Instant::now();
     let n = plan.nodes.len();
@@ -152,7 +152,7 @@ pub async fn run(
     let mut results: Vec<Option<NodeResult>> = vec![None; n];
 
     let (cancel_tx, cancel_rx) = watch::channel(Cancel::None);
-    let signals = tokio::spawn(watch_signals(cancel_tx));
+    let signals = tokio::spawn(watch_signals(cancel_tx, reporter.clone()));
     let jobs = options.jobs.max(1);
     let known = options.known_digests.clone();
     let ctx = Arc::new(Context {
@@ -282,7 +282,7 @@ fn skipped(plan: &Plan, d: usize, because: usize) -> NodeResult {
 }
 
 /// First SIGINT/SIGTERM: graceful stop; second: kill at once.
-async fn watch_signals(tx: watch::Sender<Cancel>) {
+async fn watch_signals(tx: watch::Sender<Cancel>, reporter: Arc<Reporter>) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
@@ -301,14 +301,11 @@ async fn watch_signals(tx: watch::Sender<Cancel>) {
         } else {
             Cancel::Kill
         };
-        eprintln!(
-            "mab: {}",
-            if level == Cancel::Graceful {
-                "interrupted: stopping every running command (again to kill at once)"
-            } else {
-                "killing every running command"
-            }
-        );
+        reporter.note(if level == Cancel::Graceful {
+            "interrupted: stopping every running command (again to kill at once)"
+        } else {
+            "killing every running command"
+        });
         let _ = tx.send(level);
     }
 }

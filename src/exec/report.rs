@@ -141,6 +141,19 @@ impl Reporter {
         let _ = writeln!(e, "{text}");
     }
 
+    /// A note of the run, not of one node (a registry retry, a signal): above the live view,
+    /// which it would otherwise tear.
+    pub fn note(&self, text: &str) {
+        let mode = self.mode.lock().unwrap_or_else(|p| p.into_inner());
+        match &*mode {
+            Mode::Silent => {}
+            Mode::Plain | Mode::Github => Self::err_line(&format!("mab: {text}")),
+            Mode::Live { multi, .. } => {
+                let _ = multi.println(format!("mab: {text}"));
+            }
+        }
+    }
+
     pub fn started(&self, id: &str) {
         let mut mode = self.mode.lock().unwrap_or_else(|p| p.into_inner());
         match &mut *mode {
