@@ -333,8 +333,15 @@ fn external_digests(
     plan: &Plan,
     args: &BuildArgs,
 ) -> Result<HashMap<String, String>, Diagnostics> {
-    let (built, published): (Vec<&plan::External>, Vec<&plan::External>) =
-        plan.external.iter().partition(|e| e.metadata);
+    use plan::ExternalSource;
+    let of = |source| -> Vec<&plan::External> {
+        plan.external
+            .iter()
+            .filter(|e| e.source == source)
+            .collect()
+    };
+    // Local images (`push #false`) are named, not pinned: nothing to read.
+    let (built, published) = (of(ExternalSource::Metadata), of(ExternalSource::Registry));
     let mut known = HashMap::new();
     if !built.is_empty() {
         let Some(dir) = &args.metadata_dir else {

@@ -516,3 +516,74 @@ fn an_edit_of_the_manifest_rebuilds_only_what_it_changes() {
     assert_eq!(p["changes"]["extra:1"], "new in `images.kdl`");
     assert_eq!(p["changes"].as_object().unwrap().len(), 1, "{p}");
 }
+
+/// `push #false` publishes nothing: a `--changed-since` run builds on the *local* images of
+/// unchanged bases (what its build args name), and never asks the registry for them — which
+/// failed every such run with "not published" (or, with no registry, DNS errors).
+#[test]
+fn changed_since_without_push_builds_on_local_bases() {
+    let dir = root_copy();
+    let manifest = dir.path().join("images.kdl");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        format!("{text}\nprofile \"nopush\" {{ inherits \"dev\"; push #false; }}\n"),
+    )
+    .unwrap();
+    let git = |args: &[&str]| git_in(dir.path(), args);
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "images"]);
+    std::fs::write(dir.path().join("images/golang-build/toolchain-info"), "x\n").unwrap();
+    let r = crate::support::mab_in(
+        dir.path(),
+        &[
+            "--profile",
+            "nopush",
+            "plan",
+            "--format",
+            "json",
+            "--changed-since",
+            "HEAD",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let local: Vec<(&str, &str)> = plan["external"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["source"] == "local")
+        .map(|e| (e["id"].as_str().unwrap(), e["ref"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        local,
+        [
+            (
+                "build:runtime:3.15@linux/amd64",
+                "localhost/mab/runtime:3.15-amd64"
+            ),
+            (
+                "build:runtime:3.15@linux/arm64",
+                "localhost/mab/runtime:3.15-arm64"
+            ),
+        ]
+    );
+    let r = crate::support::mab_in(
+        dir.path(),
+        &[
+            "--profile",
+            "nopush",
+            "plan",
+            "--format",
+            "shell",
+            "--changed-since",
+            "HEAD",
+        ],
+    );
+    assert!(
+        !r.stdout.contains("crane digest --platform"),
+        "{}",
+        r.stdout
+    );
+}

@@ -29,9 +29,6 @@ pub struct Plan {
     pub registry: String,
     pub backend: Backend,
     pub push: bool,
-    /// The profile's registry is reached over plain HTTP (`crane --insecure`).
-    #[serde(skip)]
-    pub insecure: bool,
     /// The `--platform` filter, if any.
     pub platforms: Vec<String>,
     /// `--changed-since`: why each image version is in the plan.
@@ -57,10 +54,26 @@ pub struct External {
     pub reference: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub platform: Option<String>,
-    /// A `--node` job: the build's digest comes from the split-build metadata of the job that
-    /// built it (`--metadata-dir`), not from the registry.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub metadata: bool,
+    /// Where the run finds it; the registry unless said otherwise.
+    #[serde(skip_serializing_if = "ExternalSource::is_registry")]
+    pub source: ExternalSource,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ExternalSource {
+    /// Published: the digest at `ref` (a platform's child of the index there, with `platform`).
+    Registry,
+    /// A `--node` job: the digest the split-build metadata of the job that built it names.
+    Metadata,
+    /// `push #false`: the local image `ref`, as an earlier run built it; no digest is read.
+    Local,
+}
+
+impl ExternalSource {
+    fn is_registry(&self) -> bool {
+        *self == ExternalSource::Registry
+    }
 }
 
 /// The needs of `nodes` outside them, in id order, with where each is published.
@@ -88,6 +101,18 @@ pub fn externals(model: &Model, nodes: &[Node]) -> Vec<External> {
                     let v = version(&key)?;
                     (format!("{}:{}", v.repository, v.primary_tag()), None)
                 }
+                // Without push, a base is the local image its build left (what the
+                // dependent's build arg names), not anything in the registry.
+                NodeId::Build { key, platform } if !model.profile.push => {
+                    let v = version(&key)?;
+                    let local = local_name(&v.image, &v.primary_tag(), &platform);
+                    return Some(External {
+                        id: id.to_owned(),
+                        reference: local,
+                        platform: Some(platform),
+                        source: ExternalSource::Local,
+                    });
+                }
                 NodeId::Build { key, platform } | NodeId::Test { key, platform } => {
                     let v = version(&key)?;
                     (
@@ -100,7 +125,7 @@ pub fn externals(model: &Model, nodes: &[Node]) -> Vec<External> {
                 id: id.to_owned(),
                 reference,
                 platform,
-                metadata: false,
+                source: ExternalSource::Registry,
             })
         })
         .collect()
@@ -130,7 +155,6 @@ impl Plan {
             registry: self.registry.clone(),
             backend: self.backend,
             push: self.push,
-            insecure: self.insecure,
             platforms: self.platforms.clone(),
             changes: self.changes.clone(),
             builders: self.builders.clone(),
@@ -485,7 +509,6 @@ impl Builder<'_> {
             registry: model.profile.registry.clone(),
             backend: model.profile.backend,
             push: model.profile.push,
-            insecure: model.profile.insecure,
             platforms: selection.platforms.iter().map(|p| p.to_string()).collect(),
             changes: selection
                 .only

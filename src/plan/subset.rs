@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashSet};
 
 use super::command::Part;
-use super::{Kind, NodeId, Plan, externals};
+use super::{ExternalSource, Kind, NodeId, Plan, externals};
 use crate::diag::{Diag, Diagnostics};
 use crate::manifest::Model;
 
@@ -41,7 +41,9 @@ impl Plan {
         });
         self.external = externals(model, &self.nodes);
         for e in &mut self.external {
-            e.metadata = e.platform.is_some();
+            if e.platform.is_some() && e.source == ExternalSource::Registry {
+                e.source = ExternalSource::Metadata;
+            }
         }
         Ok(())
     }

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::plan::{Kind, Plan};
+use crate::plan::{ExternalSource, Kind, Plan};
 
 /// Text from the manifest or the plan, in a table cell: every character markdown could read
 /// as markup is escaped, a line break (which would end the row) becomes a space.
@@ -83,9 +83,13 @@ pub fn render(plan: &Plan) -> String {
         let _ = writeln!(out, "| node | read from |");
         let _ = writeln!(out, "|---|---|");
         for e in &plan.external {
-            let from = match &e.platform {
-                Some(p) => format!("{} ({})", code(&e.reference), code(p)),
-                None => code(&e.reference),
+            let from = match (e.source, &e.platform) {
+                (ExternalSource::Local, _) => format!("local image {}", code(&e.reference)),
+                (ExternalSource::Metadata, _) => "the metadata of the job that built it".to_owned(),
+                (ExternalSource::Registry, Some(p)) => {
+                    format!("{} ({})", code(&e.reference), code(p))
+                }
+                (ExternalSource::Registry, None) => code(&e.reference),
             };
             let _ = writeln!(out, "| {} | {from} |", code(&e.id));
         }

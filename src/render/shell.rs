@@ -3,8 +3,8 @@
 use std::borrow::Cow;
 use std::fmt::Write;
 
-use crate::plan::Plan;
 use crate::plan::command::{Arg, Command, DigestOut, Part, digest_file};
+use crate::plan::{ExternalSource, Plan};
 
 fn quote(s: &str) -> Cow<'_, str> {
     let plain = |c: char| c.is_ascii_alphanumeric() || "_./:@,=+-%".contains(c);
@@ -70,15 +70,28 @@ pub fn render(plan: &Plan) -> String {
             "\n# What this plan builds on and does not build: as published."
         );
     }
-    for e in plan.external.iter().filter(|e| e.metadata) {
-        let _ = writeln!(
-            out,
-            "# {}: its digest is the one the split-build metadata (--metadata-dir) of its job names",
-            e.id
-        );
+    for e in &plan.external {
+        let noted = match e.source {
+            ExternalSource::Registry => continue,
+            ExternalSource::Metadata => {
+                "its digest is the one the split-build metadata (--metadata-dir) of its job names"
+                    .to_owned()
+            }
+            ExternalSource::Local => format!(
+                "the local image {}, as an earlier run built it",
+                e.reference
+            ),
+        };
+        let _ = writeln!(out, "# {}: {noted}", e.id);
     }
-    for e in plan.external.iter().filter(|e| !e.metadata) {
-        let crane = if plan.insecure {
+    for e in plan
+        .external
+        .iter()
+        .filter(|e| e.source == ExternalSource::Registry)
+    {
+        // Every need outside the plan lives in the registry the nodes publish to.
+        let insecure = plan.nodes.iter().any(|n| n.publish.insecure);
+        let crane = if insecure {
             "crane --insecure"
         } else {
             "crane"

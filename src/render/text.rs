@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::plan::{Kind, Node, Plan};
+use crate::plan::{ExternalSource, Kind, Node, Plan};
 
 pub fn render(plan: &Plan) -> String {
     let mut out = String::new();
@@ -28,9 +28,17 @@ pub fn render(plan: &Plan) -> String {
         let _ = writeln!(out, "changed: {key}: {why}");
     }
     for e in &plan.external {
-        let _ = match &e.platform {
-            Some(p) => writeln!(out, "published: {} ({p} image of {})", e.id, e.reference),
-            None => writeln!(out, "published: {} ({})", e.id, e.reference),
+        let _ = match (e.source, &e.platform) {
+            (ExternalSource::Local, _) => writeln!(out, "local: {} ({})", e.id, e.reference),
+            (ExternalSource::Metadata, _) => {
+                writeln!(out, "built by another job: {} (its metadata)", e.id)
+            }
+            (ExternalSource::Registry, Some(p)) => {
+                writeln!(out, "published: {} ({p} image of {})", e.id, e.reference)
+            }
+            (ExternalSource::Registry, None) => {
+                writeln!(out, "published: {} ({})", e.id, e.reference)
+            }
         };
     }
     for b in &plan.builders {
