@@ -362,7 +362,7 @@ fn external_digests(
             "run the earlier level (and its `mab merge`) first"
         };
         let rt = runtime()?;
-        known.extend(published_digests(&rt, model, published, help)?);
+        known.extend(published_digests(&rt, &registry(model), published, help)?);
     }
     Ok(known)
 }
@@ -533,15 +533,14 @@ fn write_lock(
     lock.write(&path)
 }
 
-/// The digest each node published, read from the registry at its first tag; a node
-/// with nothing published there is an error, with `help`.
+/// The digest of each external need at its tag (or of its platform's child of the index
+/// there); one with nothing published is an error, with `help`.
 fn published_digests(
     rt: &tokio::runtime::Runtime,
-    model: &Model,
+    reg: &Registry,
     external: Vec<&plan::External>,
     help: &str,
 ) -> Result<HashMap<String, String>, Diagnostics> {
-    let reg = registry(model);
     let mut known = HashMap::new();
     let mut diags = Diagnostics::new();
     for e in external {
@@ -600,7 +599,7 @@ pub fn seed(
     plan.external = plan::externals(model, &plan.nodes);
     opts.known_digests = published_digests(
         &rt,
-        model,
+        &registry(model),
         plan.external.iter().collect(),
         "run `mab mirror` first: seeding builds on the mirrored bases",
     )?;
@@ -706,8 +705,11 @@ pub fn decide(cli: &Cli, model: &Model, plan: &mut Plan, refresh: bool) -> Resul
     // What the plan does not build is judged on what is published, as a build reads it.
     let mut digests: HashMap<String, String> = published_digests(
         &rt,
-        model,
-        plan.external.iter().collect(),
+        &reg,
+        plan.external
+            .iter()
+            .filter(|e| e.source == plan::ExternalSource::Registry)
+            .collect(),
         "it is not built by this plan: publish it first",
     )?;
     let mut rebuilt: std::collections::HashSet<String> = std::collections::HashSet::new();
