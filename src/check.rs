@@ -1,12 +1,12 @@
 //! `mab check`: the manifest, and the files it names.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use miette::SourceSpan;
 
 use crate::diag::{Diag, Diagnostics, Source};
-use crate::manifest::model::{Dep, ImageVersion, Model};
+use crate::manifest::model::{Dep, ImageVersion, Model, SecretSource};
 use crate::manifest::platform::Platform;
 
 /// Check that contexts and Dockerfiles exist, and that every Dockerfile `FROM`
@@ -222,17 +222,38 @@ fn dockerfile_froms(
 /// The tools the profile's backend runs, and emulation for every foreign platform.
 /// Every secret the manifest mounts is available on this machine (its presence only).
 pub fn secrets(model: &Model, base: &Path) -> Diagnostics {
+    missing_secrets(
+        model.versions.iter().map(|v| (v.key.as_str(), &v.secrets)),
+        base,
+    )
+}
+
+/// The secrets of `(image:version, secrets)` pairs whose source is missing: an environment
+/// variable that is not set, a file that is not there. Never reads a value. Each missing
+/// source is reported once, for the first version that mounts it.
+pub fn missing_secrets<'a>(
+    users: impl Iterator<Item = (&'a str, &'a BTreeMap<String, SecretSource>)>,
+    base: &Path,
+) -> Diagnostics {
     let mut diags = Diagnostics::new();
     let mut seen = BTreeSet::new();
-    for v in &model.versions {
-        for (id, source) in &v.secrets {
-            if let Some(problem) = crate::run::missing_secret(source, base)
-                && seen.insert((id.clone(), problem.clone()))
-            {
+    for (key, secrets) in users {
+        for (id, source) in secrets {
+            let problem = match source {
+                SecretSource::Env(var) if std::env::var_os(var).is_none() => {
+                    format!("the environment variable {var} is not set")
+                }
+                SecretSource::Env(_) => continue,
+                SecretSource::File(path) => match std::fs::metadata(base.join(path)) {
+                    Ok(m) if m.is_file() => continue,
+                    Ok(_) => format!("{path} is not a file"),
+                    Err(e) => format!("cannot use {path}: {e}"),
+                },
+            };
+            if seen.insert((id.clone(), problem.clone())) {
                 diags.push(
                     Diag::plain(format!(
-                        "secret `{id}` of `{}` is not available: {problem}",
-                        v.key
+                        "secret `{id}` of `{key}` is not available: {problem}"
                     ))
                     .help("`mab build` refuses to start without it; set it where the build runs"),
                 );

@@ -184,43 +184,15 @@ fn lock_workdir(workdir: &std::path::Path) -> Result<std::fs::File, Diagnostics>
     Ok(file)
 }
 
-/// Every secret a build of the plan mounts is there before anything runs: an environment
-/// variable that is set, a file that exists. Only its presence is looked at, never its value.
+/// Every secret a build of the plan mounts is there before anything runs.
 fn secrets_available(plan: &Plan, workdir: &std::path::Path) -> Result<(), Diagnostics> {
-    let mut diags = Diagnostics::new();
-    let mut seen = std::collections::BTreeSet::new();
-    for n in plan.nodes.iter().filter(|n| n.kind == Kind::Build) {
-        for (id, source) in &n.secrets {
-            let key = n.key().unwrap_or(&n.id);
-            if let Some(problem) = missing_secret(source, workdir)
-                && seen.insert((id.clone(), problem.clone()))
-            {
-                diags.push(Diag::plain(format!(
-                    "secret `{id}` of `{key}` is not available: {problem}"
-                )));
-            }
-        }
-    }
+    let builds = plan
+        .nodes
+        .iter()
+        .filter(|n| n.kind == Kind::Build)
+        .map(|n| (n.key().unwrap_or(&n.id), &n.secrets));
+    let diags = crate::check::missing_secrets(builds, workdir);
     if diags.is_empty() { Ok(()) } else { Err(diags) }
-}
-
-/// Why a secret's source is missing, if it is.
-pub fn missing_secret(
-    source: &crate::manifest::model::SecretSource,
-    workdir: &std::path::Path,
-) -> Option<String> {
-    use crate::manifest::model::SecretSource;
-    match source {
-        SecretSource::Env(var) => match std::env::var_os(var) {
-            None => Some(format!("the environment variable {var} is not set")),
-            Some(_) => None,
-        },
-        SecretSource::File(path) => match std::fs::metadata(workdir.join(path)) {
-            Ok(m) if m.is_file() => None,
-            Ok(_) => Some(format!("{path} is not a file")),
-            Err(e) => Some(format!("cannot use {path}: {e}")),
-        },
-    }
 }
 
 /// buildx: the builder of every `builder` block the plan's nodes name, created from its

@@ -352,6 +352,12 @@ fn read_pair(node: &KdlNode, meaning: &str, diags: &mut Diagnostics) -> Option<P
     Some((k, v))
 }
 
+/// A build-arg or environment variable name: letters, digits and `_`, not starting with a digit.
+fn is_identifier(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// A build-arg name that BuildKit's `SecretsUsedInArgOrEnv` check would flag: one of its
 /// `_`-separated words names a credential.
 fn looks_secret(name: &str) -> bool {
@@ -399,13 +405,7 @@ fn read_secret(node: &KdlNode, diags: &mut Diagnostics) -> Option<RawSecret> {
     let file = prop(node, "file").and_then(|e| entry_string(e, "`file`", false, diags));
     let source = match (env, file) {
         (Some(e), None) => {
-            let ok = e
-                .value
-                .starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-                && e.value
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !ok {
+            if !is_identifier(&e.value) {
                 diags.push(
                     Diag::error(
                         e.span,
@@ -550,9 +550,7 @@ fn read_setting(node: &KdlNode, s: &mut RawSettings, diags: &mut Diagnostics) ->
             if let Some(p) = read_pair(node, "a build-arg name and its value", diags) {
                 // `--build-arg NAME=VALUE`: a name with `=` would change what the builder reads.
                 let name = &p.0.value;
-                let ok = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-                if !ok {
+                if !is_identifier(name) {
                     diags.push(
                         Diag::error(p.0.span, format!("invalid build-arg name `{}`", name.escape_debug()))
                             .label("letters, digits and `_`, not starting with a digit")
