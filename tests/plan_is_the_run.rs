@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use crate::support::{mab_in, manifests, root};
+use crate::support::{git_in, mab_in, manifests, root, root_copy};
 
 fn ids(plan: &serde_json::Value) -> Vec<String> {
     plan["nodes"]
@@ -105,15 +105,7 @@ fn plan_and_build_agree_on_every_manifest_profile_and_selection() {
 
 #[test]
 fn plan_and_build_agree_without_push_and_with_changed_since() {
-    let dir = tempfile::tempdir().unwrap();
-    let copy = std::process::Command::new("cp")
-        .arg("-r")
-        .arg(root().join("images"))
-        .arg(root().join("images.kdl"))
-        .arg(dir.path())
-        .status()
-        .unwrap();
-    assert!(copy.success());
+    let dir = root_copy();
     let manifest = dir.path().join("images.kdl");
     let text = std::fs::read_to_string(&manifest).unwrap();
     std::fs::write(
@@ -121,15 +113,7 @@ fn plan_and_build_agree_without_push_and_with_changed_since() {
         format!("{text}\nprofile \"nopush\" {{ inherits \"dev\"; push #false; }}\n"),
     )
     .unwrap();
-    let git = |args: &[&str]| {
-        let o = std::process::Command::new("git")
-            .current_dir(dir.path())
-            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    };
+    let git = |args: &[&str]| git_in(dir.path(), args);
     git(&["init", "-q", "-b", "main"]);
     git(&["add", "-A"]);
     git(&["commit", "-q", "-m", "images"]);

@@ -4,7 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde_json::Value;
 
-use crate::support::{mab, ok};
+use crate::support::{git_in, mab, ok, root_copy};
 
 fn plan(args: &[&str]) -> Vec<Value> {
     let mut all = vec!["plan", "--format", "json"];
@@ -355,36 +355,6 @@ fn changed_since_sees_every_name_and_takes_no_option_for_a_ref() {
     let r = changed(&["no-such-ref"]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("names no commit"), "{}", r.stderr);
-}
-
-/// A copy of the root manifest and its images in a temporary directory.
-fn root_copy() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let root = crate::support::root();
-    std::fs::copy(root.join("images.kdl"), dir.path().join("images.kdl")).unwrap();
-    let copy = std::process::Command::new("cp")
-        .arg("-r")
-        .arg(root.join("images"))
-        .arg(dir.path())
-        .status()
-        .unwrap();
-    assert!(copy.success());
-    dir
-}
-
-/// Run git in `dir` as a throwaway identity; it must succeed.
-fn git_in(dir: &std::path::Path, args: &[&str]) {
-    let o = std::process::Command::new("git")
-        .current_dir(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
 }
 
 /// An edit of `images.kdl` rebuilds the image versions whose *resolved* settings changed and

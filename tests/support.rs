@@ -69,3 +69,32 @@ pub fn ok(args: &[&str]) -> String {
     assert_eq!(r.code, 0, "mab {args:?} failed:\n{}", r.stderr);
     r.stdout
 }
+
+/// A copy of the root manifest and its images in a temporary directory.
+pub fn root_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(root().join("images.kdl"), dir.path().join("images.kdl")).unwrap();
+    let copy = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(root().join("images"))
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    dir
+}
+
+/// Run git in `dir` as a throwaway identity; it must succeed.
+pub fn git_in(dir: &Path, args: &[&str]) {
+    let o = std::process::Command::new("git")
+        .current_dir(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
