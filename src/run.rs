@@ -271,10 +271,9 @@ pub fn build(
         // The commands only: what the nodes need from outside is read when they run.
         let _ = out.write_all(render::shell::render(&plan).as_bytes());
         if let Some(path) = &args.run.report {
-            // The engine's walk without the work: the nodes, in the order a run starts them.
+            // The engine's walk without the work: every node the run would reach, in plan order.
             let mut opts = options(cli, &args.run, args.metadata_dir.clone());
             opts.dry_run = true;
-            opts.jobs = 1;
             let rt = runtime()?;
             let report = rt.block_on(exec::run(
                 &plan,

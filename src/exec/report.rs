@@ -27,7 +27,7 @@ pub enum Status {
     /// Not started: the run stopped first (a failure without `--keep-going`, or a signal).
     #[serde(rename = "not-run")]
     NotRun,
-    /// `build --dry-run`: walked in the order the run would start it, not run.
+    /// `build --dry-run --report`: reached by the walk, not run.
     Planned,
 }
 
