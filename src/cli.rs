@@ -109,8 +109,9 @@ pub struct PlanArgs {
     #[arg(long)]
     pub check_registry: bool,
 
-    /// With --check-registry: judge mirrors against the upstream tags now (scheduled rebuilds)
-    #[arg(long, requires = "check_registry")]
+    /// Implied by --check-registry (mirrors are judged against upstream now, as a build
+    /// copies them first); kept so scripts that pass it still work
+    #[arg(long, requires = "check_registry", hide = true)]
     pub refresh: bool,
 }
 

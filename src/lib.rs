@@ -129,7 +129,7 @@ fn execute(cli: &Cli, out: &mut dyn Write) -> Result<i32, Diagnostics> {
             };
             let mut plan = plan::plan(model, &selection).map_err(in_file)?;
             if args.check_registry {
-                run::decide(cli, model, &mut plan, args.refresh)?;
+                run::decide(cli, model, &mut plan)?;
             }
             timer.lap("plan");
             match args.format {

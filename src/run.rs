@@ -81,7 +81,7 @@ fn options(cli: &Cli, run: &RunArgs, metadata_dir: Option<PathBuf>) -> exec::Opt
         known_digests: HashMap::new(),
         locked: None,
         reuse: true,
-        dry_run: false,
+        work: exec::Work::Run,
     }
 }
 
@@ -273,7 +273,7 @@ pub fn build(
         if let Some(path) = &args.run.report {
             // The engine's walk without the work: every node the run would reach, in plan order.
             let mut opts = options(cli, &args.run, args.metadata_dir.clone());
-            opts.dry_run = true;
+            opts.work = exec::Work::DryRun;
             let rt = runtime()?;
             let report = rt.block_on(exec::run(
                 &plan,
@@ -380,7 +380,7 @@ fn digests_from_metadata(
     plan: &Plan,
     outside: &[&plan::External],
 ) -> Result<HashMap<String, String>, Diagnostics> {
-    let metadata = exec::node::read_metadata(dir).map_err(Diag::plain)?;
+    let metadata = exec::metadata::read(dir).map_err(Diag::plain)?;
     let mut known = HashMap::new();
     let mut diags = Diagnostics::new();
     for n in outside {
@@ -595,8 +595,8 @@ pub fn merge(
             only: None,
         },
     )?;
-    let metadata = exec::node::read_metadata(&args.metadata_dir).map_err(Diag::plain)?;
-    let by_id: HashMap<&str, &exec::node::BuildMetadata> =
+    let metadata = exec::metadata::read(&args.metadata_dir).map_err(Diag::plain)?;
+    let by_id: HashMap<&str, &exec::metadata::BuildMetadata> =
         metadata.iter().map(|m| (m.id.as_str(), m)).collect();
     // Every file must be of a build this manifest has: a stray one means the directory is
     // not what this merge thinks it is.
@@ -666,15 +666,15 @@ pub fn merge(
 }
 
 /// `plan --check-registry`: what a build would do with each node, asked of the registry
-/// (HEAD and small GETs only; nothing is written). With `refresh`, mirrors are judged
-/// against the upstream tags, as the run's mirror nodes would copy them first.
-pub fn decide(cli: &Cli, model: &Model, plan: &mut Plan, refresh: bool) -> Result<(), Diagnostics> {
-    use crate::plan::Decision;
+/// (HEAD and small GETs only; nothing is written) — the engine's walk with the check as its
+/// work, so each decision comes from the code the build decides with. Mirrors are judged
+/// against upstream now, as the build's mirror nodes copy it first (`--refresh` is implied).
+pub fn decide(cli: &Cli, model: &Model, plan: &mut Plan) -> Result<(), Diagnostics> {
     let rt = runtime()?;
-    let reg = registry(model);
-    let dir = workdir(cli);
+    let reporter = std::sync::Arc::new(report::Reporter::silent());
+    let reg = run_registry(model, &reporter);
     // What the plan does not build is judged on what is published, as a build reads it.
-    let mut digests: HashMap<String, String> = published_digests(
+    let known = published_digests(
         &rt,
         &reg,
         plan.external
@@ -683,127 +683,34 @@ pub fn decide(cli: &Cli, model: &Model, plan: &mut Plan, refresh: bool) -> Resul
             .collect(),
         "it is not built by this plan: publish it first",
     )?;
-    let mut rebuilt: std::collections::HashSet<String> = std::collections::HashSet::new();
-    let mut reused: std::collections::HashSet<String> = std::collections::HashSet::new();
-    let mut contexts: HashMap<(Option<String>, Option<String>), String> = HashMap::new();
-    let decision = |d: &str, r: String, h: Option<String>| {
-        Some(Decision {
-            decision: d.to_owned(),
-            reason: r,
-            input_hash: h,
-        })
+    let opts = exec::Options {
+        jobs: std::thread::available_parallelism().map_or(2, |n| n.get()) * 4,
+        keep_going: true,
+        grace: Duration::from_secs(1),
+        workdir: workdir(cli),
+        metadata_dir: None,
+        sleep_backend: false,
+        known_digests: known,
+        locked: None,
+        reuse: true,
+        work: exec::Work::Check,
     };
-    for i in 0..plan.nodes.len() {
-        let node = plan.nodes[i].clone();
-        let tag = node.tags.first().cloned().unwrap_or_default();
-        let d = match node.kind {
-            Kind::Mirror => {
-                let source = format!("{}:{tag}", node.source.as_deref().unwrap_or(""));
-                let upstream = rt
-                    .block_on(reg.digest(&source))
-                    .map_err(|e| Diag::plain(e.to_string()))?;
-                let target = rt
-                    .block_on(reg.digest(&format!("{}:{tag}", node.reference)))
-                    .map_err(|e| Diag::plain(e.to_string()))?;
-                let filtered = !node.platforms.is_empty();
-                let next = if refresh && !filtered {
-                    upstream.clone().or(target.clone())
-                } else {
-                    target.clone()
-                };
-                if let Some(d) = &next {
-                    digests.insert(node.id.clone(), d.clone());
-                }
-                match (&upstream, &target) {
-                    (_, None) => decision("mirror", "not mirrored yet".into(), None),
-                    (Some(u), Some(t)) if !filtered && u != t => {
-                        decision("mirror", format!("upstream moved to {u}"), None)
-                    }
-                    (None, Some(_)) => decision(
-                        "up-to-date",
-                        format!("{source} is not readable upstream"),
-                        None,
-                    ),
-                    _ => decision(
-                        "up-to-date",
-                        "the target has the upstream digest".into(),
-                        None,
-                    ),
-                }
-            }
-            Kind::Build => {
-                let waiting = node.needs.iter().find(|n| !digests.contains_key(*n));
-                match waiting {
-                    Some(need) => {
-                        rebuilt.insert(node.key().unwrap_or_default().to_owned());
-                        decision(
-                            "build",
-                            format!("waits for `{need}`, which changes first"),
-                            None,
-                        )
-                    }
-                    None => {
-                        let key = (node.context.clone(), node.dockerfile.clone());
-                        let context = match contexts.get(&key) {
-                            Some(h) => h.clone(),
-                            None => {
-                                let h = crate::inputs::context_hash(&node, &dir)
-                                    .map_err(Diag::plain)?;
-                                contexts.insert(key, h.clone());
-                                h
-                            }
-                        };
-                        let components = crate::inputs::components(&node, &context, &|id| {
-                            digests.get(id).cloned()
-                        })
-                        .map_err(Diag::plain)?;
-                        let input = crate::inputs::hash(&components);
-                        match rt.block_on(exec::node::reusable(&node, &reg, &components)) {
-                            Ok(digest) => {
-                                digests.insert(node.id.clone(), digest);
-                                reused.insert(node.id.clone());
-                                decision(
-                                    "reuse",
-                                    "the published image has the same inputs".into(),
-                                    Some(input),
-                                )
-                            }
-                            Err(why) => {
-                                rebuilt.insert(node.key().unwrap_or_default().to_owned());
-                                decision("build", why, Some(input))
-                            }
-                        }
-                    }
-                }
-            }
-            Kind::Test => match node.needs.first() {
-                Some(b) if reused.contains(b) => {
-                    decision("reuse", "tested when it was published".into(), None)
-                }
-                _ => decision("build", "its image is built".into(), None),
-            },
-            Kind::Merge => {
-                let key = node.key().unwrap_or_default().to_owned();
-                if rebuilt.contains(&key) {
-                    decision("publish", "a platform is rebuilt".into(), None)
-                } else {
-                    let current = rt
-                        .block_on(reg.digest(&format!("{}:{tag}", node.reference)))
-                        .map_err(|e| Diag::plain(e.to_string()))?;
-                    match current {
-                        Some(d) => {
-                            digests.insert(node.id.clone(), d);
-                            decision("up-to-date", "every platform is reused".into(), None)
-                        }
-                        None => {
-                            rebuilt.insert(key);
-                            decision("publish", "the tag does not exist yet".into(), None)
-                        }
-                    }
-                }
-            }
-        };
-        plan.nodes[i].decision = d.map(Box::new);
+    let report = rt.block_on(exec::run(plan, opts, reg, reporter));
+    let mut diags = Diagnostics::new();
+    for (node, result) in plan.nodes.iter_mut().zip(report.nodes) {
+        match result.decision {
+            Some(d) => node.decision = Some(Box::new(d)),
+            None if result.status == report::Status::Failed => diags.push(Diag::plain(format!(
+                "`{}`: {}",
+                node.id,
+                result.reason.unwrap_or_default()
+            ))),
+            None => {}
+        }
     }
-    Ok(())
+    if diags.has_errors() {
+        Err(diags)
+    } else {
+        Ok(())
+    }
 }

@@ -1573,26 +1573,7 @@ fn rebuilds_cost_what_changed() {
         assert_eq!(code, 0, "{name}:\n{out}\n{err}");
         (report_at(&env, &report), started.elapsed())
     };
-    let (first, cold) = build("first");
-    assert_eq!(rebuilt(&first).len(), 7, "{first}");
-
-    // Nothing changed: every build reused, every merge and mirror already current.
-    let (second, warm) = build("second");
-    assert!(rebuilt(&second).is_empty(), "{second}");
-    for (id, status) in statuses(&second, "") {
-        let want = if id.starts_with("merge:") || id.starts_with("mirror:") {
-            "current"
-        } else {
-            "reused"
-        };
-        assert_eq!(status, want, "{id}");
-    }
-    assert!(
-        warm.as_secs_f64() < cold.as_secs_f64() * 0.10,
-        "no-op rebuild took {warm:?} after {cold:?}"
-    );
-
-    // The plan, asked of the registry, says the same before anything runs.
+    // The plan, asked of the registry, says what each build then does (`agree`).
     let decisions = |env: &Env, extra: &[&str]| -> BTreeMap<String, (String, String)> {
         let mut args = vec![
             "--var",
@@ -1622,6 +1603,29 @@ fn rebuilds_cost_what_changed() {
             })
             .collect()
     };
+    let planned = decisions(&env, &[]);
+    let (first, cold) = build("first");
+    agree(&planned, &first);
+    assert_eq!(rebuilt(&first).len(), 7, "{first}");
+
+    // Nothing changed: every build reused, every merge and mirror already current.
+    let planned = decisions(&env, &[]);
+    let (second, warm) = build("second");
+    agree(&planned, &second);
+    assert!(rebuilt(&second).is_empty(), "{second}");
+    for (id, status) in statuses(&second, "") {
+        let want = if id.starts_with("merge:") || id.starts_with("mirror:") {
+            "current"
+        } else {
+            "reused"
+        };
+        assert_eq!(status, want, "{id}");
+    }
+    assert!(
+        warm.as_secs_f64() < cold.as_secs_f64() * 0.10,
+        "no-op rebuild took {warm:?} after {cold:?}"
+    );
+
     for (id, (decision, _)) in decisions(&env, &[]) {
         let want = if id.starts_with("build:") || id.starts_with("test:") {
             "reuse"
@@ -1641,6 +1645,7 @@ fn rebuilds_cost_what_changed() {
     assert_eq!(planned["build:odb:2.5.0-b.23@linux/amd64"].0, "build");
     assert_eq!(planned["build:builder:2.3@linux/s390x"].0, "reuse");
     let (third, _) = build("third");
+    agree(&planned, &third);
     let want: BTreeSet<String> = [
         "runtime:3.15",
         "runtime:3.16",
@@ -1654,7 +1659,9 @@ fn rebuilds_cost_what_changed() {
 
     // A file the context's .dockerignore leaves out: nothing.
     env.write("images/builder/notes/todo.txt", "two\n");
+    let planned = decisions(&env, &[]);
     let (fourth, _) = build("fourth");
+    agree(&planned, &fourth);
     assert!(rebuilt(&fourth).is_empty(), "{fourth}");
 
     // Upstream alpine:3.16 moves: exactly what is built on it.
@@ -1673,10 +1680,31 @@ fn rebuilds_cost_what_changed() {
     );
     assert_eq!(decision("build:runtime:3.15@linux/amd64").0, "reuse");
     let (fifth, _) = build("fifth");
+    agree(&refreshed, &fifth);
     let want: BTreeSet<String> = ["runtime:3.16", "builder:2.2", "builder:2.3"]
         .map(String::from)
         .into();
     assert_eq!(rebuilt(&fifth), want);
+}
+
+/// `plan --check-registry`'s decision for every node is what the following build did:
+/// `reuse` → reused, `up-to-date` → current, `build` / `mirror` / `publish` → ok.
+fn agree(planned: &BTreeMap<String, (String, String)>, report: &Value) {
+    let done: BTreeMap<String, String> = statuses(report, "").into_iter().collect();
+    assert_eq!(
+        planned.keys().collect::<Vec<_>>(),
+        done.keys().collect::<Vec<_>>(),
+        "the plan and the run have other nodes"
+    );
+    for (id, (decision, reason)) in planned {
+        let want = match decision.as_str() {
+            "reuse" => "reused",
+            "up-to-date" => "current",
+            "build" | "mirror" | "publish" => "ok",
+            other => panic!("unknown decision {other}"),
+        };
+        assert_eq!(done[id], want, "{id}: planned {decision} ({reason})");
+    }
 }
 
 fn report_at(env: &Env, name: &str) -> Value {

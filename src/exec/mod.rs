@@ -2,9 +2,15 @@
 //! time, longest remaining path first. A failed command is an outcome, not a crash;
 //! its dependents are skipped. Ctrl-C stops every child and publishes nothing further.
 
+mod build;
+mod check;
+mod merge;
+pub mod metadata;
+mod mirror;
 pub mod node;
 pub mod process;
 pub mod report;
+pub mod reuse;
 pub mod schedule;
 
 use std::collections::HashMap;
@@ -46,8 +52,19 @@ pub struct Options {
     pub locked: Option<HashMap<String, String>>,
     /// Reuse a published image whose input hash matches (off with `--no-reuse`).
     pub reuse: bool,
-    /// `build --dry-run`: the walk without the work; every node is `planned`.
-    pub dry_run: bool,
+    /// What each node does: the real work, nothing, or the registry check.
+    pub work: Work,
+}
+
+/// The kinds of work behind one engine: the walk, order and failure rules are the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Work {
+    /// `build`, `mirror`, `seed`, `merge`.
+    Run,
+    /// `build --dry-run`: every node is `planned`, nothing is touched.
+    DryRun,
+    /// `plan --check-registry`: each node's decision, asked of the registry (reads only).
+    Check,
 }
 
 /// Shared by every running node.
@@ -198,7 +215,7 @@ pub async fn run(
                     // A panicking node task is our bug; report it as a failure, keep the run sane.
                     Err(e) => NodeResult {
                         id: "(internal)".to_owned(), kind: Kind::Build, status: Status::Failed,
-                        reason: Some(format!("internal error: {e}")), duration_ms: 0, digest: None, source_digest: None, cache: None, log: None,
+                        reason: Some(format!("internal error: {e}")), duration_ms: 0, digest: None, source_digest: None, cache: None, log: None, decision: None,
                     },
                 };
                 let Some(&i) = index.get(result.id.as_str()) else { continue };
@@ -241,6 +258,7 @@ pub async fn run(
                 source_digest: None,
                 cache: None,
                 log: None,
+                decision: None,
             })
         })
         .collect();
@@ -278,6 +296,7 @@ fn skipped(plan: &Plan, d: usize, because: usize) -> NodeResult {
         source_digest: None,
         cache: None,
         log: None,
+        decision: None,
     }
 }
 

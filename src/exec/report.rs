@@ -80,6 +80,9 @@ pub struct NodeResult {
     pub cache: Option<CacheUse>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
+    /// `plan --check-registry`: what a build would do, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<crate::plan::Decision>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -93,7 +96,8 @@ pub struct RunReport {
 }
 
 enum Mode {
-    /// Nothing shown (a dry run, whose output is the plan itself).
+    /// No node shown (a dry run or a registry check, whose output is the plan itself);
+    /// notes (a retry, a signal) are.
     Silent,
     Plain,
     Github,
@@ -128,7 +132,7 @@ impl Reporter {
         }
     }
 
-    /// Shows nothing.
+    /// Shows notes only.
     pub fn silent() -> Reporter {
         Reporter {
             mode: Mutex::new(Mode::Silent),
@@ -146,8 +150,7 @@ impl Reporter {
     pub fn note(&self, text: &str) {
         let mode = self.mode.lock().unwrap_or_else(|p| p.into_inner());
         match &*mode {
-            Mode::Silent => {}
-            Mode::Plain | Mode::Github => Self::err_line(&format!("mab: {text}")),
+            Mode::Silent | Mode::Plain | Mode::Github => Self::err_line(&format!("mab: {text}")),
             Mode::Live { multi, .. } => {
                 let _ = multi.println(format!("mab: {text}"));
             }

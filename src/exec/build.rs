@@ -1,0 +1,267 @@
+//! Builds and tests: a node's commands as child processes, after the reuse decision;
+//! the digest a build reports is checked against the registry before anyone uses it.
+
+use tokio::io::AsyncWriteExt;
+
+use super::Context;
+use super::node::Done;
+use super::process::{self, Exit};
+use super::report::{CacheCounter, Status};
+use super::reuse::{self, Reuse};
+use crate::inputs;
+use crate::plan::command::{self, Arg, DigestOut, digest_file, file_stem};
+use crate::plan::{Kind, Node};
+use crate::registry::is_digest;
+
+/// Replace digest placeholders with what the named nodes published, and file placeholders
+/// with the image ID an earlier command wrote (which must look like one).
+fn resolve(arg: &Arg, ctx: &Context) -> Result<String, String> {
+    use crate::plan::command::Part;
+    let mut parts = Vec::with_capacity(arg.0.len());
+    for p in &arg.0 {
+        parts.push(match p {
+            Part::File(path) => Part::Lit(read_image_id(&ctx.options.workdir.join(path), path)?),
+            other => other.clone(),
+        });
+    }
+    inputs::resolve(&Arg(parts), &|id| ctx.digest(id))
+}
+
+fn read_image_id(file: &std::path::Path, name: &str) -> Result<String, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("no image ID in {name}: {e}"))?;
+    let id = text.trim();
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("malformed image ID in {name}: {id:?}"));
+    }
+    Ok(id.to_owned())
+}
+
+/// A digest file must hold exactly one well-formed digest: anything else fails the node.
+async fn read_digest_file(path: &std::path::Path) -> Result<String, String> {
+    let text = tokio::fs::read_to_string(path)
+        .await
+        .map_err(|e| format!("no digest file {}: {e}", path.display()))?;
+    let d = text.trim();
+    if is_digest(d) {
+        Ok(d.to_owned())
+    } else {
+        Err(format!("malformed digest in {}: {d:?}", path.display()))
+    }
+}
+
+async fn read_buildx_metadata(path: &std::path::Path) -> Result<String, String> {
+    let text = tokio::fs::read(path)
+        .await
+        .map_err(|e| format!("no metadata file {}: {e}", path.display()))?;
+    let json: serde_json::Value = serde_json::from_slice(&text)
+        .map_err(|e| format!("malformed metadata file {}: {e}", path.display()))?;
+    let d = json
+        .get("containerimage.digest")
+        .and_then(|d| d.as_str())
+        .unwrap_or_default();
+    if is_digest(d) {
+        Ok(d.to_owned())
+    } else {
+        Err(format!(
+            "no image digest in metadata file {}",
+            path.display()
+        ))
+    }
+}
+
+/// Builds and tests: the node's commands as child processes.
+pub(super) async fn commands(node: &Node, ctx: &Context, log: &mut tokio::fs::File) -> Done {
+    // A test of an image that was reused, not rebuilt, passed when that image was published.
+    if node.kind == Kind::Test
+        && let Some(build) = node.needs.first()
+        && reuse::was_reused(ctx, build)
+    {
+        return Done {
+            status: Status::Reused,
+            ..Done::ok(None)
+        };
+    }
+    let mut labelled;
+    let mut node = node;
+    if node.kind == Kind::Build && node.publish.push {
+        match reuse::decide(node, ctx).await {
+            Err(e) => return Done::failed(e),
+            Ok(Reuse::Published { digest, input }) => {
+                let _ = log
+                    .write_all(
+                        format!(
+                            "reused {}@{digest}: same input hash {input}\n",
+                            node.reference
+                        )
+                        .as_bytes(),
+                    )
+                    .await;
+                ctx.reporter
+                    .line(&node.id, &format!("reused {digest} (input hash unchanged)"));
+                return Done {
+                    status: Status::Reused,
+                    ..Done::ok(Some(digest))
+                };
+            }
+            Ok(Reuse::Build {
+                why,
+                input,
+                components,
+            }) => {
+                let _ = log.write_all(format!("building: {why}\n").as_bytes()).await;
+                ctx.reporter.line(&node.id, &format!("building: {why}"));
+                labelled = node.clone();
+                labelled
+                    .labels
+                    .insert(inputs::INPUT_LABEL.to_owned(), input);
+                labelled.labels.insert(
+                    inputs::INPUTS_LABEL.to_owned(),
+                    inputs::fingerprints(&components),
+                );
+                node = &labelled;
+            }
+        }
+    }
+    let steps = command::for_node(node);
+    let dir = &ctx.options.workdir;
+    for sub in [
+        ".mab/digests",
+        ".mab/metadata",
+        ".mab/oci",
+        ".mab/iid",
+        ".mab/cid",
+    ] {
+        let _ = tokio::fs::create_dir_all(dir.join(sub)).await;
+    }
+    let own_digest = dir.join(digest_file(&node.id));
+    let _ = tokio::fs::remove_file(&own_digest).await;
+    // Nor may an image ID of an earlier run be pushed in place of this one's.
+    let _ = tokio::fs::remove_file(dir.join(".mab/iid").join(file_stem(&node.id))).await;
+    let mut cache = CacheCounter::default();
+    let mut failure: Option<Done> = None;
+    let mut cancel = ctx.cancel.clone();
+    for cmd in &steps.commands {
+        let argv: Result<Vec<String>, String> = cmd.argv.iter().map(|a| resolve(a, ctx)).collect();
+        let argv = match argv {
+            Ok(a) => a,
+            Err(e) => {
+                failure = Some(Done::failed(e));
+                break;
+            }
+        };
+        let _ = log
+            .write_all(format!("$ {}\n", argv.join(" ")).as_bytes())
+            .await;
+        let mut on_line = |l: &str| {
+            cache.line(l);
+            ctx.reporter.line(&node.id, l);
+        };
+        let exit = process::run(
+            &argv,
+            cmd.stdin.as_deref(),
+            dir,
+            log,
+            &mut cancel,
+            ctx.options.grace,
+            &mut on_line,
+        )
+        .await;
+        match exit {
+            Exit::Code(0) => {}
+            Exit::Code(c) => {
+                failure = Some(Done::failed(format!(
+                    "`{}` exited with {c}",
+                    argv[..2.min(argv.len())].join(" ")
+                )));
+                break;
+            }
+            Exit::Signal => {
+                failure = Some(Done::failed(format!(
+                    "`{}` was killed by a signal",
+                    argv[0]
+                )));
+                break;
+            }
+            Exit::Cancelled => {
+                failure = Some(Done::cancelled("interrupted"));
+                break;
+            }
+            Exit::SpawnFailed(e) => {
+                failure = Some(Done::failed(e));
+                break;
+            }
+        }
+        // `--digestfile` has written the digest the following commands pin.
+        if steps.digest == DigestOut::File
+            && tokio::fs::try_exists(&own_digest).await.unwrap_or(false)
+        {
+            match read_digest_file(&own_digest).await {
+                Ok(d) => ctx.set_digest(&node.id, d),
+                Err(e) => {
+                    failure = Some(Done::failed(e));
+                    break;
+                }
+            }
+        }
+    }
+    for cmd in &steps.cleanup {
+        if let Ok(argv) = cmd
+            .argv
+            .iter()
+            .map(|a| resolve(a, ctx))
+            .collect::<Result<Vec<_>, _>>()
+        {
+            let _ = log
+                .write_all(format!("$ {}\n", argv.join(" ")).as_bytes())
+                .await;
+            // Cleanup runs even after a signal, so nothing is left behind.
+            let (_tx, mut never) = tokio::sync::watch::channel(super::Cancel::None);
+            let _ = process::run(
+                &argv,
+                None,
+                dir,
+                log,
+                &mut never,
+                ctx.options.grace,
+                &mut |_| {},
+            )
+            .await;
+        }
+    }
+    if let Some(f) = failure {
+        return f;
+    }
+    let cache = (node.kind == Kind::Build).then(|| cache.finish());
+    if node.kind != Kind::Build || !node.publish.push {
+        return Done {
+            cache,
+            ..Done::ok(None)
+        };
+    }
+    // Fail closed: a build that pushed must name a digest, and the registry must hold it.
+    let digest = match &steps.digest {
+        DigestOut::File => read_digest_file(&own_digest).await,
+        DigestOut::BuildxMetadata(path) => read_buildx_metadata(&dir.join(path)).await,
+        DigestOut::Stdout | DigestOut::None => Err("the backend reports no digest".to_owned()),
+    };
+    let digest = match digest {
+        Ok(d) => d,
+        Err(e) => return Done::failed(e),
+    };
+    match ctx
+        .registry
+        .digest(&format!("{}@{digest}", node.reference))
+        .await
+    {
+        Ok(Some(d)) if d == digest => Done {
+            cache,
+            ..Done::ok(Some(digest))
+        },
+        Ok(_) => Done::failed(format!(
+            "{}@{digest} is not in the registry after the push",
+            node.reference
+        )),
+        Err(e) => Done::failed(e.to_string()),
+    }
+}

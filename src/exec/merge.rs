@@ -1,0 +1,128 @@
+//! Merges: the index of every platform's image (with its attestation manifests), put at
+//! the version's tags once every platform is in the registry.
+
+use tokio::io::AsyncWriteExt;
+
+use super::Context;
+use super::node::Done;
+use crate::plan::{Node, NodeId};
+use crate::registry::{self, Descriptor, index_bytes};
+
+/// Push the index of every platform's image (with its attestation manifests), then its
+/// tags, unless interrupted.
+pub(super) async fn merge(node: &Node, ctx: &Context, log: &mut tokio::fs::File) -> Done {
+    let (media_type, children) = match index_of(node, ctx).await {
+        Ok(index) => index,
+        Err(e) => return Done::failed(e),
+    };
+    let repository = ctx.repository_lock(&node.reference);
+    let _writer = repository.lock().await;
+    publish_index(node, ctx, log, media_type, &children).await
+}
+
+/// The index merge `node` publishes: its media type and entries, images first. Every
+/// platform's build must have published its digest.
+pub(super) async fn index_of(
+    node: &Node,
+    ctx: &Context,
+) -> Result<(&'static str, Vec<Descriptor>), String> {
+    // A reused image was published with its attestations: they are in the index at the tag.
+    let published = match node.tags.first() {
+        Some(tag) => ctx
+            .registry
+            .index_entries(&node.reference, tag)
+            .await
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let mut children: Vec<Descriptor> = Vec::new();
+    for (id, platform) in builds(node) {
+        let digest = ctx
+            .digest(id)
+            .ok_or_else(|| format!("no digest from `{id}`"))?;
+        let entries = ctx
+            .registry
+            .platform_entries(&node.reference, &digest, &platform, &published)
+            .await
+            .map_err(|e| e.to_string())?;
+        children.extend(entries);
+    }
+    if children.is_empty() {
+        return Err("no platform image to merge".to_owned());
+    }
+    let children = registry::images_first(children);
+    Ok((registry::index_type_for(&children), children))
+}
+
+/// The builds a merge puts in its index, with their platforms.
+pub(super) fn builds(node: &Node) -> impl Iterator<Item = (&String, String)> {
+    node.needs.iter().filter_map(|id| match id.parse() {
+        Ok(NodeId::Build { platform, .. }) => Some((id, platform)),
+        _ => None,
+    })
+}
+
+/// The first tag of `node` that does not hold `digest` yet, and what it holds.
+pub(super) async fn stale_tag(
+    node: &Node,
+    ctx: &Context,
+    digest: &str,
+) -> Result<Option<(String, Option<String>)>, registry::RegistryError> {
+    for tag in &node.tags {
+        let current = ctx
+            .registry
+            .digest(&format!("{}:{tag}", node.reference))
+            .await?;
+        if current.as_deref() != Some(digest) {
+            return Ok(Some((tag.clone(), current)));
+        }
+    }
+    Ok(None)
+}
+
+/// PUT an index (of `media_type`) of `children` at every tag of `node`.
+pub(super) async fn publish_index(
+    node: &Node,
+    ctx: &Context,
+    log: &mut tokio::fs::File,
+    media_type: &str,
+    children: &[Descriptor],
+) -> Done {
+    let bytes = index_bytes(media_type, children);
+    let digest = registry::digest_of(&bytes);
+    let mut pushed = false;
+    for tag in &node.tags {
+        if ctx.cancelled() {
+            return Done::cancelled("interrupted before publishing");
+        }
+        // A tag that already holds this very index needs no write.
+        if let Ok(Some(current)) = ctx
+            .registry
+            .digest(&format!("{}:{tag}", node.reference))
+            .await
+            && current == digest
+        {
+            continue;
+        }
+        let _ = log
+            .write_all(format!("PUT {}:{tag} -> {digest}\n", node.reference).as_bytes())
+            .await;
+        if let Err(e) = ctx
+            .registry
+            .put_manifest(&node.reference, tag, &bytes, media_type)
+            .await
+        {
+            return Done::failed(e.to_string());
+        }
+        pushed = true;
+        ctx.reporter.line(
+            &node.id,
+            &format!("tagged {}:{tag} ({digest})", node.reference),
+        );
+    }
+    if !pushed {
+        return Done::current(digest);
+    }
+    Done::ok(Some(digest))
+}

@@ -1,0 +1,80 @@
+//! Split builds: what a build job leaves for `mab merge` — one file per build node, written
+//! once its test passed, named after the node so no two builds share one.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::plan::Node;
+use crate::plan::command::file_stem;
+use crate::registry::is_digest;
+
+/// What a split build leaves for `mab merge`: one file per build node.
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct BuildMetadata {
+    pub id: String,
+    pub image: String,
+    pub key: String,
+    pub platform: String,
+    pub repository: String,
+    pub digest: String,
+}
+
+/// The metadata of build `id`, written when `node` (the build, or its test) succeeded.
+pub(super) fn write(
+    dir: &std::path::Path,
+    id: &str,
+    node: &Node,
+    digest: &str,
+) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let m = BuildMetadata {
+        id: id.to_owned(),
+        image: node.image.clone().unwrap_or_default(),
+        key: node.key().unwrap_or_default().to_owned(),
+        platform: node.platform.clone().unwrap_or_default(),
+        repository: node.reference.clone(),
+        digest: digest.to_owned(),
+    };
+    let path = dir.join(format!("{}.json", file_stem(id)));
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&m).unwrap_or_default())?;
+    std::fs::rename(tmp, path)
+}
+
+/// Read every metadata file of a directory (split builds).
+pub fn read(dir: &std::path::Path) -> Result<Vec<BuildMetadata>, String> {
+    let mut out = Vec::new();
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for p in paths
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+    {
+        let text = std::fs::read(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+        let m: BuildMetadata = serde_json::from_slice(&text)
+            .map_err(|e| format!("malformed metadata file {}: {e}", p.display()))?;
+        if !is_digest(&m.digest) {
+            return Err(format!("malformed digest in {}", p.display()));
+        }
+        // A file is named after the build it speaks of; another name means it was renamed or
+        // written over, and cannot be trusted to be the only one of its build.
+        let expected = format!("{}.json", file_stem(&m.id));
+        if p.file_name().and_then(|f| f.to_str()) != Some(expected.as_str()) {
+            return Err(format!(
+                "{} holds the metadata of `{}`, which belongs in {expected}",
+                p.display(),
+                m.id
+            ));
+        }
+        out.push(m);
+    }
+    Ok(out)
+}
+
+/// Remove what an earlier run wrote for build `id`.
+pub(super) fn remove(dir: &std::path::Path, id: &str) {
+    let _ = std::fs::remove_file(dir.join(format!("{}.json", file_stem(id))));
+}

@@ -1,0 +1,128 @@
+//! The reuse decision, in one place: a build whose inputs hash to what the image published
+//! for it carries is not built again. `build` acts on it and `plan --check-registry`
+//! reports it — the same code, so the plan's `reuse` is the run's `reused`.
+
+use std::collections::BTreeMap;
+
+use super::Context;
+use crate::inputs;
+use crate::plan::Node;
+use crate::registry::Registry;
+
+/// What to do with a build.
+pub enum Reuse {
+    /// The image published for the node has the same inputs: its digest.
+    Published { digest: String, input: String },
+    /// Build it, and why; the components label the image it builds.
+    Build {
+        why: String,
+        input: String,
+        components: BTreeMap<String, String>,
+    },
+}
+
+/// Decide for build `node`, whose needs have all published their digests. Reads the
+/// registry (HEAD and small GETs); an error is one the node fails with.
+pub async fn decide(node: &Node, ctx: &Context) -> Result<Reuse, String> {
+    let components = input_components(node, ctx).await?;
+    let input = inputs::hash(&components);
+    let found = if ctx.options.reuse {
+        reusable(node, &ctx.registry, &components).await
+    } else {
+        Err("--no-reuse".to_owned())
+    };
+    Ok(match found {
+        Ok(digest) => {
+            ctx.reused
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(node.id.clone());
+            Reuse::Published { digest, input }
+        }
+        Err(why) => Reuse::Build {
+            why,
+            input,
+            components,
+        },
+    })
+}
+
+/// Whether `build`'s published image was reused by this run (so its test need not run).
+pub fn was_reused(ctx: &Context, build: &str) -> bool {
+    ctx.reused
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(build)
+}
+
+/// The input components of `node` (see [`crate::inputs`]); context hashes are shared
+/// between the platforms of one image.
+async fn input_components(node: &Node, ctx: &Context) -> Result<BTreeMap<String, String>, String> {
+    let dir = ctx.options.workdir.clone();
+    let key = (
+        dir.join(node.context.as_deref().unwrap_or(".")),
+        dir.join(node.dockerfile.as_deref().unwrap_or("Dockerfile")),
+    );
+    let cached = ctx
+        .context_hashes
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&key)
+        .cloned();
+    let context_hash = match cached {
+        Some(h) => h,
+        None => {
+            let n = node.clone();
+            let h = tokio::task::spawn_blocking(move || inputs::context_hash(&n, &dir))
+                .await
+                .map_err(|e| e.to_string())??;
+            ctx.context_hashes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key, h.clone());
+            h
+        }
+    };
+    inputs::components(node, &context_hash, &|id| ctx.digest(id))
+}
+
+/// The digest of the image published for `node` when it has the same inputs, else why not.
+async fn reusable(
+    node: &Node,
+    registry: &Registry,
+    components: &BTreeMap<String, String>,
+) -> Result<String, String> {
+    let input = inputs::hash(components);
+    let tag = node
+        .key()
+        .and_then(|k| k.split_once(':'))
+        .map_or("", |k| k.1);
+    let platform = node.platform.as_deref().unwrap_or("");
+    let child = match registry
+        .published_child(&node.reference, tag, platform)
+        .await
+    {
+        Ok(Some(child)) => child,
+        Ok(None) => {
+            return Err(format!(
+                "nothing is published at {}:{tag} for {platform}",
+                node.reference
+            ));
+        }
+        Err(e) => return Err(format!("cannot read {}:{tag}: {e}", node.reference)),
+    };
+    match registry.labels(&node.reference, &child).await {
+        Ok(labels) => match labels.get(inputs::INPUT_LABEL) {
+            Some(published) if *published == input => Ok(child),
+            Some(_) => Err(inputs::describe(&inputs::changed(
+                labels.get(inputs::INPUTS_LABEL).map_or("", String::as_str),
+                components,
+            ))),
+            None => Err("the published image carries no input hash".to_owned()),
+        },
+        Err(e) => Err(format!(
+            "cannot read the labels of {}@{child}: {e}",
+            node.reference
+        )),
+    }
+}
