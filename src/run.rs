@@ -38,7 +38,10 @@ fn run_registry(model: &Model, reporter: &std::sync::Arc<report::Reporter>) -> R
     let reporter = reporter.clone();
     Registry::with_observer(
         &insecure_hosts(model),
-        Box::new(move |m| reporter.note(&format!("registry: {m}"))),
+        Box::new(move |m| {
+            use exec::events::{Event, Sink};
+            reporter.event(Event::Note(&format!("registry: {m}")))
+        }),
     )
 }
 
@@ -143,7 +146,7 @@ fn run_plan(
     let rt = runtime()?;
     let reporter = std::sync::Arc::new(report::Reporter::detect());
     let registry = run_registry(model, &reporter);
-    let report = rt.block_on(exec::run(plan, opts, registry, reporter));
+    let report = verdict(plan, rt.block_on(exec::run(plan, opts, registry, reporter)));
     let _ = out.write_all(report::summary_table(&report).as_bytes());
     if let Some(path) = &run.report {
         let json = serde_json::to_vec_pretty(&report).unwrap_or_default();
@@ -152,6 +155,30 @@ fn run_plan(
         }
     }
     Ok(report)
+}
+
+/// The report of a walk: its verdict and exit code. A node that failed, was skipped or did
+/// not run fails the run; a signal makes it interrupted.
+fn verdict(plan: &Plan, walk: exec::Walk) -> report::RunReport {
+    use report::Status;
+    let failed = walk
+        .nodes
+        .iter()
+        .any(|r| matches!(r.status, Status::Failed | Status::Skipped | Status::NotRun));
+    let (result, exit_code) = if walk.interrupted {
+        ("interrupted", exit_code::INTERRUPTED)
+    } else if failed {
+        ("failed", exit_code::NODE_FAILED)
+    } else {
+        ("success", exit_code::SUCCESS)
+    };
+    report::RunReport {
+        profile: plan.profile.clone(),
+        result,
+        exit_code,
+        duration_ms: walk.duration_ms,
+        nodes: walk.nodes,
+    }
 }
 
 /// Take `.mab/lock` for the run, waiting (as cargo does for its build directory) while
@@ -275,12 +302,13 @@ pub fn build(
             let mut opts = options(cli, &args.run, args.metadata_dir.clone());
             opts.work = exec::Work::DryRun;
             let rt = runtime()?;
-            let report = rt.block_on(exec::run(
+            let walk = rt.block_on(exec::run(
                 &plan,
                 opts,
                 registry(model),
                 std::sync::Arc::new(report::Reporter::silent()),
             ));
+            let report = verdict(&plan, walk);
             let json = serde_json::to_vec_pretty(&report).unwrap_or_default();
             std::fs::write(path, json)
                 .map_err(|e| Diag::plain(format!("cannot write report {}: {e}", path.display())))?;
@@ -695,9 +723,9 @@ pub fn decide(cli: &Cli, model: &Model, plan: &mut Plan) -> Result<(), Diagnosti
         reuse: true,
         work: exec::Work::Check,
     };
-    let report = rt.block_on(exec::run(plan, opts, reg, reporter));
+    let walk = rt.block_on(exec::run(plan, opts, reg, reporter));
     let mut diags = Diagnostics::new();
-    for (node, result) in plan.nodes.iter_mut().zip(report.nodes) {
+    for (node, result) in plan.nodes.iter_mut().zip(walk.nodes) {
         match result.decision {
             Some(d) => node.decision = Some(Box::new(d)),
             None if result.status == report::Status::Failed => diags.push(Diag::plain(format!(

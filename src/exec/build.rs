@@ -97,8 +97,7 @@ pub(super) async fn commands(node: &Node, ctx: &Context, log: &mut tokio::fs::Fi
                         .as_bytes(),
                     )
                     .await;
-                ctx.reporter
-                    .line(&node.id, &format!("reused {digest} (input hash unchanged)"));
+                ctx.output(&node.id, &format!("reused {digest} (input hash unchanged)"));
                 return Done {
                     status: Status::Reused,
                     ..Done::ok(Some(digest))
@@ -110,7 +109,7 @@ pub(super) async fn commands(node: &Node, ctx: &Context, log: &mut tokio::fs::Fi
                 components,
             }) => {
                 let _ = log.write_all(format!("building: {why}\n").as_bytes()).await;
-                ctx.reporter.line(&node.id, &format!("building: {why}"));
+                ctx.output(&node.id, &format!("building: {why}"));
                 labelled = node.clone();
                 labelled
                     .labels
@@ -155,7 +154,7 @@ pub(super) async fn commands(node: &Node, ctx: &Context, log: &mut tokio::fs::Fi
             .await;
         let mut on_line = |l: &str| {
             cache.line(l);
-            ctx.reporter.line(&node.id, l);
+            ctx.output(&node.id, l);
         };
         let exit = process::run(
             &argv,

@@ -116,7 +116,7 @@ pub(super) async fn publish_index(
             return Done::failed(e.to_string());
         }
         pushed = true;
-        ctx.reporter.line(
+        ctx.output(
             &node.id,
             &format!("tagged {}:{tag} ({digest})", node.reference),
         );

@@ -4,6 +4,7 @@
 
 mod build;
 mod check;
+pub mod events;
 mod merge;
 pub mod metadata;
 mod mirror;
@@ -21,10 +22,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::exit_code;
 use crate::plan::{Kind, Plan};
 use crate::registry::Registry;
-use report::{NodeResult, Reporter, RunReport, Status};
+use events::{Event, Sink};
+use report::{NodeResult, Status};
 
 /// How hard the run is being stopped; only ever escalates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -71,7 +72,8 @@ pub enum Work {
 pub struct Context {
     pub options: Options,
     pub registry: Registry,
-    pub reporter: Arc<Reporter>,
+    /// Where the engine's events go.
+    pub events: Arc<dyn Sink>,
     /// Digest published by each finished node, by node id.
     pub digests: Mutex<HashMap<String, String>>,
     pub cancel: watch::Receiver<Cancel>,
@@ -112,6 +114,11 @@ impl Context {
             .insert(id.to_owned(), digest);
     }
 
+    /// A line of `id`'s output, for whoever shows the run.
+    pub fn output(&self, id: &str, line: &str) {
+        self.events.event(Event::Output { id, line });
+    }
+
     pub fn cancelled(&self) -> bool {
         *self.cancel.borrow() != Cancel::None
     }
@@ -135,14 +142,19 @@ fn weight(plan: &Plan, i: usize, sleep_backend: bool) -> f64 {
     }
 }
 
+/// What a walk of the plan came to: each node's result, in plan order. The command turns
+/// it into a verdict and an exit code.
+#[derive(Clone, Debug)]
+pub struct Walk {
+    pub nodes: Vec<NodeResult>,
+    /// A signal stopped the run.
+    pub interrupted: bool,
+    pub duration_ms: u64,
+}
+
 /// Run `plan`. Signals (SIGINT, SIGTERM) are handled here: the first stops the run
 /// gracefully, the second kills every child at once.
-pub async fn run(
-    plan: &Plan,
-    options: Options,
-    registry: Registry,
-    reporter: Arc<Reporter>,
-) -> RunReport {
+pub async fn run(plan: &Plan, options: Options, registry: Registry, events: Arc<dyn Sink>) -> Walk {
     let started = Instant::now();
     let n = plan.nodes.len();
     let index: HashMap<&str, usize> = plan
@@ -169,14 +181,14 @@ pub async fn run(
     let mut results: Vec<Option<NodeResult>> = vec![None; n];
 
     let (cancel_tx, cancel_rx) = watch::channel(Cancel::None);
-    let signals = tokio::spawn(watch_signals(cancel_tx, reporter.clone()));
+    let signals = tokio::spawn(watch_signals(cancel_tx, events.clone()));
     let jobs = options.jobs.max(1);
     let known = options.known_digests.clone();
     let ctx = Arc::new(Context {
         digests: Mutex::new(known),
         options,
         registry,
-        reporter,
+        events,
         cancel: cancel_rx.clone(),
         repositories: Mutex::new(HashMap::new()),
         context_hashes: Mutex::new(HashMap::new()),
@@ -201,7 +213,7 @@ pub async fn run(
             };
             let node = plan.nodes[i].clone();
             let ctx = ctx.clone();
-            ctx.reporter.started(&node.id);
+            ctx.events.event(Event::Started { id: &node.id });
             running.spawn(async move { node::run(&node, &ctx).await });
         }
         if running.is_empty() {
@@ -219,7 +231,7 @@ pub async fn run(
                     },
                 };
                 let Some(&i) = index.get(result.id.as_str()) else { continue };
-                ctx.reporter.finished(&result);
+                ctx.events.event(Event::Finished(&result));
                 let outcome = match result.status {
                     s if s.succeeded() => schedule::Outcome::Succeeded,
                     Status::Failed => schedule::Outcome::Failed,
@@ -227,7 +239,7 @@ pub async fn run(
                 };
                 for (d, because) in schedule.finish(i, outcome) {
                     let r = skipped(plan, d, because);
-                    ctx.reporter.finished(&r);
+                    ctx.events.event(Event::Finished(&r));
                     results[d] = Some(r);
                 }
                 results[i] = Some(result);
@@ -262,22 +274,10 @@ pub async fn run(
             })
         })
         .collect();
-    let failed = nodes
-        .iter()
-        .any(|r| matches!(r.status, Status::Failed | Status::Skipped | Status::NotRun));
-    let (result, exit_code) = if interrupted {
-        ("interrupted", exit_code::INTERRUPTED)
-    } else if failed {
-        ("failed", exit_code::NODE_FAILED)
-    } else {
-        ("success", exit_code::SUCCESS)
-    };
-    RunReport {
-        profile: plan.profile.clone(),
-        result,
-        exit_code,
-        duration_ms: started.elapsed().as_millis() as u64,
+    Walk {
         nodes,
+        interrupted,
+        duration_ms: started.elapsed().as_millis() as u64,
     }
 }
 
@@ -301,7 +301,7 @@ fn skipped(plan: &Plan, d: usize, because: usize) -> NodeResult {
 }
 
 /// First SIGINT/SIGTERM: graceful stop; second: kill at once.
-async fn watch_signals(tx: watch::Sender<Cancel>, reporter: Arc<Reporter>) {
+async fn watch_signals(tx: watch::Sender<Cancel>, events: Arc<dyn Sink>) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
@@ -320,11 +320,121 @@ async fn watch_signals(tx: watch::Sender<Cancel>, reporter: Arc<Reporter>) {
         } else {
             Cancel::Kill
         };
-        reporter.note(if level == Cancel::Graceful {
+        events.event(Event::Note(if level == Cancel::Graceful {
             "interrupted: stopping every running command (again to kill at once)"
         } else {
             "killing every running command"
-        });
+        }));
         let _ = tx.send(level);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The engine with the sleep backend and a recording sink: events and outcomes without
+    //! a builder, a registry or a process.
+
+    use std::sync::Arc;
+
+    use super::events::{Recorded, Recorder};
+    use super::report::Status;
+    use super::*;
+    use crate::diag::Source;
+    use crate::manifest::compile;
+    use crate::plan::{Selection, plan};
+
+    fn walk(manifest: &str, work: Work) -> (Walk, Vec<Recorded>) {
+        let source = Source::new("images.kdl".to_owned(), manifest.to_owned());
+        let model = compile(&source, &Default::default()).expect("manifest");
+        let plan = plan(&model, &Selection::default()).expect("plan");
+        let workdir = std::env::temp_dir().join(format!(
+            "mab-engine-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let options = Options {
+            jobs: 2,
+            keep_going: false,
+            grace: Duration::from_millis(10),
+            workdir: workdir.clone(),
+            metadata_dir: None,
+            sleep_backend: true,
+            known_digests: HashMap::new(),
+            locked: None,
+            reuse: true,
+            work,
+        };
+        let recorder = Arc::new(Recorder::default());
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let walk = rt.block_on(run(&plan, options, Registry::new(&[]), recorder.clone()));
+        let _ = std::fs::remove_dir_all(workdir);
+        (walk, recorder.take())
+    }
+
+    const CHAIN: &str = r#"
+profile "t" default=#true { registry "registry.example.com/t"; }
+defaults { platforms "linux/amd64" "linux/arm64"; }
+image "base" { arg "MAB_SLEEP_MS" "5"; version "1"; }
+image "app" { from "base:1" arg="BASE"; arg "MAB_SLEEP_MS" "1"; version "1"; }
+"#;
+
+    fn status(walk: &Walk, id: &str) -> Status {
+        walk.nodes.iter().find(|n| n.id == id).expect(id).status
+    }
+
+    #[test]
+    fn every_node_starts_once_before_it_finishes_and_needs_finish_first() {
+        let (walk, events) = walk(CHAIN, Work::Run);
+        assert!(!walk.interrupted);
+        assert_eq!(walk.nodes.len(), 6);
+        let at = |e: &Recorded| events.iter().position(|x| x == e).expect("event");
+        for r in &walk.nodes {
+            assert_eq!(r.status, Status::Ok, "{}", r.id);
+            let started = at(&Recorded::Started(r.id.clone()));
+            let finished = at(&Recorded::Finished(r.id.clone(), Status::Ok));
+            assert!(started < finished, "{}", r.id);
+            let starts = events
+                .iter()
+                .filter(|e| **e == Recorded::Started(r.id.clone()))
+                .count();
+            assert_eq!(starts, 1, "{}", r.id);
+        }
+        // The base's merge finished before any build of the app started.
+        let merged = at(&Recorded::Finished("merge:base:1".into(), Status::Ok));
+        for p in ["linux/amd64", "linux/arm64"] {
+            assert!(merged < at(&Recorded::Started(format!("build:app:1@{p}"))));
+        }
+    }
+
+    #[test]
+    fn a_failure_skips_its_dependents_and_is_an_outcome_not_an_exit_code() {
+        let failing = CHAIN.replace(
+            r#"image "base" { arg "MAB_SLEEP_MS" "5";"#,
+            r#"image "base" { arg "MAB_SLEEP_MS" "5"; arg "MAB_FAIL" "1";"#,
+        );
+        let (walk, events) = walk(&failing, Work::Run);
+        assert!(!walk.interrupted);
+        assert_eq!(status(&walk, "build:base:1@linux/amd64"), Status::Failed);
+        for id in ["merge:base:1", "build:app:1@linux/amd64", "merge:app:1"] {
+            let s = status(&walk, id);
+            assert!(matches!(s, Status::Skipped | Status::NotRun), "{id}: {s:?}");
+            // Nothing that never ran was announced as started.
+            assert!(!events.contains(&Recorded::Started(id.to_owned())), "{id}");
+        }
+    }
+
+    #[test]
+    fn a_dry_walk_reaches_every_node_in_plan_order_and_runs_nothing() {
+        let (walk, events) = walk(CHAIN, Work::DryRun);
+        assert!(walk.nodes.iter().all(|n| n.status == Status::Planned));
+        assert!(
+            walk.nodes
+                .iter()
+                .all(|n| n.log.is_none() && n.digest.is_none())
+        );
+        assert!(
+            !events.iter().any(|e| matches!(e, Recorded::Output(..))),
+            "{events:?}"
+        );
     }
 }

@@ -107,7 +107,7 @@ enum Mode {
     },
 }
 
-/// Receives node events from the executor and shows them.
+/// Shows the engine's events: a live view on a terminal, plain lines, or GitHub groups.
 pub struct Reporter {
     mode: Mutex<Mode>,
     buffers: Mutex<HashMap<String, Vec<String>>>,
@@ -147,7 +147,7 @@ impl Reporter {
 
     /// A note of the run, not of one node (a registry retry, a signal): above the live view,
     /// which it would otherwise tear.
-    pub fn note(&self, text: &str) {
+    fn note(&self, text: &str) {
         let mode = self.mode.lock().unwrap_or_else(|p| p.into_inner());
         match &*mode {
             Mode::Silent | Mode::Plain | Mode::Github => Self::err_line(&format!("mab: {text}")),
@@ -157,7 +157,7 @@ impl Reporter {
         }
     }
 
-    pub fn started(&self, id: &str) {
+    fn started(&self, id: &str) {
         let mut mode = self.mode.lock().unwrap_or_else(|p| p.into_inner());
         match &mut *mode {
             Mode::Silent => {}
@@ -176,7 +176,7 @@ impl Reporter {
         }
     }
 
-    pub fn line(&self, id: &str, text: &str) {
+    fn line(&self, id: &str, text: &str) {
         let mode = self.mode.lock().unwrap_or_else(|p| p.into_inner());
         match &*mode {
             Mode::Silent => {}
@@ -194,7 +194,7 @@ impl Reporter {
         }
     }
 
-    pub fn finished(&self, r: &NodeResult) {
+    fn finished(&self, r: &NodeResult) {
         let outcome = format!(
             "{} in {}{}",
             r.status.as_str(),
@@ -238,6 +238,18 @@ impl Reporter {
                 }
                 let _ = multi.println(summary);
             }
+        }
+    }
+}
+
+impl super::events::Sink for Reporter {
+    fn event(&self, event: super::events::Event<'_>) {
+        use super::events::Event;
+        match event {
+            Event::Started { id } => self.started(id),
+            Event::Output { id, line } => self.line(id, line),
+            Event::Note(text) => self.note(text),
+            Event::Finished(r) => self.finished(r),
         }
     }
 }
