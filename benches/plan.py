@@ -108,11 +108,12 @@ def main():
         print(f"manifest: {a.images} images x {a.versions} versions x {len(PLATFORMS)} platforms")
         print(f"plan: {builds} build nodes, {merges} merge nodes, {len(out) / 1e6:.1f} MB of JSON")
         wall, peak = measure([mab, "plan", "--format", "json"], d, a.runs)
-        print(f"mab plan --format json   median {wall * 1000:7.1f} ms   peak RSS {peak / 1024:6.1f} MiB")
-        wall, peak = measure([mab, "plan", "--format", "text"], d, a.runs)
-        print(f"mab plan --format text   median {wall * 1000:7.1f} ms   peak RSS {peak / 1024:6.1f} MiB")
+        print(f"mab plan --format json      median {wall * 1000:7.1f} ms   peak RSS {peak / 1024:6.1f} MiB")
+        for fmt in ["text", "shell", "markdown"]:
+            wall, peak = measure([mab, "plan", "--format", fmt], d, a.runs)
+            print(f"mab plan --format {fmt:9} median {wall * 1000:7.1f} ms   peak RSS {peak / 1024:6.1f} MiB")
         wall, peak = measure(["make", "-n", "all"], d, a.runs)
-        print(f"make -n all (same DAG)   median {wall * 1000:7.1f} ms   peak RSS {peak / 1024:6.1f} MiB")
+        print(f"make -n all (same DAG)      median {wall * 1000:7.1f} ms   peak RSS {peak / 1024:6.1f} MiB")
 
 
 if __name__ == "__main__":

@@ -139,7 +139,9 @@ fn execute(cli: &Cli, out: &mut dyn Write) -> Result<i32, Diagnostics> {
                 }
                 PlanFormat::Dot => emit(out, &render::dot::render(&plan)),
                 PlanFormat::Mermaid => emit(out, &render::mermaid::render(&plan)),
-                PlanFormat::Shell => emit(out, &render::shell::render(&plan)),
+                PlanFormat::Shell => {
+                    let _ = render::shell::write(&plan, out);
+                }
                 PlanFormat::Markdown => emit(out, &render::markdown::render(&plan)),
                 PlanFormat::GithubMatrix => emit(out, &render::matrix::render(&plan)),
             }

@@ -296,7 +296,7 @@ pub fn build(
     }
     if args.dry_run {
         // The commands only: what the nodes need from outside is read when they run.
-        let _ = out.write_all(render::shell::render(&plan).as_bytes());
+        let _ = render::shell::write(&plan, out);
         if let Some(path) = &args.run.report {
             // The engine's walk without the work: every node the run would reach, in plan order.
             let mut opts = options(cli, &args.run, args.metadata_dir.clone());

@@ -41,7 +41,16 @@ fn command(c: &Command) -> String {
     }
 }
 
+/// The script, as one string.
 pub fn render(plan: &Plan) -> String {
+    let mut out = Vec::new();
+    let _ = write(plan, &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Write the script to `w`: the nodes' sections are rendered in parallel batches and written
+/// in plan order, never joined into one more copy.
+pub fn write(plan: &Plan, w: &mut dyn std::io::Write) -> std::io::Result<()> {
     let mut out = String::new();
     let _ = writeln!(out, "#!/bin/sh");
     let _ = writeln!(
@@ -122,40 +131,65 @@ pub fn render(plan: &Plan) -> String {
             }
         }
     }
-    let mut level = usize::MAX;
-    for n in &plan.nodes {
-        if n.level != level {
-            level = n.level;
-            let _ = writeln!(out, "\n# ---- level {level}");
-        }
-        let _ = writeln!(out, "\n# {}", n.id);
-        let steps = crate::plan::command::for_node(n);
-        let last = steps.commands.len().saturating_sub(1);
-        let cleanup: Vec<String> = steps.cleanup.iter().map(command).collect();
-        for (i, c) in steps.commands.iter().enumerate() {
-            let mut line = command(c);
-            if i == last && steps.digest == DigestOut::Stdout {
-                line = format!("{line} > {}", quote(&digest_file(&n.id)));
-            }
-            if cleanup.is_empty() {
-                let _ = writeln!(out, "{line}");
-            } else {
-                let _ = writeln!(out, "{line} || {{ {}; exit 1; }}", cleanup.join("; "));
-            }
-        }
-        for c in &cleanup {
-            let _ = writeln!(out, "{c}");
-        }
-        if let DigestOut::BuildxMetadata(path) = &steps.digest {
-            let _ = writeln!(
-                out,
-                "jq -er '.\"containerimage.digest\"' {} > {}",
-                quote(path),
-                quote(&digest_file(&n.id))
-            );
+    // Nodes render independently (commands derived once per node), in parallel batches:
+    // a 10,000-build plan costs what its JSON costs.
+    use rayon::prelude::*;
+    w.write_all(out.as_bytes())?;
+    const BATCH: usize = 64;
+    // A few batches per core at a time, written before the next are rendered: the script
+    // is never all in memory at once.
+    let window = BATCH * 4 * rayon::current_num_threads().max(1);
+    for (w0, group) in plan.nodes.chunks(window).enumerate() {
+        let sections: Vec<String> = group
+            .par_chunks(BATCH)
+            .enumerate()
+            .map(|(c, chunk)| {
+                let mut out = String::new();
+                for (i, n) in chunk.iter().enumerate() {
+                    let at = w0 * window + c * BATCH + i;
+                    if at == 0 || plan.nodes[at - 1].level != n.level {
+                        let _ = writeln!(out, "\n# ---- level {}", n.level);
+                    }
+                    node(&mut out, n);
+                }
+                out
+            })
+            .collect();
+        for s in sections {
+            w.write_all(s.as_bytes())?;
         }
     }
-    out
+    Ok(())
+}
+
+/// The commands of one node.
+fn node(out: &mut String, n: &crate::plan::Node) {
+    let _ = writeln!(out, "\n# {}", n.id);
+    let steps = crate::plan::command::for_node(n);
+    let last = steps.commands.len().saturating_sub(1);
+    let cleanup: Vec<String> = steps.cleanup.iter().map(command).collect();
+    for (i, c) in steps.commands.iter().enumerate() {
+        let mut line = command(c);
+        if i == last && steps.digest == DigestOut::Stdout {
+            line = format!("{line} > {}", quote(&digest_file(&n.id)));
+        }
+        if cleanup.is_empty() {
+            let _ = writeln!(out, "{line}");
+        } else {
+            let _ = writeln!(out, "{line} || {{ {}; exit 1; }}", cleanup.join("; "));
+        }
+    }
+    for c in &cleanup {
+        let _ = writeln!(out, "{c}");
+    }
+    if let DigestOut::BuildxMetadata(path) = &steps.digest {
+        let _ = writeln!(
+            out,
+            "jq -er '.\"containerimage.digest\"' {} > {}",
+            quote(path),
+            quote(&digest_file(&n.id))
+        );
+    }
 }
 
 #[cfg(test)]
