@@ -4,6 +4,7 @@ pub mod buildx;
 pub mod changes;
 pub mod check;
 pub mod cli;
+pub mod commands;
 pub mod diag;
 pub mod dockerfile;
 pub mod exec;
@@ -16,16 +17,14 @@ pub mod manifest;
 pub mod plan;
 pub mod registry;
 pub mod render;
-pub mod run;
 pub mod suggest;
 
 use std::ffi::OsString;
 use std::io::{self, Write};
-use std::path::Path;
 
 use clap::{CommandFactory, Parser};
 
-use cli::{Cli, Command, DataFormat, PlanFormat};
+use cli::{Cli, Command};
 use diag::Diagnostics;
 
 /// Run the command line; returns the process exit code.
@@ -85,7 +84,7 @@ fn execute(cli: &Cli, out: &mut dyn Write) -> Result<i32, Diagnostics> {
                 dir.display()
             )))
         })?;
-        emit(
+        commands::emit(
             out,
             &format!("{}  {} files, {} bytes\n", h.digest, h.files, h.bytes),
         );
@@ -95,145 +94,5 @@ fn execute(cli: &Cli, out: &mut dyn Write) -> Result<i32, Diagnostics> {
         clap_complete::generate(*shell, &mut Cli::command(), "mab", out);
         return Ok(exit_code::SUCCESS);
     }
-
-    let timer = Timer::from_env();
-    let options = manifest_options(cli);
-    let loaded = manifest::load(&cli.file, &options)?;
-    timer.lap("load (read, parse, resolve)");
-    let model = &loaded.model;
-    let in_file = |d: Diagnostics| d.in_source(&loaded.source).sorted();
-    let base = cli
-        .file
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if matches!(cli.command, Command::Build(_) | Command::Seed(_)) {
-        // Nothing outside the project is sent to a builder (symbolic links followed).
-        let d = check::outside_project(&model.versions, &loaded.source, base);
-        if d.has_errors() {
-            return Err(d);
-        }
-    }
-    match &cli.command {
-        Command::Plan(args) => {
-            let selection = plan::Selection {
-                selectors: args.selectors.clone(),
-                platforms: args.platforms.clone(),
-                only: match &args.changed_since {
-                    Some(git_ref) => {
-                        let c = changes::since(model, &cli.file, git_ref, &options)?;
-                        Some((c.versions, c.reasons))
-                    }
-                    None => None,
-                },
-            };
-            let mut plan = plan::plan(model, &selection).map_err(in_file)?;
-            if args.check_registry {
-                run::decide(cli, model, &mut plan)?;
-            }
-            timer.lap("plan");
-            match args.format {
-                PlanFormat::Text => emit(out, &render::text::render(&plan)),
-                PlanFormat::Json => {
-                    let _ = render::write_json(&plan, out);
-                }
-                PlanFormat::Dot => emit(out, &render::dot::render(&plan)),
-                PlanFormat::Mermaid => emit(out, &render::mermaid::render(&plan)),
-                PlanFormat::Shell => {
-                    let _ = render::shell::write(&plan, out);
-                }
-                PlanFormat::Markdown => emit(out, &render::markdown::render(&plan)),
-                PlanFormat::GithubMatrix => emit(out, &render::matrix::render(&plan)),
-            }
-            timer.lap("render");
-            // Large plans: freeing every node one by one only delays the exit.
-            std::mem::forget(plan);
-            std::mem::forget(loaded);
-            Ok(exit_code::SUCCESS)
-        }
-        Command::Build(args) => run::build(cli, model, args, out).map_err(in_file),
-        Command::Mirror(args) => run::mirror(cli, model, args, out).map_err(in_file),
-        Command::Seed(args) => run::seed(cli, model, args, out).map_err(in_file),
-        Command::Merge(args) => run::merge(cli, model, args, out).map_err(in_file),
-        Command::Check { manifest_only } => {
-            let mut diags = plan::graph::check_cycles(model).in_source(&loaded.source);
-            diags.extend(check::files(model, &loaded.source, base));
-            if !manifest_only {
-                diags.extend(check::machine(model));
-                diags.extend(check::secrets(model, base));
-            }
-            let diags = diags.sorted();
-            if diags.has_errors() {
-                return Err(diags);
-            }
-            diags.eprint();
-            let warnings = diags.len();
-            emit(
-                out,
-                &format!(
-                    "{}: {} images, {} image versions, {} mirrors; {}\n",
-                    cli.file.display(),
-                    model.images.len(),
-                    model.versions.len(),
-                    model.mirrors.len(),
-                    match warnings {
-                        0 => "no problems found".to_owned(),
-                        1 => "1 warning".to_owned(),
-                        n => format!("{n} warnings"),
-                    }
-                ),
-            );
-            Ok(exit_code::SUCCESS)
-        }
-        Command::Info { format } => {
-            emit(
-                out,
-                &match format {
-                    DataFormat::Text => info::info_text(model),
-                    DataFormat::Json => info::info_json(model),
-                },
-            );
-            Ok(exit_code::SUCCESS)
-        }
-        Command::List { selectors, format } => {
-            let picked = plan::select::pick(model, selectors).map_err(in_file)?;
-            emit(
-                out,
-                &match format {
-                    DataFormat::Text => info::list_text(model, &picked.versions),
-                    DataFormat::Json => info::list_json(model, &picked.versions),
-                },
-            );
-            Ok(exit_code::SUCCESS)
-        }
-        Command::Completions { .. } | Command::HashContext { .. } => Ok(exit_code::SUCCESS),
-    }
-}
-
-/// Write errors (a closed pipe) end the output; they are not the manifest's fault.
-fn emit(out: &mut dyn Write, text: &str) {
-    let _ = out.write_all(text.as_bytes());
-}
-
-/// `MAB_TIMINGS=1` prints how long each phase took, for benchmarks.
-struct Timer(Option<std::cell::Cell<std::time::Instant>>);
-
-impl Timer {
-    fn from_env() -> Timer {
-        Timer(
-            std::env::var_os("MAB_TIMINGS")
-                .map(|_| std::cell::Cell::new(std::time::Instant::now())),
-        )
-    }
-
-    fn lap(&self, phase: &str) {
-        if let Some(start) = &self.0 {
-            let now = std::time::Instant::now();
-            eprintln!(
-                "mab: {phase}: {:.1} ms",
-                (now - start.get()).as_secs_f64() * 1000.0
-            );
-            start.set(now);
-        }
-    }
+    commands::execute(cli, out)
 }

@@ -10,6 +10,13 @@ use crate::diag::{Diag, Diagnostics};
 use crate::manifest::Model;
 
 impl Plan {
+    /// Keep the nodes `keep` says — a command that runs one kind of node (`seed` its builds,
+    /// `merge` its merges); what they need outside becomes `external`.
+    pub fn restrict(&mut self, model: &Model, keep: impl Fn(&super::Node) -> bool) {
+        self.nodes.retain(keep);
+        self.external = externals(model, &self.nodes);
+    }
+
     /// `--node`: keep the chosen nodes (and the tests of chosen builds). Builds and tests left
     /// outside come from the split-build metadata of their jobs (`External::metadata`).
     pub fn keep_only(

@@ -1,0 +1,116 @@
+//! The command layer: one module per subcommand, each taking options resolved once from
+//! the command line and the [`Project`] — never the whole `Cli`. `execute` loads the project
+//! and dispatches; a command returns its exit code or the diagnostics that make it fail.
+
+pub mod build;
+mod engine;
+mod inspect;
+pub mod merge;
+pub mod mirror;
+pub mod plan;
+pub mod seed;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::cli::{Cli, Command};
+use crate::diag::{Diagnostics, Source};
+use crate::manifest::{self, Model};
+use crate::{check, exit_code};
+
+/// The manifest a command works on: where it is, the directory its commands run in, its
+/// text (for locating errors) and the model resolved with the asked profile and variables.
+pub struct Project {
+    /// The manifest, as given (`-f`).
+    pub file: PathBuf,
+    /// The manifest's directory, as given (`.` when the file has none): what paths in
+    /// diagnostics and checks are relative to.
+    pub base: PathBuf,
+    /// The same directory, absolute: commands run there and `.mab/` lives there.
+    pub dir: PathBuf,
+    pub options: manifest::Options,
+    pub source: Source,
+    pub model: Model,
+}
+
+impl Project {
+    pub fn load(file: &Path, options: manifest::Options) -> Result<Project, Diagnostics> {
+        let loaded = manifest::load(file, &options)?;
+        let base = file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        let dir = std::fs::canonicalize(&base).unwrap_or_else(|_| base.clone());
+        Ok(Project {
+            file: file.to_path_buf(),
+            base,
+            dir,
+            options,
+            source: loaded.source,
+            model: loaded.model,
+        })
+    }
+
+    /// Diagnostics located in the manifest's text, sorted.
+    pub fn located(&self, d: Diagnostics) -> Diagnostics {
+        d.in_source(&self.source).sorted()
+    }
+}
+
+/// Run one command that needs the manifest, writing its output to `out`.
+pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<i32, Diagnostics> {
+    let timer = Timer::from_env();
+    let project = Project::load(&cli.file, crate::manifest_options(cli))?;
+    timer.lap("load (read, parse, resolve)");
+    if matches!(cli.command, Command::Build(_) | Command::Seed(_)) {
+        // Nothing outside the project is sent to a builder (symbolic links followed).
+        let d = check::outside_project(&project.model.versions, &project.source, &project.base);
+        if d.has_errors() {
+            return Err(d);
+        }
+    }
+    let located = |d: Diagnostics| project.located(d);
+    let code = match &cli.command {
+        Command::Plan(args) => plan::run(&project, args, out, &timer),
+        Command::Build(args) => build::run(&project, args, out).map_err(located),
+        Command::Mirror(args) => mirror::run(&project, args, out).map_err(located),
+        Command::Seed(args) => seed::run(&project, args, out).map_err(located),
+        Command::Merge(args) => merge::run(&project, args, out).map_err(located),
+        Command::Check { manifest_only } => inspect::check(&project, *manifest_only, out),
+        Command::Info { format } => inspect::info(&project, *format, out),
+        Command::List { selectors, format } => inspect::list(&project, selectors, *format, out),
+        Command::Completions { .. } | Command::HashContext { .. } => Ok(exit_code::SUCCESS),
+    };
+    // Large plans: freeing every node one by one only delays the exit.
+    std::mem::forget(project);
+    code
+}
+
+/// Write errors (a closed pipe) end the output; they are not the manifest's fault.
+pub(crate) fn emit(out: &mut dyn Write, text: &str) {
+    let _ = out.write_all(text.as_bytes());
+}
+
+/// `MAB_TIMINGS=1` prints how long each phase took, for benchmarks.
+pub struct Timer(Option<std::cell::Cell<std::time::Instant>>);
+
+impl Timer {
+    pub fn from_env() -> Timer {
+        Timer(
+            std::env::var_os("MAB_TIMINGS")
+                .map(|_| std::cell::Cell::new(std::time::Instant::now())),
+        )
+    }
+
+    pub fn lap(&self, phase: &str) {
+        if let Some(start) = &self.0 {
+            let now = std::time::Instant::now();
+            eprintln!(
+                "mab: {phase}: {:.1} ms",
+                (now - start.get()).as_secs_f64() * 1000.0
+            );
+            start.set(now);
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! `mab plan`: the plan for the selection, rendered; with `--check-registry`, each node's
+//! decision from the engine's read-only walk.
+
+use std::io::Write;
+use std::time::Duration;
+
+use super::engine::{published_digests, run_registry, runtime};
+use super::{Project, Timer, emit};
+use crate::cli::{PlanArgs, PlanFormat};
+use crate::diag::{Diag, Diagnostics};
+use crate::exec::{self, report};
+use crate::plan::{self, Plan};
+use crate::{changes, exit_code, render};
+
+pub fn run(
+    project: &Project,
+    args: &PlanArgs,
+    out: &mut dyn Write,
+    timer: &Timer,
+) -> Result<i32, Diagnostics> {
+    let model = &project.model;
+    let selection = plan::Selection {
+        selectors: args.selectors.clone(),
+        platforms: args.platforms.clone(),
+        only: match &args.changed_since {
+            Some(git_ref) => {
+                let c = changes::since(model, &project.file, git_ref, &project.options)?;
+                Some((c.versions, c.reasons))
+            }
+            None => None,
+        },
+    };
+    let mut plan = plan::plan(model, &selection).map_err(|d| project.located(d))?;
+    if args.check_registry {
+        decide(project, &mut plan)?;
+    }
+    timer.lap("plan");
+    match args.format {
+        PlanFormat::Text => emit(out, &render::text::render(&plan)),
+        PlanFormat::Json => {
+            let _ = render::write_json(&plan, out);
+        }
+        PlanFormat::Dot => emit(out, &render::dot::render(&plan)),
+        PlanFormat::Mermaid => emit(out, &render::mermaid::render(&plan)),
+        PlanFormat::Shell => {
+            let _ = render::shell::write(&plan, out);
+        }
+        PlanFormat::Markdown => emit(out, &render::markdown::render(&plan)),
+        PlanFormat::GithubMatrix => emit(out, &render::matrix::render(&plan)),
+    }
+    timer.lap("render");
+    // Large plans: freeing every node one by one only delays the exit.
+    std::mem::forget(plan);
+    Ok(exit_code::SUCCESS)
+}
+
+/// `plan --check-registry`: what a build would do with each node, asked of the registry
+/// (HEAD and small GETs only; nothing is written) — the engine's walk with the check as its
+/// work, so each decision comes from the code the build decides with. Mirrors are judged
+/// against upstream now, as the build's mirror nodes copy it first (`--refresh` is implied).
+pub fn decide(project: &Project, plan: &mut Plan) -> Result<(), Diagnostics> {
+    let model = &project.model;
+    let rt = runtime()?;
+    let reporter = std::sync::Arc::new(report::Reporter::silent());
+    let reg = run_registry(model, &reporter);
+    // What the plan does not build is judged on what is published, as a build reads it.
+    let known = published_digests(
+        &rt,
+        &reg,
+        plan.external
+            .iter()
+            .filter(|e| e.source == plan::ExternalSource::Registry)
+            .collect(),
+        "it is not built by this plan: publish it first",
+    )?;
+    let opts = exec::Options {
+        jobs: std::thread::available_parallelism().map_or(2, |n| n.get()) * 4,
+        keep_going: true,
+        grace: Duration::from_secs(1),
+        workdir: project.dir.clone(),
+        metadata_dir: None,
+        sleep_backend: false,
+        known_digests: known,
+        locked: None,
+        reuse: true,
+        work: exec::Work::Check,
+    };
+    let walk = rt.block_on(exec::run(plan, opts, reg, reporter));
+    let mut diags = Diagnostics::new();
+    for (node, result) in plan.nodes.iter_mut().zip(walk.nodes) {
+        match result.decision {
+            Some(d) => node.decision = Some(Box::new(d)),
+            None if result.status == report::Status::Failed => diags.push(Diag::plain(format!(
+                "`{}`: {}",
+                node.id,
+                result.reason.unwrap_or_default()
+            ))),
+            None => {}
+        }
+    }
+    if diags.has_errors() {
+        Err(diags)
+    } else {
+        Ok(())
+    }
+}
