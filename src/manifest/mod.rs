@@ -5,6 +5,7 @@ pub mod kdl_node;
 pub mod kdl_parallel;
 pub mod model;
 pub mod platform;
+pub mod reference;
 pub mod resolve;
 pub mod syntax;
 pub mod version_order;
