@@ -104,20 +104,66 @@ pub fn create_command(b: &Builder) -> Option<Command> {
     Some(c.arg(endpoint.to_owned()))
 }
 
-fn run(argv: &[String]) -> Result<String, String> {
+/// Why a buildx builder cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildxError {
+    #[error("cannot run `{command}`: {why}")]
+    Run {
+        command: String,
+        why: std::io::Error,
+    },
+    /// The command ran and failed: what it said.
+    #[error("{0}")]
+    Said(String),
+    #[error(
+        "buildx builder `{name}` is not usable: {why}\n  create it (`docker buildx create --name {name} …`), or give the `builder` block an `endpoint`"
+    )]
+    NotUsable { name: String, why: Box<BuildxError> },
+    #[error("builder `{name}`: unsupported endpoint `{endpoint}`")]
+    Unsupported { name: String, endpoint: String },
+    #[error("cannot create buildx builder `{name}`: {why}")]
+    Create { name: String, why: Box<BuildxError> },
+    #[error("buildx builder `{name}` ({endpoint}) does not answer: {why}")]
+    NoAnswer {
+        name: String,
+        endpoint: String,
+        why: Box<BuildxError>,
+    },
+    #[error(
+        "buildx builder `{name}` exists with endpoint {have}, but the manifest says {endpoint}\n  remove it (`docker buildx rm {name}`) or rename the `builder` block"
+    )]
+    Elsewhere {
+        name: String,
+        have: String,
+        endpoint: String,
+    },
+    #[error("buildx builder `{name}` ({endpoint}) is {status}")]
+    NotRunning {
+        name: String,
+        endpoint: String,
+        status: String,
+    },
+}
+
+fn run(argv: &[String]) -> Result<String, BuildxError> {
     let out = Process::new(&argv[0])
         .args(&argv[1..])
         .output()
-        .map_err(|e| format!("cannot run `{}`: {e}", argv[..2.min(argv.len())].join(" ")))?;
+        .map_err(|why| BuildxError::Run {
+            command: argv[..2.min(argv.len())].join(" "),
+            why,
+        })?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+        Err(BuildxError::Said(
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        ))
     }
 }
 
 /// `docker buildx inspect [NAME] --bootstrap`: the builder, started if it was not.
-pub fn inspect(name: Option<&str>) -> Result<Inspection, String> {
+pub fn inspect(name: Option<&str>) -> Result<Inspection, BuildxError> {
     let mut argv: Vec<String> = ["docker", "buildx", "inspect"].map(String::from).into();
     argv.extend(name.map(str::to_owned));
     argv.push("--bootstrap".to_owned());
@@ -127,52 +173,53 @@ pub fn inspect(name: Option<&str>) -> Result<Inspection, String> {
 /// Make the builder of `b` exist: reuse it when it exists with the endpoint the block names,
 /// create it when it does not (a concurrent run creating it too is fine), refuse when a builder
 /// of that name points elsewhere. Blocks without an endpoint name a builder the user made.
-pub fn ensure(b: &Builder) -> Result<Inspection, String> {
+pub fn ensure(b: &Builder) -> Result<Inspection, BuildxError> {
     let existing = inspect(Some(&b.name));
     let Some(endpoint) = b.endpoint.as_deref() else {
-        return existing.map_err(|e| {
-            format!(
-                "buildx builder `{}` is not usable: {e}\n  create it (`docker buildx create --name {} …`), or give the `builder` block an `endpoint`",
-                b.name, b.name
-            )
+        return existing.map_err(|why| BuildxError::NotUsable {
+            name: b.name.clone(),
+            why: Box::new(why),
         });
     };
     let matches = |i: &Inspection| i.nodes.iter().any(|n| n.endpoint == endpoint);
     let found = match existing {
         Ok(i) => i,
         Err(_) => {
-            let create = create_command(b).ok_or_else(|| {
-                format!("builder `{}`: unsupported endpoint `{endpoint}`", b.name)
+            let create = create_command(b).ok_or_else(|| BuildxError::Unsupported {
+                name: b.name.clone(),
+                endpoint: endpoint.to_owned(),
             })?;
             let argv: Vec<String> = create.argv.iter().map(|a| a.display()).collect();
             if let Err(e) = run(&argv) {
                 // Another run may have created it meanwhile; what counts is what exists now.
                 if inspect(Some(&b.name)).is_err() {
-                    return Err(format!("cannot create buildx builder `{}`: {e}", b.name));
+                    return Err(BuildxError::Create {
+                        name: b.name.clone(),
+                        why: Box::new(e),
+                    });
                 }
             }
-            inspect(Some(&b.name)).map_err(|e| {
-                format!(
-                    "buildx builder `{}` ({endpoint}) does not answer: {e}",
-                    b.name
-                )
+            inspect(Some(&b.name)).map_err(|why| BuildxError::NoAnswer {
+                name: b.name.clone(),
+                endpoint: endpoint.to_owned(),
+                why: Box::new(why),
             })?
         }
     };
     if !matches(&found) {
         let have: Vec<&str> = found.nodes.iter().map(|n| n.endpoint.as_str()).collect();
-        return Err(format!(
-            "buildx builder `{}` exists with endpoint {}, but the manifest says {endpoint}\n  remove it (`docker buildx rm {}`) or rename the `builder` block",
-            b.name,
-            have.join(", "),
-            b.name
-        ));
+        return Err(BuildxError::Elsewhere {
+            name: b.name.clone(),
+            have: have.join(", "),
+            endpoint: endpoint.to_owned(),
+        });
     }
     if let Some(n) = found.nodes.iter().find(|n| n.status != "running") {
-        return Err(format!(
-            "buildx builder `{}` ({endpoint}) is {}",
-            b.name, n.status
-        ));
+        return Err(BuildxError::NotRunning {
+            name: b.name.clone(),
+            endpoint: endpoint.to_owned(),
+            status: n.status.clone(),
+        });
     }
     Ok(found)
 }

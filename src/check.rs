@@ -370,7 +370,7 @@ fn buildx_builders(model: &Model) -> Diagnostics {
                 Some(i.platforms().map(str::to_owned).collect()),
             )),
             Err(e) => {
-                diags.push(Diag::plain(e));
+                diags.push(Diag::plain(e.to_string()));
                 offers.push((Some(&b.name), None));
             }
         }

@@ -23,16 +23,30 @@ pub const INPUT_LABEL: &str = "io.mab.input-hash";
 /// The label with the per-input fingerprints (JSON).
 pub const INPUTS_LABEL: &str = "io.mab.inputs";
 
+/// Why a build's inputs cannot be known.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    /// A node this one pins has published no digest.
+    #[error("no digest from `{0}`")]
+    NoDigest(String),
+    /// A file placeholder (an image ID) exists only once the node runs.
+    #[error("`{0}` is read only when the node runs")]
+    NotYet(String),
+    /// The context could not be read.
+    #[error("cannot hash the context {context}: {why}")]
+    Context { context: String, why: String },
+}
+
 /// Resolve an argument's digest placeholders through `digest`.
-pub fn resolve(arg: &Arg, digest: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+pub fn resolve(arg: &Arg, digest: &dyn Fn(&str) -> Option<String>) -> Result<String, InputError> {
     let mut s = String::new();
     for p in &arg.0 {
         match p {
             Part::Lit(l) => s.push_str(l),
             Part::Digest(id) => {
-                s.push_str(&digest(id).ok_or_else(|| format!("no digest from `{id}`"))?)
+                s.push_str(&digest(id).ok_or_else(|| InputError::NoDigest(id.clone()))?)
             }
-            Part::File(path) => return Err(format!("`{path}` is read only when the node runs")),
+            Part::File(path) => return Err(InputError::NotYet(path.clone())),
         }
     }
     Ok(s)
@@ -43,7 +57,7 @@ pub fn components(
     node: &Node,
     context_hash: &str,
     digest: &dyn Fn(&str) -> Option<String>,
-) -> Result<BTreeMap<String, String>, String> {
+) -> Result<BTreeMap<String, String>, InputError> {
     let mut c = BTreeMap::new();
     c.insert("context".to_owned(), context_hash.to_owned());
     c.insert(
@@ -145,7 +159,7 @@ pub fn describe(changed: &[String]) -> String {
 }
 
 /// The context hash of a node (`context` and `dockerfile` are relative to `workdir`).
-pub fn context_hash(node: &Node, workdir: &Path) -> Result<String, String> {
+pub fn context_hash(node: &Node, workdir: &Path) -> Result<String, InputError> {
     let context = workdir.join(node.context.as_deref().unwrap_or("."));
     let dockerfile = workdir.join(node.dockerfile.as_deref().unwrap_or("Dockerfile"));
     crate::hash::hash_context(
@@ -154,11 +168,9 @@ pub fn context_hash(node: &Node, workdir: &Path) -> Result<String, String> {
         crate::hash::Rules::of(node.publish.backend),
     )
     .map(|h| h.digest)
-    .map_err(|e| {
-        format!(
-            "cannot hash the context {}: {e}",
-            node.context.as_deref().unwrap_or(".")
-        )
+    .map_err(|e| InputError::Context {
+        context: node.context.as_deref().unwrap_or(".").to_owned(),
+        why: e.to_string(),
     })
 }
 

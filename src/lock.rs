@@ -31,28 +31,49 @@ pub fn key(node_id: &str) -> &str {
     node_id.strip_prefix("mirror:").unwrap_or(node_id)
 }
 
+/// What is wrong with a lock file.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("cannot read {path}: {why}")]
+    Read { path: String, why: std::io::Error },
+    #[error("{path} is not a lock file: {why}")]
+    Malformed {
+        path: String,
+        why: serde_json::Error,
+    },
+    #[error("{path} has version {version}; this mab reads version 1")]
+    Version { path: String, version: u32 },
+    #[error("cannot write {path}: {why}")]
+    Write { path: String, why: std::io::Error },
+}
+
 impl Lock {
-    pub fn read(path: &Path) -> Result<Lock, String> {
-        let text =
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let lock: Lock = serde_json::from_slice(&text)
-            .map_err(|e| format!("{} is not a lock file: {e}", path.display()))?;
+    pub fn read(path: &Path) -> Result<Lock, LockError> {
+        let p = || path.display().to_string();
+        let text = std::fs::read(path).map_err(|why| LockError::Read { path: p(), why })?;
+        let lock: Lock =
+            serde_json::from_slice(&text).map_err(|why| LockError::Malformed { path: p(), why })?;
         if lock.version != 1 {
-            return Err(format!(
-                "{} has version {}; this mab reads version 1",
-                path.display(),
-                lock.version
-            ));
+            return Err(LockError::Version {
+                path: p(),
+                version: lock.version,
+            });
         }
         Ok(lock)
     }
 
     /// Write atomically (temporary file, then rename), sorted, newline-terminated.
-    pub fn write(&self, path: &Path) -> Result<(), String> {
-        let mut text = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
+    pub fn write(&self, path: &Path) -> Result<(), LockError> {
+        let mut text = serde_json::to_string_pretty(self).unwrap_or_default();
         text.push('\n');
         let tmp = path.with_extension("lock.tmp");
-        std::fs::write(&tmp, text).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-        std::fs::rename(&tmp, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
+        std::fs::write(&tmp, text).map_err(|why| LockError::Write {
+            path: tmp.display().to_string(),
+            why,
+        })?;
+        std::fs::rename(&tmp, path).map_err(|why| LockError::Write {
+            path: path.display().to_string(),
+            why,
+        })
     }
 }

@@ -152,7 +152,7 @@ fn digests_from_metadata(
     plan: &Plan,
     outside: &[&plan::External],
 ) -> Result<HashMap<String, String>, Diagnostics> {
-    let metadata = exec::metadata::read(dir).map_err(Diag::plain)?;
+    let metadata = exec::metadata::read(dir).map_err(|e| Diag::plain(e.to_string()))?;
     let mut known = HashMap::new();
     let mut diags = Diagnostics::new();
     for n in outside {

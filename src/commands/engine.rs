@@ -145,6 +145,17 @@ pub(super) fn run_plan(
     let registry = run_registry(model, &reporter);
     let report = verdict(plan, rt.block_on(exec::run(plan, opts, registry, reporter)));
     let _ = out.write_all(report::summary_table(&report).as_bytes());
+    // What to do about the failures, once per kind of advice.
+    let mut helps: Vec<&str> = report
+        .nodes
+        .iter()
+        .filter_map(|n| n.failure.as_ref()?.help())
+        .collect();
+    helps.sort_unstable();
+    helps.dedup();
+    for h in helps {
+        eprintln!("mab: help: {h}");
+    }
     if let Some(path) = &run.report {
         let json = serde_json::to_vec_pretty(&report).unwrap_or_default();
         if let Err(e) = std::fs::write(path, json) {
@@ -233,7 +244,7 @@ pub(super) fn builders(model: &Model, plan: &Plan) -> Result<(), Diagnostics> {
             .any(|n| n.builder.as_deref() == Some(b.name.as_str()))
             && let Err(e) = crate::buildx::ensure(b)
         {
-            diags.push(Diag::plain(e));
+            diags.push(Diag::plain(e.to_string()));
         }
     }
     if diags.has_errors() {
@@ -251,7 +262,8 @@ pub(super) fn locked_digests(
     let path = lock::path_for(&project.file);
     let lock = lock::Lock::read(&path).map_err(|e| {
         Diagnostics::from(
-            Diag::plain(e).help("write it with `mab mirror --update-lock`, and commit it"),
+            Diag::plain(e.to_string())
+                .help("write it with `mab mirror --update-lock`, and commit it"),
         )
     })?;
     Ok(plan

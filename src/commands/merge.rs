@@ -22,7 +22,8 @@ pub fn run(project: &Project, args: &MergeArgs, out: &mut dyn Write) -> Result<i
             only: None,
         },
     )?;
-    let metadata = exec::metadata::read(&args.metadata_dir).map_err(Diag::plain)?;
+    let metadata =
+        exec::metadata::read(&args.metadata_dir).map_err(|e| Diag::plain(e.to_string()))?;
     let by_id: HashMap<&str, &exec::metadata::BuildMetadata> =
         metadata.iter().map(|m| (m.id.as_str(), m)).collect();
     // Every file must be of a build this manifest has: a stray one means the directory is

@@ -40,7 +40,7 @@ pub fn run(project: &Project, args: &MirrorArgs, out: &mut dyn Write) -> Result<
     }
     let report = run_plan(model, &plan, &args.run, opts, out)?;
     if args.update_lock && report.exit_code == exit_code::SUCCESS {
-        write_lock(project, model, &plan, &report).map_err(Diag::plain)?;
+        write_lock(project, model, &plan, &report).map_err(|e| Diag::plain(e.to_string()))?;
         let _ = writeln!(out, "wrote {}", lock::path_for(&project.file).display());
     }
     Ok(report.exit_code)
@@ -53,7 +53,7 @@ fn write_lock(
     model: &Model,
     plan: &Plan,
     report: &report::RunReport,
-) -> Result<(), String> {
+) -> Result<(), lock::LockError> {
     let path = lock::path_for(&project.file);
     let mut lock = if path.exists() {
         lock::Lock::read(&path)?

@@ -90,11 +90,20 @@ pub fn decide(project: &Project, plan: &mut Plan) -> Result<(), Diagnostics> {
     for (node, result) in plan.nodes.iter_mut().zip(walk.nodes) {
         match result.decision {
             Some(d) => node.decision = Some(Box::new(d)),
-            None if result.status == report::Status::Failed => diags.push(Diag::plain(format!(
-                "`{}`: {}",
-                node.id,
-                result.reason.unwrap_or_default()
-            ))),
+            None if result.status == report::Status::Failed => diags.push(
+                Diag::plain(format!(
+                    "`{}`: {}",
+                    node.id,
+                    result.reason.unwrap_or_default()
+                ))
+                .help_opt(
+                    result
+                        .failure
+                        .as_ref()
+                        .and_then(|f| f.help())
+                        .map(str::to_owned),
+                ),
+            ),
             None => {}
         }
     }

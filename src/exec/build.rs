@@ -4,6 +4,7 @@
 use tokio::io::AsyncWriteExt;
 
 use super::Context;
+use super::failure::Failure;
 use super::node::Done;
 use super::process::{self, Exit};
 use super::report::{CacheCounter, Status};
@@ -15,7 +16,7 @@ use crate::registry::is_digest;
 
 /// Replace digest placeholders with what the named nodes published, and file placeholders
 /// with the image ID an earlier command wrote (which must look like one).
-fn resolve(arg: &Arg, ctx: &Context) -> Result<String, String> {
+fn resolve(arg: &Arg, ctx: &Context) -> Result<String, Failure> {
     use crate::plan::command::Part;
     let mut parts = Vec::with_capacity(arg.0.len());
     for p in &arg.0 {
@@ -24,38 +25,60 @@ fn resolve(arg: &Arg, ctx: &Context) -> Result<String, String> {
             other => other.clone(),
         });
     }
-    inputs::resolve(&Arg(parts), &|id| ctx.digest(id))
+    Ok(inputs::resolve(&Arg(parts), &|id| ctx.digest(id))?)
 }
 
-fn read_image_id(file: &std::path::Path, name: &str) -> Result<String, String> {
-    let text = std::fs::read_to_string(file).map_err(|e| format!("no image ID in {name}: {e}"))?;
+fn read_image_id(file: &std::path::Path, name: &str) -> Result<String, Failure> {
+    let text = std::fs::read_to_string(file).map_err(|e| Failure::Missing {
+        what: "image ID in",
+        path: name.to_owned(),
+        why: e.to_string(),
+    })?;
     let id = text.trim();
     let hex = id.strip_prefix("sha256:").unwrap_or(id);
     if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(format!("malformed image ID in {name}: {id:?}"));
+        return Err(Failure::Malformed {
+            what: "image ID in",
+            path: name.to_owned(),
+            found: format!(": {id:?}"),
+        });
     }
     Ok(id.to_owned())
 }
 
 /// A digest file must hold exactly one well-formed digest: anything else fails the node.
-async fn read_digest_file(path: &std::path::Path) -> Result<String, String> {
+async fn read_digest_file(path: &std::path::Path) -> Result<String, Failure> {
     let text = tokio::fs::read_to_string(path)
         .await
-        .map_err(|e| format!("no digest file {}: {e}", path.display()))?;
+        .map_err(|e| Failure::Missing {
+            what: "digest file",
+            path: path.display().to_string(),
+            why: e.to_string(),
+        })?;
     let d = text.trim();
     if is_digest(d) {
         Ok(d.to_owned())
     } else {
-        Err(format!("malformed digest in {}: {d:?}", path.display()))
+        Err(Failure::Malformed {
+            what: "digest in",
+            path: path.display().to_string(),
+            found: format!(": {d:?}"),
+        })
     }
 }
 
-async fn read_buildx_metadata(path: &std::path::Path) -> Result<String, String> {
-    let text = tokio::fs::read(path)
-        .await
-        .map_err(|e| format!("no metadata file {}: {e}", path.display()))?;
-    let json: serde_json::Value = serde_json::from_slice(&text)
-        .map_err(|e| format!("malformed metadata file {}: {e}", path.display()))?;
+async fn read_buildx_metadata(path: &std::path::Path) -> Result<String, Failure> {
+    let text = tokio::fs::read(path).await.map_err(|e| Failure::Missing {
+        what: "metadata file",
+        path: path.display().to_string(),
+        why: e.to_string(),
+    })?;
+    let json: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|e| Failure::Malformed {
+            what: "metadata file",
+            path: path.display().to_string(),
+            found: format!(": {e}"),
+        })?;
     let d = json
         .get("containerimage.digest")
         .and_then(|d| d.as_str())
@@ -63,10 +86,7 @@ async fn read_buildx_metadata(path: &std::path::Path) -> Result<String, String> 
     if is_digest(d) {
         Ok(d.to_owned())
     } else {
-        Err(format!(
-            "no image digest in metadata file {}",
-            path.display()
-        ))
+        Err(Failure::NoImageDigest(path.display().to_string()))
     }
 }
 
@@ -141,7 +161,7 @@ pub(super) async fn commands(node: &Node, ctx: &Context, log: &mut tokio::fs::Fi
     let mut failure: Option<Done> = None;
     let mut cancel = ctx.cancel.clone();
     for cmd in &steps.commands {
-        let argv: Result<Vec<String>, String> = cmd.argv.iter().map(|a| resolve(a, ctx)).collect();
+        let argv: Result<Vec<String>, Failure> = cmd.argv.iter().map(|a| resolve(a, ctx)).collect();
         let argv = match argv {
             Ok(a) => a,
             Err(e) => {
@@ -169,17 +189,16 @@ pub(super) async fn commands(node: &Node, ctx: &Context, log: &mut tokio::fs::Fi
         match exit {
             Exit::Code(0) => {}
             Exit::Code(c) => {
-                failure = Some(Done::failed(format!(
-                    "`{}` exited with {c}",
-                    argv[..2.min(argv.len())].join(" ")
-                )));
+                failure = Some(Done::failed(Failure::Exited {
+                    command: argv[..2.min(argv.len())].join(" "),
+                    code: c,
+                }));
                 break;
             }
             Exit::Signal => {
-                failure = Some(Done::failed(format!(
-                    "`{}` was killed by a signal",
-                    argv[0]
-                )));
+                failure = Some(Done::failed(Failure::Killed {
+                    program: argv[0].clone(),
+                }));
                 break;
             }
             Exit::Cancelled => {
@@ -187,7 +206,7 @@ pub(super) async fn commands(node: &Node, ctx: &Context, log: &mut tokio::fs::Fi
                 break;
             }
             Exit::SpawnFailed(e) => {
-                failure = Some(Done::failed(e));
+                failure = Some(Done::failed(Failure::Spawn(e)));
                 break;
             }
         }
@@ -242,7 +261,7 @@ pub(super) async fn commands(node: &Node, ctx: &Context, log: &mut tokio::fs::Fi
     let digest = match &steps.digest {
         DigestOut::File => read_digest_file(&own_digest).await,
         DigestOut::BuildxMetadata(path) => read_buildx_metadata(&dir.join(path)).await,
-        DigestOut::Stdout | DigestOut::None => Err("the backend reports no digest".to_owned()),
+        DigestOut::Stdout | DigestOut::None => Err(Failure::NoDigestReported),
     };
     let digest = match digest {
         Ok(d) => d,
@@ -257,10 +276,10 @@ pub(super) async fn commands(node: &Node, ctx: &Context, log: &mut tokio::fs::Fi
             cache,
             ..Done::ok(Some(digest))
         },
-        Ok(_) => Done::failed(format!(
-            "{}@{digest} is not in the registry after the push",
-            node.reference
-        )),
-        Err(e) => Done::failed(e.to_string()),
+        Ok(_) => Done::failed(Failure::NotPushed {
+            reference: node.reference.clone(),
+            digest,
+        }),
+        Err(e) => Done::failed(e),
     }
 }

@@ -81,7 +81,7 @@ async fn decide_build(node: &Node, ctx: &Context) -> Done {
             Some(input),
         ),
         Ok(Reuse::Build { why, input, .. }) => {
-            decided(Done::planned(None), "build", why, Some(input))
+            decided(Done::planned(None), "build", why.to_string(), Some(input))
         }
     }
 }
@@ -101,7 +101,7 @@ async fn decide_merge(node: &Node, ctx: &Context) -> Done {
     };
     let digest = registry::digest_of(&registry::index_bytes(media_type, &children));
     match merge::stale_tag(node, ctx, &digest).await {
-        Err(e) => Done::failed(e.to_string()),
+        Err(e) => Done::failed(e),
         Ok(None) => decided(
             Done::current(digest),
             "up-to-date",

@@ -4,7 +4,9 @@
 use tokio::io::AsyncWriteExt;
 
 use super::Context;
+use super::failure::Failure;
 use super::node::Done;
+use crate::inputs::InputError;
 use crate::plan::{Node, NodeId};
 use crate::registry::{self, Descriptor, index_bytes};
 
@@ -25,14 +27,13 @@ pub(super) async fn merge(node: &Node, ctx: &Context, log: &mut tokio::fs::File)
 pub(super) async fn index_of(
     node: &Node,
     ctx: &Context,
-) -> Result<(&'static str, Vec<Descriptor>), String> {
+) -> Result<(&'static str, Vec<Descriptor>), Failure> {
     // A reused image was published with its attestations: they are in the index at the tag.
     let published = match node.tags.first() {
         Some(tag) => ctx
             .registry
             .index_entries(&node.reference, tag)
-            .await
-            .map_err(|e| e.to_string())?
+            .await?
             .unwrap_or_default(),
         None => Vec::new(),
     };
@@ -40,16 +41,15 @@ pub(super) async fn index_of(
     for (id, platform) in builds(node) {
         let digest = ctx
             .digest(id)
-            .ok_or_else(|| format!("no digest from `{id}`"))?;
+            .ok_or_else(|| InputError::NoDigest(id.clone()))?;
         let entries = ctx
             .registry
             .platform_entries(&node.reference, &digest, &platform, &published)
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         children.extend(entries);
     }
     if children.is_empty() {
-        return Err("no platform image to merge".to_owned());
+        return Err(Failure::NothingToMerge);
     }
     let children = registry::images_first(children);
     Ok((registry::index_type_for(&children), children))
@@ -113,7 +113,7 @@ pub(super) async fn publish_index(
             .put_manifest(&node.reference, tag, &bytes, media_type)
             .await
         {
-            return Done::failed(e.to_string());
+            return Done::failed(e);
         }
         pushed = true;
         ctx.output(

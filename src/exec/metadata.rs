@@ -42,32 +42,59 @@ pub(super) fn write(
     std::fs::rename(tmp, path)
 }
 
+/// What is wrong with a directory of split-build metadata.
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    #[error("cannot read {path}: {why}")]
+    Read { path: String, why: std::io::Error },
+    #[error("malformed metadata file {path}: {why}")]
+    Malformed {
+        path: String,
+        why: serde_json::Error,
+    },
+    #[error("malformed digest in {0}")]
+    Digest(String),
+    /// A file named after another build: renamed or written over.
+    #[error("{path} holds the metadata of `{id}`, which belongs in {expected}")]
+    Misplaced {
+        path: String,
+        id: String,
+        expected: String,
+    },
+}
+
 /// Read every metadata file of a directory (split builds).
-pub fn read(dir: &std::path::Path) -> Result<Vec<BuildMetadata>, String> {
+pub fn read(dir: &std::path::Path) -> Result<Vec<BuildMetadata>, MetadataError> {
+    let read_error = |p: &std::path::Path, why| MetadataError::Read {
+        path: p.display().to_string(),
+        why,
+    };
     let mut out = Vec::new();
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| read_error(dir, e))?;
     let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();
     for p in paths
         .into_iter()
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
     {
-        let text = std::fs::read(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-        let m: BuildMetadata = serde_json::from_slice(&text)
-            .map_err(|e| format!("malformed metadata file {}: {e}", p.display()))?;
+        let text = std::fs::read(&p).map_err(|e| read_error(&p, e))?;
+        let m: BuildMetadata =
+            serde_json::from_slice(&text).map_err(|why| MetadataError::Malformed {
+                path: p.display().to_string(),
+                why,
+            })?;
         if !is_digest(&m.digest) {
-            return Err(format!("malformed digest in {}", p.display()));
+            return Err(MetadataError::Digest(p.display().to_string()));
         }
         // A file is named after the build it speaks of; another name means it was renamed or
         // written over, and cannot be trusted to be the only one of its build.
         let expected = format!("{}.json", file_stem(&m.id));
         if p.file_name().and_then(|f| f.to_str()) != Some(expected.as_str()) {
-            return Err(format!(
-                "{} holds the metadata of `{}`, which belongs in {expected}",
-                p.display(),
-                m.id
-            ));
+            return Err(MetadataError::Misplaced {
+                path: p.display().to_string(),
+                id: m.id,
+                expected,
+            });
         }
         out.push(m);
     }

@@ -4,6 +4,7 @@
 use tokio::io::AsyncWriteExt;
 
 use super::Context;
+use super::failure::Failure;
 use super::merge::publish_index;
 use super::node::Done;
 use crate::plan::Node;
@@ -18,8 +19,8 @@ pub(super) async fn mirror(node: &Node, ctx: &Context, log: &mut tokio::fs::File
     // Up to date in one round trip: two HEAD requests (not counted as pulls).
     let upstream_digest = match ctx.registry.digest(&src).await {
         Ok(Some(d)) => d,
-        Ok(None) => return Done::failed(format!("{src} does not exist upstream")),
-        Err(e) => return Done::failed(e.to_string()),
+        Ok(None) => return Done::failed(Failure::NotUpstream(src)),
+        Err(e) => return Done::failed(e),
     };
     let repository = ctx.repository_lock(&node.reference);
     let _writer = repository.lock().await;
@@ -27,16 +28,16 @@ pub(super) async fn mirror(node: &Node, ctx: &Context, log: &mut tokio::fs::File
         if let Some(locked) = &ctx.options.locked {
             match locked.get(&node.id) {
                 None => {
-                    return Ok(Done::failed(format!(
-                        "`{}` is not in the lock file; run `mab mirror --update-lock`",
-                        crate::lock::key(&node.id)
+                    return Ok(Done::failed(Failure::NotLocked(
+                        crate::lock::key(&node.id).to_owned(),
                     )));
                 }
                 Some(want) if *want != upstream_digest => {
-                    return Ok(Done::failed(format!(
-                        "upstream {src} moved: the lock file has {want}, upstream now {upstream_digest}; \
-                         run `mab mirror --update-lock` and review the change"
-                    )));
+                    return Ok(Done::failed(Failure::Moved {
+                        upstream: src.clone(),
+                        locked: want.clone(),
+                        now: upstream_digest.clone(),
+                    }));
                 }
                 Some(_) => {}
             }
@@ -81,12 +82,11 @@ pub(super) async fn mirror(node: &Node, ctx: &Context, log: &mut tokio::fs::File
                 .await?;
             // The digest was checked on the way in; the size must match the index entry too.
             if m.bytes.len() as u64 != child.size {
-                return Ok(Done::failed(format!(
-                    "{source}@{} is {} bytes, its index entry says {}",
-                    child.digest,
-                    m.bytes.len(),
-                    child.size
-                )));
+                return Ok(Done::failed(Failure::SizeMismatch {
+                    reference: format!("{source}@{}", child.digest),
+                    actual: m.bytes.len() as u64,
+                    expected: child.size,
+                }));
             }
             ctx.registry
                 .copy_image(&source, &node.reference, &m)
@@ -111,7 +111,7 @@ pub(super) async fn mirror(node: &Node, ctx: &Context, log: &mut tokio::fs::File
             ..done
         },
         Ok(done) => done,
-        Err(e) => Done::failed(e.to_string()),
+        Err(e) => Done::failed(e),
     }
 }
 
@@ -121,7 +121,7 @@ fn keep_platforms(
     node: &Node,
     entries: Vec<Descriptor>,
     src: &str,
-) -> Result<Vec<Descriptor>, String> {
+) -> Result<Vec<Descriptor>, Failure> {
     if node.platforms.is_empty() {
         return Ok(entries);
     }
@@ -135,16 +135,19 @@ fn keep_platforms(
         .filter(|d| d.attests().is_none())
         .filter_map(|d| d.platform.as_ref())
         .collect();
-    let missing: Vec<&str> = node
+    let missing: Vec<String> = node
         .platforms
         .iter()
         .filter(|w| !have.iter().any(|p| p.matches(w)))
-        .map(String::as_str)
+        .cloned()
         .collect();
     if missing.is_empty() {
         Ok(keep)
     } else {
-        Err(format!("{src} has no {}", missing.join(", ")))
+        Err(Failure::MissingPlatforms {
+            upstream: src.to_owned(),
+            platforms: missing,
+        })
     }
 }
 
@@ -158,20 +161,19 @@ pub(super) struct Target {
 /// What mirror `node` would publish at its tag — the upstream digest, or the digest of the
 /// filtered index — and what the tag holds now. Reads only (HEAD, and the upstream index
 /// when filtered).
-pub(super) async fn target(node: &Node, ctx: &Context) -> Result<Target, String> {
+pub(super) async fn target(node: &Node, ctx: &Context) -> Result<Target, Failure> {
     let tag = node.tags.first().cloned().unwrap_or_default();
     let source = node.source.clone().unwrap_or_default();
     let src = format!("{source}:{tag}");
     let upstream_digest = match ctx.registry.digest(&src).await {
         Ok(Some(d)) => d,
-        Ok(None) => return Err(format!("{src} does not exist upstream")),
-        Err(e) => return Err(e.to_string()),
+        Ok(None) => return Err(Failure::NotUpstream(src)),
+        Err(e) => return Err(e.into()),
     };
     let current = ctx
         .registry
         .digest(&format!("{}:{tag}", node.reference))
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     if node.platforms.is_empty() {
         return Ok(Target {
             wanted: upstream_digest.clone(),
@@ -182,8 +184,7 @@ pub(super) async fn target(node: &Node, ctx: &Context) -> Result<Target, String>
     let upstream = ctx
         .registry
         .manifest(&format!("{source}@{upstream_digest}"))
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     if !upstream.is_index() {
         return Ok(Target {
             wanted: upstream.digest,
@@ -191,7 +192,7 @@ pub(super) async fn target(node: &Node, ctx: &Context) -> Result<Target, String>
             current,
         });
     }
-    let entries = upstream.entries().map_err(|e| e.to_string())?;
+    let entries = upstream.entries()?;
     let keep = keep_platforms(node, entries, &src)?;
     let wanted = registry::digest_of(&index_bytes(&upstream.media_type, &keep));
     Ok(Target {

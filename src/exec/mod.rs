@@ -5,6 +5,7 @@
 mod build;
 mod check;
 pub mod events;
+pub mod failure;
 mod merge;
 pub mod metadata;
 mod mirror;
@@ -227,7 +228,7 @@ pub async fn run(plan: &Plan, options: Options, registry: Registry, events: Arc<
                     // A panicking node task is our bug; report it as a failure, keep the run sane.
                     Err(e) => NodeResult {
                         id: "(internal)".to_owned(), kind: Kind::Build, status: Status::Failed,
-                        reason: Some(format!("internal error: {e}")), duration_ms: 0, digest: None, source_digest: None, cache: None, log: None, decision: None,
+                        reason: Some(failure::Failure::Internal(e.to_string()).to_string()), duration_ms: 0, digest: None, source_digest: None, cache: None, log: None, decision: None, failure: None,
                     },
                 };
                 let Some(&i) = index.get(result.id.as_str()) else { continue };
@@ -271,6 +272,7 @@ pub async fn run(plan: &Plan, options: Options, registry: Registry, events: Arc<
                 cache: None,
                 log: None,
                 decision: None,
+                failure: None,
             })
         })
         .collect();
@@ -297,6 +299,7 @@ fn skipped(plan: &Plan, d: usize, because: usize) -> NodeResult {
         cache: None,
         log: None,
         decision: None,
+        failure: None,
     }
 }
 

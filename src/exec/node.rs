@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 
+use super::failure::Failure;
 use super::report::{CacheUse, NodeResult, Status};
 use super::{Context, Work, build, check, merge, metadata, mirror};
 use crate::plan::command::{Arg, file_stem};
@@ -23,6 +24,7 @@ pub(super) struct Done {
     pub source_digest: Option<String>,
     /// `plan --check-registry`: what a build would do.
     pub decision: Option<Decision>,
+    pub failure: Option<Failure>,
 }
 
 impl Done {
@@ -34,6 +36,7 @@ impl Done {
             cache: None,
             source_digest: None,
             decision: None,
+            failure: None,
         }
     }
 
@@ -57,9 +60,11 @@ impl Done {
         }
     }
 
-    pub fn failed(reason: impl Into<String>) -> Done {
+    pub fn failed(failure: impl Into<Failure>) -> Done {
+        let failure = failure.into();
         Done {
-            reason: Some(reason.into()),
+            reason: Some(failure.to_string()),
+            failure: Some(failure),
             ..Done::with(Status::Failed, None)
         }
     }
@@ -103,7 +108,11 @@ pub async fn run(node: &Node, ctx: &Context) -> NodeResult {
         && let (Some(dir), Some((build, d))) = (&ctx.options.metadata_dir, ready)
         && let Err(e) = metadata::write(dir, &build, node, &d)
     {
-        done = Done::failed(format!("cannot write metadata in {}: {e}", dir.display()));
+        done = Done::failed(Failure::Unwritable {
+            what: "metadata in",
+            path: dir.display().to_string(),
+            why: e.to_string(),
+        });
     }
     NodeResult {
         id: node.id.clone(),
@@ -116,6 +125,7 @@ pub async fn run(node: &Node, ctx: &Context) -> NodeResult {
         cache: done.cache,
         log: log.map(|l| relative(&l, &ctx.options.workdir)),
         decision: done.decision,
+        failure: done.failure.map(std::sync::Arc::new),
     }
 }
 
@@ -134,7 +144,11 @@ async fn work(node: &Node, ctx: &Context) -> (Done, PathBuf) {
         .join(".mab/logs")
         .join(format!("{}.log", file_stem(&node.id)));
     let done = match open_log(&log_path).await {
-        Err(e) => Done::failed(format!("cannot write log {}: {e}", log_path.display())),
+        Err(e) => Done::failed(Failure::Unwritable {
+            what: "log",
+            path: log_path.display().to_string(),
+            why: e.to_string(),
+        }),
         Ok(mut log) => {
             let done = if ctx.options.sleep_backend {
                 sleep_node(node, ctx).await
@@ -195,7 +209,7 @@ async fn sleep_node(node: &Node, ctx: &Context) -> Done {
     tokio::select! {
         _ = work => {
             if arg("MAB_FAIL").as_deref() == Some("1") {
-                Done::failed("MAB_FAIL is set")
+                Done::failed(Failure::Injected)
             } else {
                 Done::ok(Some(registry::digest_of(node.id.as_bytes())))
             }

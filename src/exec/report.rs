@@ -83,6 +83,9 @@ pub struct NodeResult {
     /// `plan --check-registry`: what a build would do, and why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decision: Option<crate::plan::Decision>,
+    /// Why it failed, typed (the report has `reason`, its message).
+    #[serde(skip)]
+    pub failure: Option<std::sync::Arc<super::failure::Failure>>,
 }
 
 #[derive(Clone, Debug, Serialize)]

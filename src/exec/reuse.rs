@@ -5,9 +5,40 @@
 use std::collections::BTreeMap;
 
 use super::Context;
+use super::failure::Failure;
 use crate::inputs;
 use crate::plan::Node;
-use crate::registry::Registry;
+use crate::registry::{Registry, RegistryError};
+
+/// Why the published image is not reused.
+#[derive(Debug, thiserror::Error)]
+pub enum NotReusable {
+    #[error("--no-reuse")]
+    Off,
+    #[error("nothing is published at {reference}:{tag} for {platform}")]
+    NothingPublished {
+        reference: String,
+        tag: String,
+        platform: String,
+    },
+    #[error("cannot read {reference}:{tag}: {error}")]
+    Unreadable {
+        reference: String,
+        tag: String,
+        error: RegistryError,
+    },
+    #[error("cannot read the labels of {reference}@{child}: {error}")]
+    NoLabels {
+        reference: String,
+        child: String,
+        error: RegistryError,
+    },
+    #[error("the published image carries no input hash")]
+    NoInputHash,
+    /// Which inputs changed (`changed: files of the context, build arg `BASE``).
+    #[error("{0}")]
+    Changed(String),
+}
 
 /// What to do with a build.
 pub enum Reuse {
@@ -15,7 +46,7 @@ pub enum Reuse {
     Published { digest: String, input: String },
     /// Build it, and why; the components label the image it builds.
     Build {
-        why: String,
+        why: NotReusable,
         input: String,
         components: BTreeMap<String, String>,
     },
@@ -23,13 +54,13 @@ pub enum Reuse {
 
 /// Decide for build `node`, whose needs have all published their digests. Reads the
 /// registry (HEAD and small GETs); an error is one the node fails with.
-pub async fn decide(node: &Node, ctx: &Context) -> Result<Reuse, String> {
+pub async fn decide(node: &Node, ctx: &Context) -> Result<Reuse, Failure> {
     let components = input_components(node, ctx).await?;
     let input = inputs::hash(&components);
     let found = if ctx.options.reuse {
         reusable(node, &ctx.registry, &components).await
     } else {
-        Err("--no-reuse".to_owned())
+        Err(NotReusable::Off)
     };
     Ok(match found {
         Ok(digest) => {
@@ -57,7 +88,7 @@ pub fn was_reused(ctx: &Context, build: &str) -> bool {
 
 /// The input components of `node` (see [`crate::inputs`]); context hashes are shared
 /// between the platforms of one image.
-async fn input_components(node: &Node, ctx: &Context) -> Result<BTreeMap<String, String>, String> {
+async fn input_components(node: &Node, ctx: &Context) -> Result<BTreeMap<String, String>, Failure> {
     let dir = ctx.options.workdir.clone();
     let key = (
         dir.join(node.context.as_deref().unwrap_or(".")),
@@ -75,7 +106,7 @@ async fn input_components(node: &Node, ctx: &Context) -> Result<BTreeMap<String,
             let n = node.clone();
             let h = tokio::task::spawn_blocking(move || inputs::context_hash(&n, &dir))
                 .await
-                .map_err(|e| e.to_string())??;
+                .map_err(|e| Failure::Internal(e.to_string()))??;
             ctx.context_hashes
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -83,7 +114,9 @@ async fn input_components(node: &Node, ctx: &Context) -> Result<BTreeMap<String,
             h
         }
     };
-    inputs::components(node, &context_hash, &|id| ctx.digest(id))
+    Ok(inputs::components(node, &context_hash, &|id| {
+        ctx.digest(id)
+    })?)
 }
 
 /// The digest of the image published for `node` when it has the same inputs, else why not.
@@ -91,7 +124,7 @@ async fn reusable(
     node: &Node,
     registry: &Registry,
     components: &BTreeMap<String, String>,
-) -> Result<String, String> {
+) -> Result<String, NotReusable> {
     let input = inputs::hash(components);
     let tag = node
         .key()
@@ -104,25 +137,33 @@ async fn reusable(
     {
         Ok(Some(child)) => child,
         Ok(None) => {
-            return Err(format!(
-                "nothing is published at {}:{tag} for {platform}",
-                node.reference
-            ));
+            return Err(NotReusable::NothingPublished {
+                reference: node.reference.clone(),
+                tag: tag.to_owned(),
+                platform: platform.to_owned(),
+            });
         }
-        Err(e) => return Err(format!("cannot read {}:{tag}: {e}", node.reference)),
+        Err(error) => {
+            return Err(NotReusable::Unreadable {
+                reference: node.reference.clone(),
+                tag: tag.to_owned(),
+                error,
+            });
+        }
     };
     match registry.labels(&node.reference, &child).await {
         Ok(labels) => match labels.get(inputs::INPUT_LABEL) {
             Some(published) if *published == input => Ok(child),
-            Some(_) => Err(inputs::describe(&inputs::changed(
+            Some(_) => Err(NotReusable::Changed(inputs::describe(&inputs::changed(
                 labels.get(inputs::INPUTS_LABEL).map_or("", String::as_str),
                 components,
-            ))),
-            None => Err("the published image carries no input hash".to_owned()),
+            )))),
+            None => Err(NotReusable::NoInputHash),
         },
-        Err(e) => Err(format!(
-            "cannot read the labels of {}@{child}: {e}",
-            node.reference
-        )),
+        Err(error) => Err(NotReusable::NoLabels {
+            reference: node.reference.clone(),
+            child,
+            error,
+        }),
     }
 }

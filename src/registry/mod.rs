@@ -843,15 +843,15 @@ impl Verifier {
         }
     }
 
-    fn update(&mut self, chunk: &[u8]) -> std::result::Result<(), String> {
+    fn update(&mut self, chunk: &[u8]) -> Result<()> {
         self.seen += chunk.len() as u64;
         if let Some(size) = self.size
             && self.seen > size
         {
-            return Err(format!(
+            return Err(RegistryError::DigestMismatch(format!(
                 "blob {} is longer than its {size} bytes",
                 self.digest
-            ));
+            )));
         }
         self.hasher.update(chunk);
         Ok(())
