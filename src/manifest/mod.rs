@@ -5,8 +5,10 @@ pub mod kdl_node;
 pub mod kdl_parallel;
 pub mod model;
 pub mod platform;
+pub mod raw;
 pub mod reference;
 pub mod resolve;
+mod settings;
 pub mod syntax;
 pub mod version_order;
 
