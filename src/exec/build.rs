@@ -102,46 +102,18 @@ pub(super) async fn commands(node: &Node, ctx: &Context, log: &mut tokio::fs::Fi
             ..Done::ok(None)
         };
     }
-    let mut labelled;
-    let mut node = node;
-    if node.kind == Kind::Build && node.publish.push {
-        match reuse::decide(node, ctx).await {
-            Err(e) => return Done::failed(e),
-            Ok(Reuse::Published { digest, input }) => {
-                let _ = log
-                    .write_all(
-                        format!(
-                            "reused {}@{digest}: same input hash {input}\n",
-                            node.reference
-                        )
-                        .as_bytes(),
-                    )
-                    .await;
-                ctx.output(&node.id, &format!("reused {digest} (input hash unchanged)"));
-                return Done {
-                    status: Status::Reused,
-                    ..Done::ok(Some(digest))
-                };
+    let labelled;
+    let node = if node.kind == Kind::Build && node.publish.push {
+        match reuse_or_label(node, ctx, log).await {
+            Ok(n) => {
+                labelled = n;
+                &labelled
             }
-            Ok(Reuse::Build {
-                why,
-                input,
-                components,
-            }) => {
-                let _ = log.write_all(format!("building: {why}\n").as_bytes()).await;
-                ctx.output(&node.id, &format!("building: {why}"));
-                labelled = node.clone();
-                labelled
-                    .labels
-                    .insert(inputs::INPUT_LABEL.to_owned(), input);
-                labelled.labels.insert(
-                    inputs::INPUTS_LABEL.to_owned(),
-                    inputs::fingerprints(&components),
-                );
-                node = &labelled;
-            }
+            Err(done) => return done,
         }
-    }
+    } else {
+        node
+    };
     let steps = command::for_node(node);
     let dir = &ctx.options.workdir;
     for sub in [
@@ -158,16 +130,86 @@ pub(super) async fn commands(node: &Node, ctx: &Context, log: &mut tokio::fs::Fi
     // Nor may an image ID of an earlier run be pushed in place of this one's.
     let _ = tokio::fs::remove_file(dir.join(".mab/iid").join(file_stem(&node.id))).await;
     let mut cache = CacheCounter::default();
-    let mut failure: Option<Done> = None;
+    let failure = run_steps(node, ctx, log, &steps, &own_digest, &mut cache).await;
+    cleanup(ctx, log, &steps).await;
+    if let Some(f) = failure {
+        return f;
+    }
+    let cache = (node.kind == Kind::Build).then(|| cache.finish());
+    if node.kind != Kind::Build || !node.publish.push {
+        return Done {
+            cache,
+            ..Done::ok(None)
+        };
+    }
+    match pushed(node, ctx, &steps, &own_digest).await {
+        Ok(digest) => Done {
+            cache,
+            ..Done::ok(Some(digest))
+        },
+        Err(e) => Done::failed(e),
+    }
+}
+
+/// The reuse decision for a build that publishes: done (reused, or failed), or the node to
+/// build, labelled with its input hash and fingerprints.
+async fn reuse_or_label(
+    node: &Node,
+    ctx: &Context,
+    log: &mut tokio::fs::File,
+) -> Result<Node, Done> {
+    match reuse::decide(node, ctx).await {
+        Err(e) => Err(Done::failed(e)),
+        Ok(Reuse::Published { digest, input }) => {
+            let _ = log
+                .write_all(
+                    format!(
+                        "reused {}@{digest}: same input hash {input}\n",
+                        node.reference
+                    )
+                    .as_bytes(),
+                )
+                .await;
+            ctx.output(&node.id, &format!("reused {digest} (input hash unchanged)"));
+            Err(Done {
+                status: Status::Reused,
+                ..Done::ok(Some(digest))
+            })
+        }
+        Ok(Reuse::Build {
+            why,
+            input,
+            components,
+        }) => {
+            let _ = log.write_all(format!("building: {why}\n").as_bytes()).await;
+            ctx.output(&node.id, &format!("building: {why}"));
+            let mut labelled = node.clone();
+            labelled
+                .labels
+                .insert(inputs::INPUT_LABEL.to_owned(), input);
+            labelled.labels.insert(
+                inputs::INPUTS_LABEL.to_owned(),
+                inputs::fingerprints(&components),
+            );
+            Ok(labelled)
+        }
+    }
+}
+
+/// Run the node's commands in order until one fails; the failure, if any.
+async fn run_steps(
+    node: &Node,
+    ctx: &Context,
+    log: &mut tokio::fs::File,
+    steps: &command::Steps,
+    own_digest: &std::path::Path,
+    cache: &mut CacheCounter,
+) -> Option<Done> {
     let mut cancel = ctx.cancel.clone();
     for cmd in &steps.commands {
-        let argv: Result<Vec<String>, Failure> = cmd.argv.iter().map(|a| resolve(a, ctx)).collect();
-        let argv = match argv {
+        let argv: Vec<String> = match cmd.argv.iter().map(|a| resolve(a, ctx)).collect() {
             Ok(a) => a,
-            Err(e) => {
-                failure = Some(Done::failed(e));
-                break;
-            }
+            Err(e) => return Some(Done::failed(e)),
         };
         let _ = log
             .write_all(format!("$ {}\n", argv.join(" ")).as_bytes())
@@ -179,7 +221,7 @@ pub(super) async fn commands(node: &Node, ctx: &Context, log: &mut tokio::fs::Fi
         let exit = process::run(
             &argv,
             cmd.stdin.as_deref(),
-            dir,
+            &ctx.options.workdir,
             log,
             &mut cancel,
             ctx.options.grace,
@@ -189,97 +231,83 @@ pub(super) async fn commands(node: &Node, ctx: &Context, log: &mut tokio::fs::Fi
         match exit {
             Exit::Code(0) => {}
             Exit::Code(c) => {
-                failure = Some(Done::failed(Failure::Exited {
+                return Some(Done::failed(Failure::Exited {
                     command: argv[..2.min(argv.len())].join(" "),
                     code: c,
                 }));
-                break;
             }
             Exit::Signal => {
-                failure = Some(Done::failed(Failure::Killed {
+                return Some(Done::failed(Failure::Killed {
                     program: argv[0].clone(),
                 }));
-                break;
             }
-            Exit::Cancelled => {
-                failure = Some(Done::cancelled("interrupted"));
-                break;
-            }
-            Exit::SpawnFailed(e) => {
-                failure = Some(Done::failed(Failure::Spawn(e)));
-                break;
-            }
+            Exit::Cancelled => return Some(Done::cancelled("interrupted")),
+            Exit::SpawnFailed(e) => return Some(Done::failed(Failure::Spawn(e))),
         }
         // `--digestfile` has written the digest the following commands pin.
         if steps.digest == DigestOut::File
-            && tokio::fs::try_exists(&own_digest).await.unwrap_or(false)
+            && tokio::fs::try_exists(own_digest).await.unwrap_or(false)
         {
-            match read_digest_file(&own_digest).await {
+            match read_digest_file(own_digest).await {
                 Ok(d) => ctx.set_digest(&node.id, d),
-                Err(e) => {
-                    failure = Some(Done::failed(e));
-                    break;
-                }
+                Err(e) => return Some(Done::failed(e)),
             }
         }
     }
+    None
+}
+
+/// The node's cleanup commands: run even after a failure or a signal, so nothing is left behind.
+async fn cleanup(ctx: &Context, log: &mut tokio::fs::File, steps: &command::Steps) {
     for cmd in &steps.cleanup {
-        if let Ok(argv) = cmd
+        let Ok(argv) = cmd
             .argv
             .iter()
             .map(|a| resolve(a, ctx))
             .collect::<Result<Vec<_>, _>>()
-        {
-            let _ = log
-                .write_all(format!("$ {}\n", argv.join(" ")).as_bytes())
-                .await;
-            // Cleanup runs even after a signal, so nothing is left behind.
-            let (_tx, mut never) = tokio::sync::watch::channel(super::Cancel::None);
-            let _ = process::run(
-                &argv,
-                None,
-                dir,
-                log,
-                &mut never,
-                ctx.options.grace,
-                &mut |_| {},
-            )
-            .await;
-        }
-    }
-    if let Some(f) = failure {
-        return f;
-    }
-    let cache = (node.kind == Kind::Build).then(|| cache.finish());
-    if node.kind != Kind::Build || !node.publish.push {
-        return Done {
-            cache,
-            ..Done::ok(None)
+        else {
+            continue;
         };
+        let _ = log
+            .write_all(format!("$ {}\n", argv.join(" ")).as_bytes())
+            .await;
+        let (_tx, mut never) = tokio::sync::watch::channel(super::Cancel::None);
+        let _ = process::run(
+            &argv,
+            None,
+            &ctx.options.workdir,
+            log,
+            &mut never,
+            ctx.options.grace,
+            &mut |_| {},
+        )
+        .await;
     }
-    // Fail closed: a build that pushed must name a digest, and the registry must hold it.
+}
+
+/// Fail closed: a build that pushed must name a digest, and the registry must hold it.
+async fn pushed(
+    node: &Node,
+    ctx: &Context,
+    steps: &command::Steps,
+    own_digest: &std::path::Path,
+) -> Result<String, Failure> {
     let digest = match &steps.digest {
-        DigestOut::File => read_digest_file(&own_digest).await,
-        DigestOut::BuildxMetadata(path) => read_buildx_metadata(&dir.join(path)).await,
-        DigestOut::Stdout | DigestOut::None => Err(Failure::NoDigestReported),
-    };
-    let digest = match digest {
-        Ok(d) => d,
-        Err(e) => return Done::failed(e),
+        DigestOut::File => read_digest_file(own_digest).await?,
+        DigestOut::BuildxMetadata(path) => {
+            read_buildx_metadata(&ctx.options.workdir.join(path)).await?
+        }
+        DigestOut::Stdout | DigestOut::None => return Err(Failure::NoDigestReported),
     };
     match ctx
         .registry
         .digest(&format!("{}@{digest}", node.reference))
-        .await
+        .await?
     {
-        Ok(Some(d)) if d == digest => Done {
-            cache,
-            ..Done::ok(Some(digest))
-        },
-        Ok(_) => Done::failed(Failure::NotPushed {
+        Some(d) if d == digest => Ok(digest),
+        _ => Err(Failure::NotPushed {
             reference: node.reference.clone(),
             digest,
         }),
-        Err(e) => Done::failed(e),
     }
 }
