@@ -12,106 +12,108 @@ use crate::registry::{self, Descriptor, index_bytes};
 
 /// Copy `source:tag` to `ref:tag`: the whole index, or the selected platforms only.
 pub(super) async fn mirror(node: &Node, ctx: &Context, log: &mut tokio::fs::File) -> Done {
+    let repository = ctx.repository_lock(&node.reference);
+    let _writer = repository.lock().await;
+    // Up to date in one round trip: two HEAD requests (not counted as pulls), and the
+    // upstream index when filtered.
+    let target = match target(node, ctx).await {
+        Ok(t) => t,
+        Err(e) => return Done::failed(e),
+    };
+    let upstream_digest = target.upstream.clone();
+    let done = match copy(node, ctx, log, target).await {
+        Ok(done) => done,
+        Err(e) => Done::failed(e),
+    };
+    if done.status.succeeded() {
+        Done {
+            source_digest: Some(upstream_digest),
+            ..done
+        }
+    } else {
+        done
+    }
+}
+
+/// What `mirror` does once it knows its target: refuse a move the lock file does not
+/// allow, or nothing when the tag holds what it should, or the copy.
+async fn copy(
+    node: &Node,
+    ctx: &Context,
+    log: &mut tokio::fs::File,
+    target: Target,
+) -> Result<Done, Failure> {
     let tag = node.tags.first().cloned().unwrap_or_default();
     let source = node.source.clone().unwrap_or_default();
     let src = format!("{source}:{tag}");
-    let dst = format!("{}:{tag}", node.reference);
-    // Up to date in one round trip: two HEAD requests (not counted as pulls).
-    let upstream_digest = match ctx.registry.digest(&src).await {
-        Ok(Some(d)) => d,
-        Ok(None) => return Done::failed(Failure::NotUpstream(src)),
-        Err(e) => return Done::failed(e),
+    if let Some(locked) = &ctx.options.locked {
+        match locked.get(&node.id) {
+            None => return Err(Failure::NotLocked(crate::lock::key(&node.id).to_owned())),
+            Some(want) if *want != target.upstream => {
+                return Err(Failure::Moved {
+                    upstream: src,
+                    locked: want.clone(),
+                    now: target.upstream,
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    if target.current.as_deref() == Some(target.wanted.as_str()) {
+        return Ok(Done::current(target.wanted));
+    }
+    // Everything below reads the upstream by digest: what is copied is what was checked.
+    let upstream = match target.manifest {
+        Some(m) => m,
+        None => {
+            ctx.registry
+                .manifest(&format!("{source}@{}", target.upstream))
+                .await?
+        }
     };
-    let repository = ctx.repository_lock(&node.reference);
-    let _writer = repository.lock().await;
-    let result: Result<Done, registry::RegistryError> = async {
-        if let Some(locked) = &ctx.options.locked {
-            match locked.get(&node.id) {
-                None => {
-                    return Ok(Done::failed(Failure::NotLocked(
-                        crate::lock::key(&node.id).to_owned(),
-                    )));
-                }
-                Some(want) if *want != upstream_digest => {
-                    return Ok(Done::failed(Failure::Moved {
-                        upstream: src.clone(),
-                        locked: want.clone(),
-                        now: upstream_digest.clone(),
-                    }));
-                }
-                Some(_) => {}
-            }
-        }
-        let current = ctx.registry.digest(&dst).await?;
-        if node.platforms.is_empty() && current.as_deref() == Some(upstream_digest.as_str()) {
-            return Ok(Done::current(upstream_digest.clone()));
-        }
-        // Everything below reads the upstream by digest: what is copied is what was checked.
-        let pinned = format!("{source}@{upstream_digest}");
-        let upstream = ctx.registry.manifest(&pinned).await?;
-        let _ = log
-            .write_all(format!("copy {src} -> {dst}\n").as_bytes())
-            .await;
-        if !upstream.is_index() {
-            ctx.registry
-                .copy_image(&source, &node.reference, &upstream)
-                .await?;
-            if ctx.cancelled() {
-                return Ok(Done::cancelled("interrupted"));
-            }
-            ctx.registry
-                .put_manifest(&node.reference, &tag, &upstream.bytes, &upstream.media_type)
-                .await?;
-            return Ok(Done::ok(Some(upstream.digest)));
-        }
-        let entries = upstream.entries()?;
-        let keep = match keep_platforms(node, entries, &src) {
-            Ok(keep) => keep,
-            Err(e) => return Ok(Done::failed(e)),
-        };
-        if !node.platforms.is_empty() {
-            let wanted = registry::digest_of(&index_bytes(&upstream.media_type, &keep));
-            if current.as_deref() == Some(wanted.as_str()) {
-                return Ok(Done::current(wanted));
-            }
-        }
-        for child in &keep {
-            let m = ctx
-                .registry
-                .manifest(&format!("{source}@{}", child.digest))
-                .await?;
-            // The digest was checked on the way in; the size must match the index entry too.
-            if m.bytes.len() as u64 != child.size {
-                return Ok(Done::failed(Failure::SizeMismatch {
-                    reference: format!("{source}@{}", child.digest),
-                    actual: m.bytes.len() as u64,
-                    expected: child.size,
-                }));
-            }
-            ctx.registry
-                .copy_image(&source, &node.reference, &m)
-                .await?;
-        }
+    let _ = log
+        .write_all(format!("copy {src} -> {}:{tag}\n", node.reference).as_bytes())
+        .await;
+    if !upstream.is_index() {
+        ctx.registry
+            .copy_image(&source, &node.reference, &upstream)
+            .await?;
         if ctx.cancelled() {
             return Ok(Done::cancelled("interrupted"));
         }
-        if node.platforms.is_empty() {
-            ctx.registry
-                .put_manifest(&node.reference, &tag, &upstream.bytes, &upstream.media_type)
-                .await?;
-            Ok(Done::ok(Some(upstream.digest)))
-        } else {
-            Ok(publish_index(node, ctx, log, &upstream.media_type, &keep).await)
-        }
+        ctx.registry
+            .put_manifest(&node.reference, &tag, &upstream.bytes, &upstream.media_type)
+            .await?;
+        return Ok(Done::ok(Some(upstream.digest)));
     }
-    .await;
-    match result {
-        Ok(done) if done.status.succeeded() => Done {
-            source_digest: Some(upstream_digest),
-            ..done
-        },
-        Ok(done) => done,
-        Err(e) => Done::failed(e),
+    let keep = keep_platforms(node, upstream.entries()?, &src)?;
+    for child in &keep {
+        let m = ctx
+            .registry
+            .manifest(&format!("{source}@{}", child.digest))
+            .await?;
+        // The digest was checked on the way in; the size must match the index entry too.
+        if m.bytes.len() as u64 != child.size {
+            return Err(Failure::SizeMismatch {
+                reference: format!("{source}@{}", child.digest),
+                actual: m.bytes.len() as u64,
+                expected: child.size,
+            });
+        }
+        ctx.registry
+            .copy_image(&source, &node.reference, &m)
+            .await?;
+    }
+    if ctx.cancelled() {
+        return Ok(Done::cancelled("interrupted"));
+    }
+    if node.platforms.is_empty() {
+        ctx.registry
+            .put_manifest(&node.reference, &tag, &upstream.bytes, &upstream.media_type)
+            .await?;
+        Ok(Done::ok(Some(upstream.digest)))
+    } else {
+        Ok(publish_index(node, ctx, log, &upstream.media_type, &keep).await)
     }
 }
 
@@ -151,11 +153,13 @@ fn keep_platforms(
     }
 }
 
-/// A mirror's tag: what it should hold, the upstream digest, what it holds now.
+/// A mirror's tag: what it should hold, the upstream digest, what it holds now — and the
+/// upstream manifest, when reading it was needed to know what the tag should hold.
 pub(super) struct Target {
     pub wanted: String,
     pub upstream: String,
     pub current: Option<String>,
+    manifest: Option<registry::Manifest>,
 }
 
 /// What mirror `node` would publish at its tag — the upstream digest, or the digest of the
@@ -179,25 +183,23 @@ pub(super) async fn target(node: &Node, ctx: &Context) -> Result<Target, Failure
             wanted: upstream_digest.clone(),
             upstream: upstream_digest,
             current,
+            manifest: None,
         });
     }
     let upstream = ctx
         .registry
         .manifest(&format!("{source}@{upstream_digest}"))
         .await?;
-    if !upstream.is_index() {
-        return Ok(Target {
-            wanted: upstream.digest,
-            upstream: upstream_digest,
-            current,
-        });
-    }
-    let entries = upstream.entries()?;
-    let keep = keep_platforms(node, entries, &src)?;
-    let wanted = registry::digest_of(&index_bytes(&upstream.media_type, &keep));
+    let wanted = if upstream.is_index() {
+        let keep = keep_platforms(node, upstream.entries()?, &src)?;
+        registry::digest_of(&index_bytes(&upstream.media_type, &keep))
+    } else {
+        upstream.digest.clone()
+    };
     Ok(Target {
         wanted,
         upstream: upstream_digest,
         current,
+        manifest: Some(upstream),
     })
 }
