@@ -72,7 +72,7 @@ pub enum Work {
 /// Shared by every running node.
 pub struct Context {
     pub options: Options,
-    pub registry: Registry,
+    pub registry: Arc<Registry>,
     /// Where the engine's events go.
     pub events: Arc<dyn Sink>,
     /// Digest published by each finished node, by node id.
@@ -155,7 +155,12 @@ pub struct Walk {
 
 /// Run `plan`. Signals (SIGINT, SIGTERM) are handled here: the first stops the run
 /// gracefully, the second kills every child at once.
-pub async fn run(plan: &Plan, options: Options, registry: Registry, events: Arc<dyn Sink>) -> Walk {
+pub async fn run(
+    plan: &Plan,
+    options: Options,
+    registry: Arc<Registry>,
+    events: Arc<dyn Sink>,
+) -> Walk {
     let started = Instant::now();
     let n = plan.nodes.len();
     let index: HashMap<&str, usize> = plan
@@ -202,6 +207,8 @@ pub async fn run(plan: &Plan, options: Options, registry: Registry, events: Arc<
             .collect(),
     });
     let mut running: JoinSet<NodeResult> = JoinSet::new();
+    // Which node each task runs: a task that panicked still names its node.
+    let mut tasks: HashMap<tokio::task::Id, usize> = HashMap::new();
     let mut cancel_rx = cancel_rx;
     let mut signals_alive = true;
     loop {
@@ -215,23 +222,25 @@ pub async fn run(plan: &Plan, options: Options, registry: Registry, events: Arc<
             let node = plan.nodes[i].clone();
             let ctx = ctx.clone();
             ctx.events.event(Event::Started { id: &node.id });
-            running.spawn(async move { node::run(&node, &ctx).await });
+            let task = running.spawn(async move { node::run(&node, &ctx).await });
+            tasks.insert(task.id(), i);
         }
         if running.is_empty() {
             break;
         }
         tokio::select! {
-            done = running.join_next() => {
+            done = running.join_next_with_id() => {
                 let Some(done) = done else { break };
-                let result = match done {
-                    Ok(r) => r,
-                    // A panicking node task is our bug; report it as a failure, keep the run sane.
-                    Err(e) => NodeResult {
-                        id: "(internal)".to_owned(), kind: Kind::Build, status: Status::Failed,
-                        reason: Some(failure::Failure::Internal(e.to_string()).to_string()), duration_ms: 0, digest: None, source_digest: None, cache: None, log: None, decision: None, failure: None,
-                    },
+                let (i, result) = match done {
+                    Ok((task, r)) => (tasks.remove(&task), r),
+                    // A panicking node task is our bug; report it as its node's failure.
+                    Err(e) => {
+                        let Some(i) = tasks.remove(&e.id()) else { continue };
+                        let f = failure::Failure::Internal(e.to_string());
+                        (Some(i), NodeResult::unrun(&plan.nodes[i], Status::Failed, f.to_string()))
+                    }
                 };
-                let Some(&i) = index.get(result.id.as_str()) else { continue };
+                let Some(i) = i else { continue };
                 ctx.events.event(Event::Finished(&result));
                 let outcome = match result.status {
                     s if s.succeeded() => schedule::Outcome::Succeeded,
@@ -257,22 +266,13 @@ pub async fn run(plan: &Plan, options: Options, registry: Registry, events: Arc<
         .into_iter()
         .enumerate()
         .map(|(i, r)| {
-            r.unwrap_or_else(|| NodeResult {
-                id: plan.nodes[i].id.clone(),
-                kind: plan.nodes[i].kind,
-                status: Status::NotRun,
-                reason: Some(if interrupted {
-                    "interrupted".to_owned()
+            r.unwrap_or_else(|| {
+                let why = if interrupted {
+                    "interrupted"
                 } else {
-                    "the run stopped after a failure".to_owned()
-                }),
-                duration_ms: 0,
-                digest: None,
-                source_digest: None,
-                cache: None,
-                log: None,
-                decision: None,
-                failure: None,
+                    "the run stopped after a failure"
+                };
+                NodeResult::unrun(&plan.nodes[i], Status::NotRun, why.to_owned())
             })
         })
         .collect();
@@ -285,22 +285,8 @@ pub async fn run(plan: &Plan, options: Options, registry: Registry, events: Arc<
 
 /// The result of a node skipped because `because`, which it waited for, did not succeed.
 fn skipped(plan: &Plan, d: usize, because: usize) -> NodeResult {
-    NodeResult {
-        id: plan.nodes[d].id.clone(),
-        kind: plan.nodes[d].kind,
-        status: Status::Skipped,
-        reason: Some(format!(
-            "needs `{}`, which did not succeed",
-            plan.nodes[because].id
-        )),
-        duration_ms: 0,
-        digest: None,
-        source_digest: None,
-        cache: None,
-        log: None,
-        decision: None,
-        failure: None,
-    }
+    let why = format!("needs `{}`, which did not succeed", plan.nodes[because].id);
+    NodeResult::unrun(&plan.nodes[d], Status::Skipped, why)
 }
 
 /// First SIGINT/SIGTERM: graceful stop; second: kill at once.
@@ -369,7 +355,12 @@ mod tests {
         };
         let recorder = Arc::new(Recorder::default());
         let rt = tokio::runtime::Runtime::new().expect("runtime");
-        let walk = rt.block_on(run(&plan, options, Registry::new(&[]), recorder.clone()));
+        let walk = rt.block_on(run(
+            &plan,
+            options,
+            Arc::new(Registry::new(&[])),
+            recorder.clone(),
+        ));
         let _ = std::fs::remove_dir_all(workdir);
         (walk, recorder.take())
     }

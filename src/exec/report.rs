@@ -88,6 +88,25 @@ pub struct NodeResult {
     pub failure: Option<std::sync::Arc<super::failure::Failure>>,
 }
 
+impl NodeResult {
+    /// The result of `node` when its work did not run (or did not come back), and why.
+    pub fn unrun(node: &crate::plan::Node, status: Status, reason: String) -> NodeResult {
+        NodeResult {
+            id: node.id.clone(),
+            kind: node.kind,
+            status,
+            reason: Some(reason),
+            duration_ms: 0,
+            digest: None,
+            source_digest: None,
+            cache: None,
+            log: None,
+            decision: None,
+            failure: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct RunReport {
     pub profile: String,
