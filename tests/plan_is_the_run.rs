@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use crate::support::{git_in, mab_in, manifests, root, root_copy};
+use crate::support::{mab_in, manifests, root};
 
 fn ids(plan: &serde_json::Value) -> Vec<String> {
     plan["nodes"]
@@ -105,18 +105,7 @@ fn plan_and_build_agree_on_every_manifest_profile_and_selection() {
 
 #[test]
 fn plan_and_build_agree_without_push_and_with_changed_since() {
-    let dir = root_copy();
-    let manifest = dir.path().join("images.kdl");
-    let text = std::fs::read_to_string(&manifest).unwrap();
-    std::fs::write(
-        &manifest,
-        format!("{text}\nprofile \"nopush\" {{ inherits \"dev\"; push #false; }}\n"),
-    )
-    .unwrap();
-    let git = |args: &[&str]| git_in(dir.path(), args);
-    git(&["init", "-q", "-b", "main"]);
-    git(&["add", "-A"]);
-    git(&["commit", "-q", "-m", "images"]);
+    let dir = crate::support::nopush_repo();
     std::fs::write(
         dir.path().join("images/golang-build/toolchain-info"),
         "#!/bin/sh\necho changed\n",

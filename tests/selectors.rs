@@ -492,18 +492,7 @@ fn an_edit_of_the_manifest_rebuilds_only_what_it_changes() {
 /// failed every such run with "not published" (or, with no registry, DNS errors).
 #[test]
 fn changed_since_without_push_builds_on_local_bases() {
-    let dir = root_copy();
-    let manifest = dir.path().join("images.kdl");
-    let text = std::fs::read_to_string(&manifest).unwrap();
-    std::fs::write(
-        &manifest,
-        format!("{text}\nprofile \"nopush\" {{ inherits \"dev\"; push #false; }}\n"),
-    )
-    .unwrap();
-    let git = |args: &[&str]| git_in(dir.path(), args);
-    git(&["init", "-q", "-b", "main"]);
-    git(&["add", "-A"]);
-    git(&["commit", "-q", "-m", "images"]);
+    let dir = crate::support::nopush_repo();
     std::fs::write(dir.path().join("images/golang-build/toolchain-info"), "x\n").unwrap();
     let r = crate::support::mab_in(
         dir.path(),

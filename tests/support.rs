@@ -98,3 +98,20 @@ pub fn git_in(dir: &Path, args: &[&str]) {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// `root_copy` with a `nopush` profile (`push #false`), committed as a git repository: the
+/// ground `--changed-since` tests edit.
+pub fn nopush_repo() -> tempfile::TempDir {
+    let dir = root_copy();
+    let manifest = dir.path().join("images.kdl");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        format!("{text}\nprofile \"nopush\" {{ inherits \"dev\"; push #false; }}\n"),
+    )
+    .unwrap();
+    git_in(dir.path(), &["init", "-q", "-b", "main"]);
+    git_in(dir.path(), &["add", "-A"]);
+    git_in(dir.path(), &["commit", "-q", "-m", "images"]);
+    dir
+}
