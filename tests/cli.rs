@@ -642,6 +642,35 @@ fn deeply_nested_blocks_are_an_error_not_a_crash() {
     assert!(err.contains("images.kdl:2:"), "{err}");
 }
 
+/// `plan --check-registry` against a registry that is down fails as the run would (exit 1),
+/// naming each node it could not decide and what to check, and prints no plan with holes.
+#[test]
+fn check_registry_against_a_registry_that_is_down_fails_per_node() {
+    let dir = project(
+        r#"profile "ci" { registry "127.0.0.1:9/team" insecure=#true; }
+image "app" { platforms "linux/amd64" "linux/arm64"; version "1"; }"#,
+        &[("images/app/Dockerfile", "FROM scratch\n")],
+    );
+    let out = assert_cmd::Command::cargo_bin("mab")
+        .unwrap()
+        .current_dir(dir.path())
+        .env("MAB_HTTP_TIMEOUT", "2")
+        .env("NO_COLOR", "1")
+        .args(["plan", "--check-registry", "--format", "json"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(out.stdout.is_empty(), "a plan was printed");
+    for id in ["build:app:1@linux/amd64", "build:app:1@linux/arm64"] {
+        assert!(err.contains(&format!("`{id}`")), "{id}: {err}");
+    }
+    assert!(err.contains("connection refused"), "{err}");
+    assert!(err.contains("is it up"), "{err}");
+    // The merge waited on builds that could not be decided: skipped, not another error.
+    assert!(!err.contains("`merge:app:1`"), "{err}");
+}
+
 /// A registry that cannot be reached is found by one request before any build starts, and
 /// that is a failed run (exit 1), not a usage error.
 #[test]

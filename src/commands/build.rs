@@ -5,13 +5,10 @@ use std::collections::HashMap;
 use std::io::Write;
 
 use super::Project;
-use super::engine::{
-    execute, locked_digests, options, published_digests, registry, runtime, verdict,
-};
+use super::engine::{Session, execute, locked_digests, options, published_digests, verdict};
 use crate::cli::BuildArgs;
 use crate::diag::{Diag, Diagnostics};
 use crate::exec::{self, report};
-use crate::manifest::Model;
 use crate::plan::{self, Kind, Plan, Selection};
 use crate::{exit_code, render};
 
@@ -45,34 +42,29 @@ pub fn run(project: &Project, args: &BuildArgs, out: &mut dyn Write) -> Result<i
             // The engine's walk without the work: every node the run would reach, in plan order.
             let mut opts = options(project, &args.run, args.metadata_dir.clone());
             opts.work = exec::Work::DryRun;
-            let rt = runtime()?;
-            let walk = rt.block_on(exec::run(
-                &plan,
-                opts,
-                registry(model),
-                std::sync::Arc::new(report::Reporter::silent()),
-            ));
-            let report = verdict(&plan, walk);
+            let session = Session::new(model, report::Reporter::silent())?;
+            let report = verdict(&plan, session.walk(&plan, opts));
             let json = serde_json::to_vec_pretty(&report).unwrap_or_default();
             std::fs::write(path, json)
                 .map_err(|e| Diag::plain(format!("cannot write report {}: {e}", path.display())))?;
         }
         return Ok(exit_code::SUCCESS);
     }
+    let session = Session::new(model, report::Reporter::detect())?;
     let mut opts = options(project, &args.run, args.metadata_dir.clone());
     opts.reuse = !args.no_reuse;
-    opts.known_digests = external_digests(model, &plan, args)?;
+    opts.known_digests = external_digests(&session, &plan, args)?;
     if args.locked {
         opts.locked = Some(locked_digests(project, &plan)?);
     }
-    execute(model, &plan, &args.run, opts, out)
+    execute(&session, model, &plan, &args.run, opts, out)
 }
 
 /// The digests of what the plan needs and does not build: mirrors and merges from their tags;
 /// a base's image of one platform from that tag's index; under `--node`, builds (and the tests
 /// that vouch for them) from the split-build metadata of the jobs that built them.
 fn external_digests(
-    model: &Model,
+    session: &Session,
     plan: &Plan,
     args: &BuildArgs,
 ) -> Result<HashMap<String, String>, Diagnostics> {
@@ -104,8 +96,7 @@ fn external_digests(
         } else {
             "run the earlier level (and its `mab merge`) first"
         };
-        let rt = runtime()?;
-        known.extend(published_digests(&rt, &registry(model), published, help)?);
+        known.extend(published_digests(session, published, help)?);
     }
     Ok(known)
 }

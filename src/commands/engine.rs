@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::Project;
@@ -17,29 +18,54 @@ use crate::registry::Registry;
 use crate::{exit_code, lock};
 
 /// `host[:port]` of a repository reference.
-pub(super) fn host(reference: &str) -> &str {
+fn host(reference: &str) -> &str {
     reference.split('/').next().unwrap_or(reference)
 }
 
-/// Registries spoken to over plain HTTP: the profile's when `insecure`, and insecure mirrors' upstreams.
-pub(super) fn registry(model: &Model) -> Registry {
-    Registry::new(&insecure_hosts(model))
+/// What one command's walks and registry reads share: one runtime, one registry client (its
+/// transport rules, `registries.conf` included, read once) whose retry notes go where the
+/// run's events go.
+pub(super) struct Session {
+    pub rt: tokio::runtime::Runtime,
+    pub registry: Arc<Registry>,
+    pub reporter: Arc<report::Reporter>,
 }
 
-/// The registry of a run: its retry notes go to the run's reporter.
-pub(super) fn run_registry(model: &Model, reporter: &std::sync::Arc<report::Reporter>) -> Registry {
-    let reporter = reporter.clone();
-    Registry::with_observer(
-        &insecure_hosts(model),
-        Box::new(move |m| {
-            use exec::events::{Event, Sink};
-            reporter.event(Event::Note(&format!("registry: {m}")))
-        }),
-    )
+impl Session {
+    pub fn new(model: &Model, reporter: report::Reporter) -> Result<Session, Diagnostics> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Diag::plain(format!("cannot start the runtime: {e}")))?;
+        let reporter = Arc::new(reporter);
+        let notes = reporter.clone();
+        let registry = Arc::new(Registry::with_observer(
+            &insecure_hosts(model),
+            Box::new(move |m| {
+                use exec::events::{Event, Sink};
+                notes.event(Event::Note(&format!("registry: {m}")))
+            }),
+        ));
+        Ok(Session {
+            rt,
+            registry,
+            reporter,
+        })
+    }
+
+    /// Walk `plan` with the work `opts` says.
+    pub fn walk(&self, plan: &Plan, opts: exec::Options) -> exec::Walk {
+        self.rt.block_on(exec::run(
+            plan,
+            opts,
+            self.registry.clone(),
+            self.reporter.clone(),
+        ))
+    }
 }
 
 /// Registries (host[:port]) spoken to over plain HTTP.
-pub(super) fn insecure_hosts(model: &Model) -> Vec<String> {
+fn insecure_hosts(model: &Model) -> Vec<String> {
     let mut insecure: Vec<String> = Vec::new();
     if model.profile.insecure {
         insecure.push(host(&model.profile.registry).to_owned());
@@ -54,13 +80,6 @@ pub(super) fn insecure_hosts(model: &Model) -> Vec<String> {
     insecure.sort();
     insecure.dedup();
     insecure
-}
-
-pub(super) fn runtime() -> Result<tokio::runtime::Runtime, Diagnostics> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Diag::plain(format!("cannot start the runtime: {e}")).into())
 }
 
 pub(super) fn options(
@@ -87,6 +106,7 @@ pub(super) fn options(
 
 /// Run `plan`, print the summary, write the report; the exit code.
 pub(super) fn execute(
+    session: &Session,
     model: &Model,
     plan: &Plan,
     run: &RunArgs,
@@ -106,9 +126,8 @@ pub(super) fn execute(
             .iter()
             .find(|n| matches!(n.kind, Kind::Build | Kind::Merge))
     {
-        let rt = runtime()?;
         let probe = format!("{}:mab-preflight", n.reference);
-        if let Err(e) = rt.block_on(registry(model).digest(&probe)) {
+        if let Err(e) = session.rt.block_on(session.registry.digest(&probe)) {
             eprintln!(
                 "mab: cannot reach the registry of profile `{}`: {e}",
                 model.profile.name
@@ -117,11 +136,12 @@ pub(super) fn execute(
             return Ok(exit_code::NODE_FAILED);
         }
     }
-    run_plan(model, plan, run, opts, out).map(|r| r.exit_code)
+    run_plan(session, model, plan, run, opts, out).map(|r| r.exit_code)
 }
 
 /// Run `plan`, print the summary, write the report.
 pub(super) fn run_plan(
+    session: &Session,
     model: &Model,
     plan: &Plan,
     run: &RunArgs,
@@ -140,10 +160,7 @@ pub(super) fn run_plan(
     if !opts.sleep_backend {
         builders(model, plan)?;
     }
-    let rt = runtime()?;
-    let reporter = std::sync::Arc::new(report::Reporter::detect());
-    let registry = run_registry(model, &reporter);
-    let report = verdict(plan, rt.block_on(exec::run(plan, opts, registry, reporter)));
+    let report = verdict(plan, session.walk(plan, opts));
     let _ = out.write_all(report::summary_table(&report).as_bytes());
     // What to do about the failures, once per kind of advice.
     let mut helps: Vec<&str> = report
@@ -281,8 +298,7 @@ pub(super) fn locked_digests(
 /// The digest of each external need at its tag (or of its platform's child of the index
 /// there); one with nothing published is an error, with `help`.
 pub(super) fn published_digests(
-    rt: &tokio::runtime::Runtime,
-    reg: &Registry,
+    session: &Session,
     external: Vec<&plan::External>,
     help: &str,
 ) -> Result<HashMap<String, String>, Diagnostics> {
@@ -290,10 +306,12 @@ pub(super) fn published_digests(
     let mut diags = Diagnostics::new();
     for e in external {
         let found = match &e.platform {
-            None => rt.block_on(reg.digest(&e.reference)),
+            None => session.rt.block_on(session.registry.digest(&e.reference)),
             Some(p) => {
                 let (repo, tag) = e.reference.rsplit_once(':').unwrap_or((&e.reference, ""));
-                rt.block_on(reg.published_child(repo, tag, p))
+                session
+                    .rt
+                    .block_on(session.registry.published_child(repo, tag, p))
             }
         };
         match found {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io::Write;
 
 use super::Project;
-use super::engine::{execute, options};
+use super::engine::{Session, execute, options};
 use crate::cli::MergeArgs;
 use crate::diag::{Diag, Diagnostics};
 use crate::exec;
@@ -89,5 +89,6 @@ pub fn run(project: &Project, args: &MergeArgs, out: &mut dyn Write) -> Result<i
     }
     let mut opts = options(project, &args.run, None);
     opts.known_digests = known;
-    execute(model, &plan, &args.run, opts, out)
+    let session = Session::new(model, crate::exec::report::Reporter::detect())?;
+    execute(&session, model, &plan, &args.run, opts, out)
 }

@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use super::Project;
-use super::engine::{locked_digests, options, run_plan};
+use super::engine::{Session, locked_digests, options, run_plan};
 use crate::cli::MirrorArgs;
 use crate::diag::{Diag, Diagnostics};
 use crate::exec::report;
@@ -38,7 +38,8 @@ pub fn run(project: &Project, args: &MirrorArgs, out: &mut dyn Write) -> Result<
     if args.locked {
         opts.locked = Some(locked_digests(project, &plan)?);
     }
-    let report = run_plan(model, &plan, &args.run, opts, out)?;
+    let session = Session::new(model, crate::exec::report::Reporter::detect())?;
+    let report = run_plan(&session, model, &plan, &args.run, opts, out)?;
     if args.update_lock && report.exit_code == exit_code::SUCCESS {
         write_lock(project, model, &plan, &report).map_err(|e| Diag::plain(e.to_string()))?;
         let _ = writeln!(out, "wrote {}", lock::path_for(&project.file).display());

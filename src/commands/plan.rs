@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use super::engine::{published_digests, run_registry, runtime};
+use super::engine::{Session, published_digests};
 use super::{Project, Timer, emit};
 use crate::cli::{PlanArgs, PlanFormat};
 use crate::diag::{Diag, Diagnostics};
@@ -32,7 +32,16 @@ pub fn run(
     };
     let mut plan = plan::plan(model, &selection).map_err(|d| project.located(d))?;
     if args.check_registry {
-        decide(project, &mut plan)?;
+        match decide(project, &mut plan)? {
+            Checked::Decided => {}
+            // A node the registry could not answer for fails the check as it would the run;
+            // no plan with holes in its decisions is printed.
+            Checked::Failed(diags) => {
+                diags.eprint();
+                return Ok(exit_code::NODE_FAILED);
+            }
+            Checked::Interrupted => return Ok(exit_code::INTERRUPTED),
+        }
     }
     timer.lap("plan");
     match args.format {
@@ -58,15 +67,12 @@ pub fn run(
 /// (HEAD and small GETs only; nothing is written) — the engine's walk with the check as its
 /// work, so each decision comes from the code the build decides with. Mirrors are judged
 /// against upstream now, as the build's mirror nodes copy it first (`--refresh` is implied).
-pub fn decide(project: &Project, plan: &mut Plan) -> Result<(), Diagnostics> {
+pub fn decide(project: &Project, plan: &mut Plan) -> Result<Checked, Diagnostics> {
     let model = &project.model;
-    let rt = runtime()?;
-    let reporter = std::sync::Arc::new(report::Reporter::silent());
-    let reg = run_registry(model, &reporter);
+    let session = Session::new(model, report::Reporter::silent())?;
     // What the plan does not build is judged on what is published, as a build reads it.
     let known = published_digests(
-        &rt,
-        &reg,
+        &session,
         plan.external
             .iter()
             .filter(|e| e.source == plan::ExternalSource::Registry)
@@ -85,7 +91,8 @@ pub fn decide(project: &Project, plan: &mut Plan) -> Result<(), Diagnostics> {
         reuse: true,
         work: exec::Work::Check,
     };
-    let walk = rt.block_on(exec::run(plan, opts, reg, reporter));
+    let walk = session.walk(plan, opts);
+    let interrupted = walk.interrupted;
     let mut diags = Diagnostics::new();
     for (node, result) in plan.nodes.iter_mut().zip(walk.nodes) {
         match result.decision {
@@ -107,9 +114,20 @@ pub fn decide(project: &Project, plan: &mut Plan) -> Result<(), Diagnostics> {
             None => {}
         }
     }
-    if diags.has_errors() {
-        Err(diags)
+    Ok(if interrupted {
+        Checked::Interrupted
+    } else if diags.has_errors() {
+        Checked::Failed(diags)
     } else {
-        Ok(())
-    }
+        Checked::Decided
+    })
+}
+
+/// How `plan --check-registry`'s walk ended.
+pub enum Checked {
+    /// Every node has its decision.
+    Decided,
+    /// Nodes the registry could not answer for, one diagnostic each.
+    Failed(Diagnostics),
+    Interrupted,
 }

@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use super::Project;
-use super::engine::{execute, options, published_digests, registry, runtime};
+use super::engine::{Session, execute, options, published_digests};
 use crate::cli::SeedArgs;
 use crate::diag::Diagnostics;
 use crate::plan::{self, Kind, Selection};
@@ -19,18 +19,16 @@ pub fn run(project: &Project, args: &SeedArgs, out: &mut dyn Write) -> Result<i3
         only: None,
     };
     let mut plan = plan::plan(&local, &selection)?;
-    let rt = runtime()?;
+    let session = Session::new(model, crate::exec::report::Reporter::detect())?;
     let mut opts = options(project, &args.run, None);
     plan.restrict(model, |n| n.kind == Kind::Build);
     opts.known_digests = published_digests(
-        &rt,
-        &registry(model),
+        &session,
         plan.external.iter().collect(),
         "run `mab mirror` first: seeding builds on the mirrored bases",
     )?;
-    drop(rt);
     for n in &mut plan.nodes {
         n.publish.cache_only = true;
     }
-    execute(&local, &plan, &args.run, opts, out)
+    execute(&session, &local, &plan, &args.run, opts, out)
 }

@@ -21,18 +21,6 @@ pub enum NotReusable {
         tag: String,
         platform: String,
     },
-    #[error("cannot read {reference}:{tag}: {error}")]
-    Unreadable {
-        reference: String,
-        tag: String,
-        error: RegistryError,
-    },
-    #[error("cannot read the labels of {reference}@{child}: {error}")]
-    NoLabels {
-        reference: String,
-        child: String,
-        error: RegistryError,
-    },
     #[error("the published image carries no input hash")]
     NoInputHash,
     /// Which inputs changed (`changed: files of the context, build arg `BASE``).
@@ -57,8 +45,10 @@ pub enum Reuse {
 pub async fn decide(node: &Node, ctx: &Context) -> Result<Reuse, Failure> {
     let components = input_components(node, ctx).await?;
     let input = inputs::hash(&components);
+    // A registry that does not answer is a failure, not a reason to rebuild: the build
+    // could not push either, and `plan --check-registry` must not call it "build".
     let found = if ctx.options.reuse {
-        reusable(node, &ctx.registry, &components).await
+        reusable(node, &ctx.registry, &components).await?
     } else {
         Err(NotReusable::Off)
     };
@@ -119,51 +109,36 @@ async fn input_components(node: &Node, ctx: &Context) -> Result<BTreeMap<String,
     })?)
 }
 
-/// The digest of the image published for `node` when it has the same inputs, else why not.
+/// The digest of the image published for `node` when it has the same inputs, else why not;
+/// an error when the registry cannot say.
 async fn reusable(
     node: &Node,
     registry: &Registry,
     components: &BTreeMap<String, String>,
-) -> Result<String, NotReusable> {
+) -> Result<Result<String, NotReusable>, RegistryError> {
     let input = inputs::hash(components);
     let tag = node
         .key()
         .and_then(|k| k.split_once(':'))
         .map_or("", |k| k.1);
     let platform = node.platform.as_deref().unwrap_or("");
-    let child = match registry
+    let Some(child) = registry
         .published_child(&node.reference, tag, platform)
-        .await
-    {
-        Ok(Some(child)) => child,
-        Ok(None) => {
-            return Err(NotReusable::NothingPublished {
-                reference: node.reference.clone(),
-                tag: tag.to_owned(),
-                platform: platform.to_owned(),
-            });
-        }
-        Err(error) => {
-            return Err(NotReusable::Unreadable {
-                reference: node.reference.clone(),
-                tag: tag.to_owned(),
-                error,
-            });
-        }
-    };
-    match registry.labels(&node.reference, &child).await {
-        Ok(labels) => match labels.get(inputs::INPUT_LABEL) {
-            Some(published) if *published == input => Ok(child),
-            Some(_) => Err(NotReusable::Changed(inputs::describe(&inputs::changed(
-                labels.get(inputs::INPUTS_LABEL).map_or("", String::as_str),
-                components,
-            )))),
-            None => Err(NotReusable::NoInputHash),
-        },
-        Err(error) => Err(NotReusable::NoLabels {
+        .await?
+    else {
+        return Ok(Err(NotReusable::NothingPublished {
             reference: node.reference.clone(),
-            child,
-            error,
-        }),
-    }
+            tag: tag.to_owned(),
+            platform: platform.to_owned(),
+        }));
+    };
+    let labels = registry.labels(&node.reference, &child).await?;
+    Ok(match labels.get(inputs::INPUT_LABEL) {
+        Some(published) if *published == input => Ok(child),
+        Some(_) => Err(NotReusable::Changed(inputs::describe(&inputs::changed(
+            labels.get(inputs::INPUTS_LABEL).map_or("", String::as_str),
+            components,
+        )))),
+        None => Err(NotReusable::NoInputHash),
+    })
 }
