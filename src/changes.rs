@@ -110,7 +110,7 @@ fn resolved(model: &Model) -> Option<HashMap<String, Vec<serde_json::Value>>> {
     for n in &plan.nodes {
         let key = match n.key() {
             Some(k) => k.to_owned(),
-            None => n.id.clone(),
+            None => n.id.to_string(),
         };
         let mut json = serde_json::to_value(n).ok()?;
         if let Some(o) = json.as_object_mut() {

@@ -15,8 +15,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::plan::Node;
+use crate::manifest::model::Backend;
 use crate::plan::command::{Arg, Part};
+use crate::plan::{BuildWork, Node, NodeId};
 
 /// The label with the input hash.
 pub const INPUT_LABEL: &str = "io.mab.input-hash";
@@ -38,13 +39,16 @@ pub enum InputError {
 }
 
 /// Resolve an argument's digest placeholders through `digest`.
-pub fn resolve(arg: &Arg, digest: &dyn Fn(&str) -> Option<String>) -> Result<String, InputError> {
+pub fn resolve(
+    arg: &Arg,
+    digest: &dyn Fn(&NodeId) -> Option<String>,
+) -> Result<String, InputError> {
     let mut s = String::new();
     for p in &arg.0 {
         match p {
             Part::Lit(l) => s.push_str(l),
             Part::Digest(id) => {
-                s.push_str(&digest(id).ok_or_else(|| InputError::NoDigest(id.clone()))?)
+                s.push_str(&digest(id).ok_or_else(|| InputError::NoDigest(id.to_string()))?)
             }
             Part::File(path) => return Err(InputError::NotYet(path.clone())),
         }
@@ -52,34 +56,36 @@ pub fn resolve(arg: &Arg, digest: &dyn Fn(&str) -> Option<String>) -> Result<Str
     Ok(s)
 }
 
-/// The components of `node`'s inputs, given its context hash.
+/// The components of the inputs of `node`, a build (`build` its payload), given its
+/// context hash.
 pub fn components(
     node: &Node,
+    build: &BuildWork,
     context_hash: &str,
-    digest: &dyn Fn(&str) -> Option<String>,
+    digest: &dyn Fn(&NodeId) -> Option<String>,
 ) -> Result<BTreeMap<String, String>, InputError> {
     let mut c = BTreeMap::new();
     c.insert("context".to_owned(), context_hash.to_owned());
+    c.insert("dockerfile".to_owned(), build.dockerfile.clone());
     c.insert(
-        "dockerfile".to_owned(),
-        node.dockerfile.clone().unwrap_or_default(),
+        "target".to_owned(),
+        build.target.clone().unwrap_or_default(),
     );
-    c.insert("target".to_owned(), node.target.clone().unwrap_or_default());
     c.insert(
         "platform".to_owned(),
-        node.platform.clone().unwrap_or_default(),
+        node.platform().unwrap_or_default().to_owned(),
     );
     c.insert(
         "backend".to_owned(),
         node.publish.backend.as_str().to_owned(),
     );
-    if let Some(attest) = &node.attest {
+    if let Some(attest) = &build.attest {
         c.insert("attest".to_owned(), attest.join("\n"));
     }
-    for (k, a) in &node.args {
+    for (k, a) in &build.args {
         c.insert(format!("arg:{k}"), resolve(a, digest)?);
     }
-    for (k, v) in node
+    for (k, v) in build
         .labels
         .iter()
         .filter(|(k, _)| *k != INPUT_LABEL && *k != INPUTS_LABEL)
@@ -158,18 +164,22 @@ pub fn describe(changed: &[String]) -> String {
     }
 }
 
-/// The context hash of a node (`context` and `dockerfile` are relative to `workdir`).
-pub fn context_hash(node: &Node, workdir: &Path) -> Result<String, InputError> {
-    let context = workdir.join(node.context.as_deref().unwrap_or("."));
-    let dockerfile = workdir.join(node.dockerfile.as_deref().unwrap_or("Dockerfile"));
+/// The context hash of a build for `backend` (`context` and `dockerfile` are relative to
+/// `workdir`).
+pub fn context_hash(
+    context: &str,
+    dockerfile: &str,
+    backend: Backend,
+    workdir: &Path,
+) -> Result<String, InputError> {
     crate::hash::hash_context(
-        &context,
-        &dockerfile,
-        crate::hash::Rules::of(node.publish.backend),
+        &workdir.join(context),
+        &workdir.join(dockerfile),
+        crate::hash::Rules::of(backend),
     )
     .map(|h| h.digest)
     .map_err(|e| InputError::Context {
-        context: node.context.as_deref().unwrap_or(".").to_owned(),
+        context: context.to_owned(),
         why: e.to_string(),
     })
 }

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::plan::NodeId;
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lock {
     pub version: u32,
@@ -27,8 +29,11 @@ pub fn path_for(manifest: &Path) -> PathBuf {
 }
 
 /// The lock key of a mirror node id (`mirror:alpine:3.15` → `alpine:3.15`).
-pub fn key(node_id: &str) -> &str {
-    node_id.strip_prefix("mirror:").unwrap_or(node_id)
+pub fn key(node_id: &NodeId) -> String {
+    match node_id {
+        NodeId::Mirror { name, tag } => format!("{name}:{tag}"),
+        other => other.to_string(),
+    }
 }
 
 /// What is wrong with a lock file.

@@ -9,7 +9,7 @@ use super::engine::{Session, execute, locked_digests, options, published_digests
 use crate::cli::BuildArgs;
 use crate::diag::{Diag, Diagnostics};
 use crate::exec::{self, report};
-use crate::plan::{self, Kind, Plan, Selection};
+use crate::plan::{self, Kind, NodeId, Plan, Selection};
 use crate::{exit_code, render};
 
 pub fn run(project: &Project, args: &BuildArgs, out: &mut dyn Write) -> Result<i32, Diagnostics> {
@@ -41,7 +41,7 @@ pub fn run(project: &Project, args: &BuildArgs, out: &mut dyn Write) -> Result<i
         if let Some(path) = &args.run.report {
             // The engine's walk without the work: every node the run would reach, in plan order.
             let mut opts = options(project, &args.run, args.metadata_dir.clone());
-            opts.work = exec::Work::DryRun;
+            opts.mode = exec::Mode::DryRun;
             let session = Session::new(model, report::Reporter::silent())?;
             let report = verdict(&plan, session.walk(&plan, opts));
             let json = serde_json::to_vec_pretty(&report).unwrap_or_default();
@@ -67,7 +67,7 @@ fn external_digests(
     session: &Session,
     plan: &Plan,
     args: &BuildArgs,
-) -> Result<HashMap<String, String>, Diagnostics> {
+) -> Result<HashMap<NodeId, String>, Diagnostics> {
     use plan::ExternalSource;
     let of = |source| -> Vec<&plan::External> {
         plan.external
@@ -80,7 +80,7 @@ fn external_digests(
     let mut known = HashMap::new();
     if !built.is_empty() {
         let Some(dir) = &args.metadata_dir else {
-            let ids: Vec<&str> = built.iter().map(|e| e.id.as_str()).collect();
+            let ids: Vec<String> = built.iter().map(|e| e.id.to_string()).collect();
             return Err(Diag::plain(format!(
                 "the chosen nodes need `{}`, which this run does not build",
                 ids.join("`, `")
@@ -142,25 +142,22 @@ fn digests_from_metadata(
     dir: &std::path::Path,
     plan: &Plan,
     outside: &[&plan::External],
-) -> Result<HashMap<String, String>, Diagnostics> {
+) -> Result<HashMap<NodeId, String>, Diagnostics> {
     let metadata = exec::metadata::read(dir).map_err(|e| Diag::plain(e.to_string()))?;
     let mut known = HashMap::new();
     let mut diags = Diagnostics::new();
     for n in outside {
-        let id: Option<plan::NodeId> = n.id.parse().ok();
-        let is_test = id.as_ref().is_some_and(|i| i.kind() == Kind::Test);
-        let build = id
-            .and_then(|i| i.build())
-            .map_or_else(|| n.id.clone(), |b| b.to_string());
+        let is_test = n.id.kind() == Kind::Test;
+        let build = n.id.build().unwrap_or_else(|| n.id.clone());
         let repository = n
             .reference
             .rsplit_once(':')
             .map_or(n.reference.as_str(), |r| r.0);
-        let needed_by: Vec<&str> = plan
+        let needed_by: Vec<String> = plan
             .nodes
             .iter()
             .filter(|x| x.needs.contains(&n.id))
-            .map(|x| x.id.as_str())
+            .map(|x| x.id.to_string())
             .collect();
         match metadata.iter().find(|m| m.id == build) {
             None => diags.push(

@@ -13,7 +13,7 @@ use crate::cli::RunArgs;
 use crate::diag::{Diag, Diagnostics};
 use crate::exec::{self, report};
 use crate::manifest::Model;
-use crate::plan::{self, Kind, Plan};
+use crate::plan::{self, Kind, NodeId, Plan};
 use crate::registry::Registry;
 use crate::{exit_code, lock};
 
@@ -100,7 +100,7 @@ pub(super) fn options(
         known_digests: HashMap::new(),
         locked: None,
         reuse: true,
-        work: exec::Work::Run,
+        mode: exec::Mode::Run,
     }
 }
 
@@ -124,9 +124,9 @@ pub(super) fn execute(
         && let Some(n) = plan
             .nodes
             .iter()
-            .find(|n| matches!(n.kind, Kind::Build | Kind::Merge))
+            .find(|n| matches!(n.kind(), Kind::Build | Kind::Merge))
     {
-        let probe = format!("{}:mab-preflight", n.reference);
+        let probe = format!("{}:mab-preflight", n.reference());
         if let Err(e) = session.rt.block_on(session.registry.digest(&probe)) {
             eprintln!(
                 "mab: cannot reach the registry of profile `{}`: {e}",
@@ -241,8 +241,7 @@ pub(super) fn secrets_available(plan: &Plan, workdir: &std::path::Path) -> Resul
     let builds = plan
         .nodes
         .iter()
-        .filter(|n| n.kind == Kind::Build)
-        .map(|n| (n.key().unwrap_or(&n.id), &n.secrets));
+        .filter_map(|n| Some((n.key()?, &n.as_build()?.secrets)));
     let diags = crate::check::missing_secrets(builds, workdir);
     if diags.is_empty() { Ok(()) } else { Err(diags) }
 }
@@ -258,7 +257,7 @@ pub(super) fn builders(model: &Model, plan: &Plan) -> Result<(), Diagnostics> {
         if plan
             .nodes
             .iter()
-            .any(|n| n.builder.as_deref() == Some(b.name.as_str()))
+            .any(|n| n.builder() == Some(b.name.as_str()))
             && let Err(e) = crate::buildx::ensure(b)
         {
             diags.push(Diag::plain(e.to_string()));
@@ -275,7 +274,7 @@ pub(super) fn builders(model: &Model, plan: &Plan) -> Result<(), Diagnostics> {
 pub(super) fn locked_digests(
     project: &Project,
     plan: &Plan,
-) -> Result<HashMap<String, String>, Diagnostics> {
+) -> Result<HashMap<NodeId, String>, Diagnostics> {
     let path = lock::path_for(&project.file);
     let lock = lock::Lock::read(&path).map_err(|e| {
         Diagnostics::from(
@@ -286,10 +285,10 @@ pub(super) fn locked_digests(
     Ok(plan
         .nodes
         .iter()
-        .filter(|n| n.kind == Kind::Mirror)
+        .filter(|n| n.kind() == Kind::Mirror)
         .filter_map(|n| {
             lock.mirrors
-                .get(lock::key(&n.id))
+                .get(&lock::key(&n.id))
                 .map(|l| (n.id.clone(), l.digest.clone()))
         })
         .collect())
@@ -301,7 +300,7 @@ pub(super) fn published_digests(
     session: &Session,
     external: Vec<&plan::External>,
     help: &str,
-) -> Result<HashMap<String, String>, Diagnostics> {
+) -> Result<HashMap<NodeId, String>, Diagnostics> {
     let mut known = HashMap::new();
     let mut diags = Diagnostics::new();
     for e in external {

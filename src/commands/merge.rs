@@ -10,7 +10,7 @@ use crate::cli::MergeArgs;
 use crate::diag::{Diag, Diagnostics};
 use crate::exec;
 use crate::exit_code;
-use crate::plan::{self, Kind, Selection};
+use crate::plan::{self, Kind, NodeId, Selection};
 
 pub fn run(project: &Project, args: &MergeArgs, out: &mut dyn Write) -> Result<i32, Diagnostics> {
     let model = &project.model;
@@ -24,11 +24,11 @@ pub fn run(project: &Project, args: &MergeArgs, out: &mut dyn Write) -> Result<i
     )?;
     let metadata =
         exec::metadata::read(&args.metadata_dir).map_err(|e| Diag::plain(e.to_string()))?;
-    let by_id: HashMap<&str, &exec::metadata::BuildMetadata> =
-        metadata.iter().map(|m| (m.id.as_str(), m)).collect();
+    let by_id: HashMap<&NodeId, &exec::metadata::BuildMetadata> =
+        metadata.iter().map(|m| (&m.id, m)).collect();
     // Every file must be of a build this manifest has: a stray one means the directory is
     // not what this merge thinks it is.
-    let builds: std::collections::HashSet<String> = model
+    let builds: std::collections::HashSet<NodeId> = model
         .versions
         .iter()
         .flat_map(|v| {
@@ -53,7 +53,7 @@ pub fn run(project: &Project, args: &MergeArgs, out: &mut dyn Write) -> Result<i
     // Without selectors: the image versions the metadata speaks of.
     let any = args.selectors.is_empty();
     plan.restrict(model, |n| {
-        n.kind == Kind::Merge && (!any || n.needs.iter().any(|x| by_id.contains_key(x.as_str())))
+        n.kind() == Kind::Merge && (!any || n.needs.iter().any(|x| by_id.contains_key(x)))
     });
     if plan.nodes.is_empty() {
         return Err(Diag::plain(format!(
@@ -66,15 +66,15 @@ pub fn run(project: &Project, args: &MergeArgs, out: &mut dyn Write) -> Result<i
     // Refuse before publishing anything when a platform the manifest expects is missing.
     let mut known = HashMap::new();
     for n in &plan.nodes {
-        for need in n.needs.iter().filter(|x| x.starts_with("build:")) {
-            match by_id.get(need.as_str()) {
+        for need in n.needs.iter().filter(|x| x.kind() == Kind::Build) {
+            match by_id.get(need) {
                 None => diags.push(
                     Diag::plain(format!("`{}` expects `{need}`, which {} has no metadata for", n.id, args.metadata_dir.display()))
                         .help("build that platform with `mab build --platform P --metadata-dir DIR` and copy its files here"),
                 ),
-                Some(m) if m.repository != n.reference => diags.push(Diag::plain(format!(
+                Some(m) if m.repository != n.reference() => diags.push(Diag::plain(format!(
                     "metadata of `{need}` names {}, the manifest {}",
-                    m.repository, n.reference
+                    m.repository, n.reference()
                 ))),
                 Some(m) => {
                     known.insert(need.clone(), m.digest.clone());

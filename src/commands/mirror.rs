@@ -69,10 +69,11 @@ fn write_lock(
         .collect();
     lock.mirrors.retain(|k, _| declared.contains(k));
     for (node, result) in plan.nodes.iter().zip(&report.nodes) {
-        if let (Some(digest), Some(source)) = (&result.source_digest, &node.source) {
-            let tag = node.tags.first().map_or("", String::as_str);
+        if let (Some(digest), Some(m)) = (&result.source_digest, node.as_mirror()) {
+            let source = &m.source;
+            let tag = node.tags().first().map_or("", String::as_str);
             lock.mirrors.insert(
-                lock::key(&node.id).to_owned(),
+                lock::key(&node.id),
                 lock::Locked {
                     source: format!("{source}:{tag}"),
                     digest: digest.clone(),

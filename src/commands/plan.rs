@@ -89,7 +89,7 @@ pub fn decide(project: &Project, plan: &mut Plan) -> Result<Checked, Diagnostics
         known_digests: known,
         locked: None,
         reuse: true,
-        work: exec::Work::Check,
+        mode: exec::Mode::Check,
     };
     let walk = session.walk(plan, opts);
     let interrupted = walk.interrupted;

@@ -21,7 +21,7 @@ pub fn run(project: &Project, args: &SeedArgs, out: &mut dyn Write) -> Result<i3
     let mut plan = plan::plan(&local, &selection)?;
     let session = Session::new(model, crate::exec::report::Reporter::detect())?;
     let mut opts = options(project, &args.run, None);
-    plan.restrict(model, |n| n.kind == Kind::Build);
+    plan.restrict(model, |n| n.kind() == Kind::Build);
     opts.known_digests = published_digests(
         &session,
         plan.external.iter().collect(),

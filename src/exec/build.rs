@@ -11,7 +11,7 @@ use super::report::{CacheCounter, Status};
 use super::reuse::{self, Reuse};
 use crate::inputs;
 use crate::plan::command::{self, Arg, DigestOut, digest_file, file_stem};
-use crate::plan::{Kind, Node};
+use crate::plan::{Kind, Node, Work};
 use crate::registry::is_digest;
 
 /// Replace digest placeholders with what the named nodes published, and file placeholders
@@ -93,9 +93,9 @@ async fn read_buildx_metadata(path: &std::path::Path) -> Result<String, Failure>
 /// Builds and tests: the node's commands as child processes.
 pub(super) async fn commands(node: &Node, ctx: &Context, log: &mut tokio::fs::File) -> Done {
     // A test of an image that was reused, not rebuilt, passed when that image was published.
-    if node.kind == Kind::Test
-        && let Some(build) = node.needs.first()
-        && reuse::was_reused(ctx, build)
+    if node.kind() == Kind::Test
+        && let Some(build) = node.id.build()
+        && reuse::was_reused(ctx, &build)
     {
         return Done {
             status: Status::Reused,
@@ -103,7 +103,7 @@ pub(super) async fn commands(node: &Node, ctx: &Context, log: &mut tokio::fs::Fi
         };
     }
     let labelled;
-    let node = if node.kind == Kind::Build && node.publish.push {
+    let node = if node.kind() == Kind::Build && node.publish.push {
         match reuse_or_label(node, ctx, log).await {
             Ok(n) => {
                 labelled = n;
@@ -128,15 +128,16 @@ pub(super) async fn commands(node: &Node, ctx: &Context, log: &mut tokio::fs::Fi
     let own_digest = dir.join(digest_file(&node.id));
     let _ = tokio::fs::remove_file(&own_digest).await;
     // Nor may an image ID of an earlier run be pushed in place of this one's.
-    let _ = tokio::fs::remove_file(dir.join(".mab/iid").join(file_stem(&node.id))).await;
+    let stem = file_stem(&node.id.to_string());
+    let _ = tokio::fs::remove_file(dir.join(".mab/iid").join(stem)).await;
     let mut cache = CacheCounter::default();
     let failure = run_steps(node, ctx, log, &steps, &own_digest, &mut cache).await;
     cleanup(ctx, log, &steps).await;
     if let Some(f) = failure {
         return f;
     }
-    let cache = (node.kind == Kind::Build).then(|| cache.finish());
-    if node.kind != Kind::Build || !node.publish.push {
+    let cache = (node.kind() == Kind::Build).then(|| cache.finish());
+    if node.kind() != Kind::Build || !node.publish.push {
         return Done {
             cache,
             ..Done::ok(None)
@@ -165,7 +166,7 @@ async fn reuse_or_label(
                 .write_all(
                     format!(
                         "reused {}@{digest}: same input hash {input}\n",
-                        node.reference
+                        node.reference()
                     )
                     .as_bytes(),
                 )
@@ -184,13 +185,13 @@ async fn reuse_or_label(
             let _ = log.write_all(format!("building: {why}\n").as_bytes()).await;
             ctx.output(&node.id, &format!("building: {why}"));
             let mut labelled = node.clone();
-            labelled
-                .labels
-                .insert(inputs::INPUT_LABEL.to_owned(), input);
-            labelled.labels.insert(
-                inputs::INPUTS_LABEL.to_owned(),
-                inputs::fingerprints(&components),
-            );
+            if let Work::Build(b) = &mut labelled.work {
+                b.labels.insert(inputs::INPUT_LABEL.to_owned(), input);
+                b.labels.insert(
+                    inputs::INPUTS_LABEL.to_owned(),
+                    inputs::fingerprints(&components),
+                );
+            }
             Ok(labelled)
         }
     }
@@ -301,12 +302,12 @@ async fn pushed(
     };
     match ctx
         .registry
-        .digest(&format!("{}@{digest}", node.reference))
+        .digest(&format!("{}@{digest}", node.reference()))
         .await?
     {
         Some(d) if d == digest => Ok(digest),
         _ => Err(Failure::NotPushed {
-            reference: node.reference.clone(),
+            reference: node.reference().to_owned(),
             digest,
         }),
     }

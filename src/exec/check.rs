@@ -23,7 +23,7 @@ fn decided(done: Done, decision: &str, reason: impl Into<String>, input: Option<
 
 /// Decide for `node`; its needs have been decided.
 pub(super) async fn decide(node: &Node, ctx: &Context) -> Done {
-    match node.kind {
+    match node.kind() {
         Kind::Mirror => decide_mirror(node, ctx).await,
         Kind::Build => decide_build(node, ctx).await,
         Kind::Test => match node.needs.first() {

@@ -6,14 +6,15 @@
 use std::sync::Mutex;
 
 use super::report::NodeResult;
+use crate::plan::NodeId;
 
 #[derive(Clone, Copy, Debug)]
 pub enum Event<'a> {
     Started {
-        id: &'a str,
+        id: &'a NodeId,
     },
     Output {
-        id: &'a str,
+        id: &'a NodeId,
         line: &'a str,
     },
     /// Of the run, not of one node.
@@ -32,10 +33,10 @@ pub struct Recorder(Mutex<Vec<Recorded>>);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Recorded {
-    Started(String),
-    Output(String, String),
+    Started(NodeId),
+    Output(NodeId, String),
     Note(String),
-    Finished(String, super::report::Status),
+    Finished(NodeId, super::report::Status),
 }
 
 impl Recorder {
@@ -47,8 +48,8 @@ impl Recorder {
 impl Sink for Recorder {
     fn event(&self, event: Event<'_>) {
         let e = match event {
-            Event::Started { id } => Recorded::Started(id.to_owned()),
-            Event::Output { id, line } => Recorded::Output(id.to_owned(), line.to_owned()),
+            Event::Started { id } => Recorded::Started(id.clone()),
+            Event::Output { id, line } => Recorded::Output(id.clone(), line.to_owned()),
             Event::Note(text) => Recorded::Note(text.to_owned()),
             Event::Finished(r) => Recorded::Finished(r.id.clone(), r.status),
         };

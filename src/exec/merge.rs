@@ -17,7 +17,7 @@ pub(super) async fn merge(node: &Node, ctx: &Context, log: &mut tokio::fs::File)
         Ok(index) => index,
         Err(e) => return Done::failed(e),
     };
-    let repository = ctx.repository_lock(&node.reference);
+    let repository = ctx.repository_lock(node.reference());
     let _writer = repository.lock().await;
     publish_index(node, ctx, log, media_type, &children).await
 }
@@ -29,10 +29,10 @@ pub(super) async fn index_of(
     ctx: &Context,
 ) -> Result<(&'static str, Vec<Descriptor>), Failure> {
     // A reused image was published with its attestations: they are in the index at the tag.
-    let published = match node.tags.first() {
+    let published = match node.tags().first() {
         Some(tag) => ctx
             .registry
-            .index_entries(&node.reference, tag)
+            .index_entries(node.reference(), tag)
             .await?
             .unwrap_or_default(),
         None => Vec::new(),
@@ -41,10 +41,10 @@ pub(super) async fn index_of(
     for (id, platform) in builds(node) {
         let digest = ctx
             .digest(id)
-            .ok_or_else(|| InputError::NoDigest(id.clone()))?;
+            .ok_or_else(|| InputError::NoDigest(id.to_string()))?;
         let entries = ctx
             .registry
-            .platform_entries(&node.reference, &digest, &platform, &published)
+            .platform_entries(node.reference(), &digest, platform, &published)
             .await?;
         children.extend(entries);
     }
@@ -56,9 +56,9 @@ pub(super) async fn index_of(
 }
 
 /// The builds a merge puts in its index, with their platforms.
-pub(super) fn builds(node: &Node) -> impl Iterator<Item = (&String, String)> {
-    node.needs.iter().filter_map(|id| match id.parse() {
-        Ok(NodeId::Build { platform, .. }) => Some((id, platform)),
+pub(super) fn builds(node: &Node) -> impl Iterator<Item = (&NodeId, &str)> {
+    node.needs.iter().filter_map(|id| match id {
+        NodeId::Build { platform, .. } => Some((id, platform.as_str())),
         _ => None,
     })
 }
@@ -69,10 +69,10 @@ pub(super) async fn stale_tag(
     ctx: &Context,
     digest: &str,
 ) -> Result<Option<(String, Option<String>)>, registry::RegistryError> {
-    for tag in &node.tags {
+    for tag in node.tags() {
         let current = ctx
             .registry
-            .digest(&format!("{}:{tag}", node.reference))
+            .digest(&format!("{}:{tag}", node.reference()))
             .await?;
         if current.as_deref() != Some(digest) {
             return Ok(Some((tag.clone(), current)));
@@ -92,25 +92,25 @@ pub(super) async fn publish_index(
     let bytes = index_bytes(media_type, children);
     let digest = registry::digest_of(&bytes);
     let mut pushed = false;
-    for tag in &node.tags {
+    for tag in node.tags() {
         if ctx.cancelled() {
             return Done::cancelled("interrupted before publishing");
         }
         // A tag that already holds this very index needs no write.
         if let Ok(Some(current)) = ctx
             .registry
-            .digest(&format!("{}:{tag}", node.reference))
+            .digest(&format!("{}:{tag}", node.reference()))
             .await
             && current == digest
         {
             continue;
         }
         let _ = log
-            .write_all(format!("PUT {}:{tag} -> {digest}\n", node.reference).as_bytes())
+            .write_all(format!("PUT {}:{tag} -> {digest}\n", node.reference()).as_bytes())
             .await;
         if let Err(e) = ctx
             .registry
-            .put_manifest(&node.reference, tag, &bytes, media_type)
+            .put_manifest(node.reference(), tag, &bytes, media_type)
             .await
         {
             return Done::failed(e);
@@ -118,7 +118,7 @@ pub(super) async fn publish_index(
         pushed = true;
         ctx.output(
             &node.id,
-            &format!("tagged {}:{tag} ({digest})", node.reference),
+            &format!("tagged {}:{tag} ({digest})", node.reference()),
         );
     }
     if !pushed {

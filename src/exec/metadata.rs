@@ -5,14 +5,14 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::plan::Node;
 use crate::plan::command::file_stem;
+use crate::plan::{Node, NodeId};
 use crate::registry::is_digest;
 
 /// What a split build leaves for `mab merge`: one file per build node.
 #[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct BuildMetadata {
-    pub id: String,
+    pub id: NodeId,
     pub image: String,
     pub key: String,
     pub platform: String,
@@ -23,20 +23,20 @@ pub struct BuildMetadata {
 /// The metadata of build `id`, written when `node` (the build, or its test) succeeded.
 pub(super) fn write(
     dir: &std::path::Path,
-    id: &str,
+    id: &NodeId,
     node: &Node,
     digest: &str,
 ) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let m = BuildMetadata {
-        id: id.to_owned(),
-        image: node.image.clone().unwrap_or_default(),
+        id: id.clone(),
+        image: node.image().map(|i| i.name.clone()).unwrap_or_default(),
         key: node.key().unwrap_or_default().to_owned(),
-        platform: node.platform.clone().unwrap_or_default(),
-        repository: node.reference.clone(),
+        platform: node.platform().unwrap_or_default().to_owned(),
+        repository: node.reference().to_owned(),
         digest: digest.to_owned(),
     };
-    let path = dir.join(format!("{}.json", file_stem(id)));
+    let path = dir.join(format!("{}.json", file_stem(&id.to_string())));
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(&m).unwrap_or_default())?;
     std::fs::rename(tmp, path)
@@ -88,11 +88,11 @@ pub fn read(dir: &std::path::Path) -> Result<Vec<BuildMetadata>, MetadataError> 
         }
         // A file is named after the build it speaks of; another name means it was renamed or
         // written over, and cannot be trusted to be the only one of its build.
-        let expected = format!("{}.json", file_stem(&m.id));
+        let expected = format!("{}.json", file_stem(&m.id.to_string()));
         if p.file_name().and_then(|f| f.to_str()) != Some(expected.as_str()) {
             return Err(MetadataError::Misplaced {
                 path: p.display().to_string(),
-                id: m.id,
+                id: m.id.to_string(),
                 expected,
             });
         }
@@ -102,6 +102,6 @@ pub fn read(dir: &std::path::Path) -> Result<Vec<BuildMetadata>, MetadataError> 
 }
 
 /// Remove what an earlier run wrote for build `id`.
-pub(super) fn remove(dir: &std::path::Path, id: &str) {
-    let _ = std::fs::remove_file(dir.join(format!("{}.json", file_stem(id))));
+pub(super) fn remove(dir: &std::path::Path, id: &NodeId) {
+    let _ = std::fs::remove_file(dir.join(format!("{}.json", file_stem(&id.to_string()))));
 }

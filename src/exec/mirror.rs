@@ -12,7 +12,7 @@ use crate::registry::{self, Descriptor, index_bytes};
 
 /// Copy `source:tag` to `ref:tag`: the whole index, or the selected platforms only.
 pub(super) async fn mirror(node: &Node, ctx: &Context, log: &mut tokio::fs::File) -> Done {
-    let repository = ctx.repository_lock(&node.reference);
+    let repository = ctx.repository_lock(node.reference());
     let _writer = repository.lock().await;
     // Up to date in one round trip: two HEAD requests (not counted as pulls), and the
     // upstream index when filtered.
@@ -43,12 +43,12 @@ async fn copy(
     log: &mut tokio::fs::File,
     target: Target,
 ) -> Result<Done, Failure> {
-    let tag = node.tags.first().cloned().unwrap_or_default();
-    let source = node.source.clone().unwrap_or_default();
+    let tag = node.tags().first().cloned().unwrap_or_default();
+    let source = node.as_mirror().map_or("", |m| m.source.as_str());
     let src = format!("{source}:{tag}");
     if let Some(locked) = &ctx.options.locked {
         match locked.get(&node.id) {
-            None => return Err(Failure::NotLocked(crate::lock::key(&node.id).to_owned())),
+            None => return Err(Failure::NotLocked(crate::lock::key(&node.id))),
             Some(want) if *want != target.upstream => {
                 return Err(Failure::Moved {
                     upstream: src,
@@ -72,17 +72,22 @@ async fn copy(
         }
     };
     let _ = log
-        .write_all(format!("copy {src} -> {}:{tag}\n", node.reference).as_bytes())
+        .write_all(format!("copy {src} -> {}:{tag}\n", node.reference()).as_bytes())
         .await;
     if !upstream.is_index() {
         ctx.registry
-            .copy_image(&source, &node.reference, &upstream)
+            .copy_image(source, node.reference(), &upstream)
             .await?;
         if ctx.cancelled() {
             return Ok(Done::cancelled("interrupted"));
         }
         ctx.registry
-            .put_manifest(&node.reference, &tag, &upstream.bytes, &upstream.media_type)
+            .put_manifest(
+                node.reference(),
+                &tag,
+                &upstream.bytes,
+                &upstream.media_type,
+            )
             .await?;
         return Ok(Done::ok(Some(upstream.digest)));
     }
@@ -101,15 +106,20 @@ async fn copy(
             });
         }
         ctx.registry
-            .copy_image(&source, &node.reference, &m)
+            .copy_image(source, node.reference(), &m)
             .await?;
     }
     if ctx.cancelled() {
         return Ok(Done::cancelled("interrupted"));
     }
-    if node.platforms.is_empty() {
+    if node.platforms().is_empty() {
         ctx.registry
-            .put_manifest(&node.reference, &tag, &upstream.bytes, &upstream.media_type)
+            .put_manifest(
+                node.reference(),
+                &tag,
+                &upstream.bytes,
+                &upstream.media_type,
+            )
             .await?;
         Ok(Done::ok(Some(upstream.digest)))
     } else {
@@ -124,13 +134,13 @@ fn keep_platforms(
     entries: Vec<Descriptor>,
     src: &str,
 ) -> Result<Vec<Descriptor>, Failure> {
-    if node.platforms.is_empty() {
+    if node.platforms().is_empty() {
         return Ok(entries);
     }
     let keep = registry::with_attestations(&entries, |d| {
         d.platform
             .as_ref()
-            .is_some_and(|p| node.platforms.iter().any(|w| p.matches(w)))
+            .is_some_and(|p| node.platforms().iter().any(|w| p.matches(w)))
     });
     let have: Vec<&registry::PlatformSpec> = keep
         .iter()
@@ -138,7 +148,7 @@ fn keep_platforms(
         .filter_map(|d| d.platform.as_ref())
         .collect();
     let missing: Vec<String> = node
-        .platforms
+        .platforms()
         .iter()
         .filter(|w| !have.iter().any(|p| p.matches(w)))
         .cloned()
@@ -166,8 +176,8 @@ pub(super) struct Target {
 /// filtered index — and what the tag holds now. Reads only (HEAD, and the upstream index
 /// when filtered).
 pub(super) async fn target(node: &Node, ctx: &Context) -> Result<Target, Failure> {
-    let tag = node.tags.first().cloned().unwrap_or_default();
-    let source = node.source.clone().unwrap_or_default();
+    let tag = node.tags().first().cloned().unwrap_or_default();
+    let source = node.as_mirror().map_or("", |m| m.source.as_str());
     let src = format!("{source}:{tag}");
     let upstream_digest = match ctx.registry.digest(&src).await {
         Ok(Some(d)) => d,
@@ -176,9 +186,9 @@ pub(super) async fn target(node: &Node, ctx: &Context) -> Result<Target, Failure
     };
     let current = ctx
         .registry
-        .digest(&format!("{}:{tag}", node.reference))
+        .digest(&format!("{}:{tag}", node.reference()))
         .await?;
-    if node.platforms.is_empty() {
+    if node.platforms().is_empty() {
         return Ok(Target {
             wanted: upstream_digest.clone(),
             upstream: upstream_digest,

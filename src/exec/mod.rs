@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::plan::{Kind, Plan};
+use crate::plan::{Kind, NodeId, Plan};
 use crate::registry::Registry;
 use events::{Event, Sink};
 use report::{NodeResult, Status};
@@ -49,18 +49,18 @@ pub struct Options {
     /// Benchmark backend: builds sleep for their `MAB_SLEEP_MS` arg, nothing else runs.
     pub sleep_backend: bool,
     /// Digests known before the run (split-build metadata, mirrors already in the registry).
-    pub known_digests: HashMap<String, String>,
+    pub known_digests: HashMap<NodeId, String>,
     /// `--locked`: mirror node id → the upstream digest `images.lock` pins it to.
-    pub locked: Option<HashMap<String, String>>,
+    pub locked: Option<HashMap<NodeId, String>>,
     /// Reuse a published image whose input hash matches (off with `--no-reuse`).
     pub reuse: bool,
     /// What each node does: the real work, nothing, or the registry check.
-    pub work: Work,
+    pub mode: Mode,
 }
 
 /// The kinds of work behind one engine: the walk, order and failure rules are the same.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Work {
+pub enum Mode {
     /// `build`, `mirror`, `seed`, `merge`.
     Run,
     /// `build --dry-run`: every node is `planned`, nothing is touched.
@@ -76,7 +76,7 @@ pub struct Context {
     /// Where the engine's events go.
     pub events: Arc<dyn Sink>,
     /// Digest published by each finished node, by node id.
-    pub digests: Mutex<HashMap<String, String>>,
+    pub digests: Mutex<HashMap<NodeId, String>>,
     pub cancel: watch::Receiver<Cancel>,
     /// One writer per target repository at a time: tags of one mirror share their blobs and
     /// child manifests, and the distribution registry can report a child it is still
@@ -85,9 +85,9 @@ pub struct Context {
     /// Context hashes by (context, Dockerfile): the platforms of one image share them.
     pub context_hashes: Mutex<HashMap<(PathBuf, PathBuf), String>>,
     /// Build nodes whose published image was reused: their tests need not run again.
-    pub reused: Mutex<std::collections::HashSet<String>>,
+    pub reused: Mutex<std::collections::HashSet<NodeId>>,
     /// Build nodes with a test in this run: their split-build metadata waits for it.
-    pub tested: std::collections::HashSet<String>,
+    pub tested: std::collections::HashSet<NodeId>,
 }
 
 impl Context {
@@ -100,7 +100,7 @@ impl Context {
             .clone()
     }
 
-    pub fn digest(&self, id: &str) -> Option<String> {
+    pub fn digest(&self, id: &NodeId) -> Option<String> {
         self.digests
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -108,15 +108,15 @@ impl Context {
             .cloned()
     }
 
-    pub fn set_digest(&self, id: &str, digest: String) {
+    pub fn set_digest(&self, id: &NodeId, digest: String) {
         self.digests
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(id.to_owned(), digest);
+            .insert(id.clone(), digest);
     }
 
     /// A line of `id`'s output, for whoever shows the run.
-    pub fn output(&self, id: &str, line: &str) {
+    pub fn output(&self, id: &NodeId, line: &str) {
         self.events.event(Event::Output { id, line });
     }
 
@@ -130,12 +130,12 @@ fn weight(plan: &Plan, i: usize, sleep_backend: bool) -> f64 {
     let n = &plan.nodes[i];
     if sleep_backend {
         return n
-            .args
-            .get("MAB_SLEEP_MS")
+            .as_build()
+            .and_then(|b| b.args.get("MAB_SLEEP_MS"))
             .and_then(|a| a.display().parse::<f64>().ok())
             .unwrap_or(0.0);
     }
-    match n.kind {
+    match n.kind() {
         Kind::Build => 100.0,
         Kind::Test => 5.0,
         Kind::Mirror => 5.0,
@@ -163,11 +163,11 @@ pub async fn run(
 ) -> Walk {
     let started = Instant::now();
     let n = plan.nodes.len();
-    let index: HashMap<&str, usize> = plan
+    let index: HashMap<&NodeId, usize> = plan
         .nodes
         .iter()
         .enumerate()
-        .map(|(i, x)| (x.id.as_str(), i))
+        .map(|(i, x)| (&x.id, i))
         .collect();
     let needs: Vec<Vec<usize>> = plan
         .nodes
@@ -175,7 +175,7 @@ pub async fn run(
         .map(|x| {
             x.needs
                 .iter()
-                .filter_map(|id| index.get(id.as_str()).copied())
+                .filter_map(|id| index.get(id).copied())
                 .collect()
         })
         .collect();
@@ -202,8 +202,10 @@ pub async fn run(
         tested: plan
             .nodes
             .iter()
-            .filter(|n| n.kind == Kind::Test)
-            .filter_map(|n| n.needs.first().cloned())
+            .filter_map(|n| match &n.id {
+                NodeId::Test { .. } => n.id.build(),
+                _ => None,
+            })
             .collect(),
     });
     let mut running: JoinSet<NodeResult> = JoinSet::new();
@@ -332,7 +334,7 @@ mod tests {
     use crate::manifest::compile;
     use crate::plan::{Selection, plan};
 
-    fn walk(manifest: &str, work: Work) -> (Walk, Vec<Recorded>) {
+    fn walk(manifest: &str, mode: Mode) -> (Walk, Vec<Recorded>) {
         let source = Source::new("images.kdl".to_owned(), manifest.to_owned());
         let model = compile(&source, &Default::default()).expect("manifest");
         let plan = plan(&model, &Selection::default()).expect("plan");
@@ -351,7 +353,7 @@ mod tests {
             known_digests: HashMap::new(),
             locked: None,
             reuse: true,
-            work,
+            mode,
         };
         let recorder = Arc::new(Recorder::default());
         let rt = tokio::runtime::Runtime::new().expect("runtime");
@@ -372,13 +374,17 @@ image "base" { arg "MAB_SLEEP_MS" "5"; version "1"; }
 image "app" { from "base:1" arg="BASE"; arg "MAB_SLEEP_MS" "1"; version "1"; }
 "#;
 
-    fn status(walk: &Walk, id: &str) -> Status {
-        walk.nodes.iter().find(|n| n.id == id).expect(id).status
+    fn id(s: &str) -> NodeId {
+        s.parse().expect("node id")
+    }
+
+    fn status(walk: &Walk, s: &str) -> Status {
+        walk.nodes.iter().find(|n| n.id == id(s)).expect(s).status
     }
 
     #[test]
     fn every_node_starts_once_before_it_finishes_and_needs_finish_first() {
-        let (walk, events) = walk(CHAIN, Work::Run);
+        let (walk, events) = walk(CHAIN, Mode::Run);
         assert!(!walk.interrupted);
         assert_eq!(walk.nodes.len(), 6);
         let at = |e: &Recorded| events.iter().position(|x| x == e).expect("event");
@@ -394,9 +400,9 @@ image "app" { from "base:1" arg="BASE"; arg "MAB_SLEEP_MS" "1"; version "1"; }
             assert_eq!(starts, 1, "{}", r.id);
         }
         // The base's merge finished before any build of the app started.
-        let merged = at(&Recorded::Finished("merge:base:1".into(), Status::Ok));
+        let merged = at(&Recorded::Finished(id("merge:base:1"), Status::Ok));
         for p in ["linux/amd64", "linux/arm64"] {
-            assert!(merged < at(&Recorded::Started(format!("build:app:1@{p}"))));
+            assert!(merged < at(&Recorded::Started(id(&format!("build:app:1@{p}")))));
         }
     }
 
@@ -406,20 +412,20 @@ image "app" { from "base:1" arg="BASE"; arg "MAB_SLEEP_MS" "1"; version "1"; }
             r#"image "base" { arg "MAB_SLEEP_MS" "5";"#,
             r#"image "base" { arg "MAB_SLEEP_MS" "5"; arg "MAB_FAIL" "1";"#,
         );
-        let (walk, events) = walk(&failing, Work::Run);
+        let (walk, events) = walk(&failing, Mode::Run);
         assert!(!walk.interrupted);
         assert_eq!(status(&walk, "build:base:1@linux/amd64"), Status::Failed);
-        for id in ["merge:base:1", "build:app:1@linux/amd64", "merge:app:1"] {
-            let s = status(&walk, id);
-            assert!(matches!(s, Status::Skipped | Status::NotRun), "{id}: {s:?}");
+        for n in ["merge:base:1", "build:app:1@linux/amd64", "merge:app:1"] {
+            let s = status(&walk, n);
+            assert!(matches!(s, Status::Skipped | Status::NotRun), "{n}: {s:?}");
             // Nothing that never ran was announced as started.
-            assert!(!events.contains(&Recorded::Started(id.to_owned())), "{id}");
+            assert!(!events.contains(&Recorded::Started(id(n))), "{n}");
         }
     }
 
     #[test]
     fn a_dry_walk_reaches_every_node_in_plan_order_and_runs_nothing() {
-        let (walk, events) = walk(CHAIN, Work::DryRun);
+        let (walk, events) = walk(CHAIN, Mode::DryRun);
         assert!(walk.nodes.iter().all(|n| n.status == Status::Planned));
         assert!(
             walk.nodes

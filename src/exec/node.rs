@@ -10,9 +10,9 @@ use tokio::io::AsyncWriteExt;
 
 use super::failure::Failure;
 use super::report::{CacheUse, NodeResult, Status};
-use super::{Context, Work, build, check, merge, metadata, mirror};
+use super::{Context, Mode, build, check, merge, metadata, mirror};
 use crate::plan::command::{Arg, file_stem};
-use crate::plan::{Decision, Kind, Node};
+use crate::plan::{Decision, Kind, Node, NodeId};
 use crate::registry;
 
 /// The outcome of a node's work, before timing is added.
@@ -70,13 +70,13 @@ impl Done {
     }
 }
 
-/// Do `node`'s work of the run's kind ([`Work`]) and say how it went.
+/// Do `node`'s work of the run's kind ([`Mode`]) and say how it went.
 pub async fn run(node: &Node, ctx: &Context) -> NodeResult {
     let start = Instant::now();
-    let (mut done, log) = match ctx.options.work {
-        Work::DryRun => (Done::planned(None), None),
-        Work::Check => (check::decide(node, ctx).await, None),
-        Work::Run => {
+    let (mut done, log) = match ctx.options.mode {
+        Mode::DryRun => (Done::planned(None), None),
+        Mode::Check => (check::decide(node, ctx).await, None),
+        Mode::Run => {
             let (done, log) = work(node, ctx).await;
             (done, (!ctx.options.sleep_backend).then_some(log))
         }
@@ -93,18 +93,18 @@ pub async fn run(node: &Node, ctx: &Context) -> NodeResult {
     }
     // Split-build metadata says "this image may be merged": a build's is written once its
     // test (if the run has one) passed, so a merge never publishes an untested image.
-    let ready = match node.kind {
-        Kind::Build if !ctx.tested.contains(&node.id) => {
+    let ready = match &node.id {
+        NodeId::Build { .. } if !ctx.tested.contains(&node.id) => {
             done.digest.clone().map(|d| (node.id.clone(), d))
         }
-        Kind::Test => node
-            .needs
-            .first()
-            .and_then(|b| Some((b.clone(), ctx.digest(b)?))),
+        NodeId::Test { .. } => node
+            .id
+            .build()
+            .and_then(|b| Some((ctx.digest(&b)?, b)).map(|(d, b)| (b, d))),
         _ => None,
     };
     if done.status.succeeded()
-        && ctx.options.work == Work::Run
+        && ctx.options.mode == Mode::Run
         && let (Some(dir), Some((build, d))) = (&ctx.options.metadata_dir, ready)
         && let Err(e) = metadata::write(dir, &build, node, &d)
     {
@@ -116,7 +116,7 @@ pub async fn run(node: &Node, ctx: &Context) -> NodeResult {
     }
     NodeResult {
         id: node.id.clone(),
-        kind: node.kind,
+        kind: node.kind(),
         status: done.status,
         reason: done.reason,
         duration_ms: start.elapsed().as_millis() as u64,
@@ -133,7 +133,7 @@ pub async fn run(node: &Node, ctx: &Context) -> NodeResult {
 async fn work(node: &Node, ctx: &Context) -> (Done, PathBuf) {
     // What an earlier run said of this build no longer holds: should this one (or its test)
     // fail, no merge may take the earlier image for it.
-    if node.kind == Kind::Build
+    if node.kind() == Kind::Build
         && let Some(dir) = &ctx.options.metadata_dir
     {
         metadata::remove(dir, &node.id);
@@ -142,7 +142,7 @@ async fn work(node: &Node, ctx: &Context) -> (Done, PathBuf) {
         .options
         .workdir
         .join(".mab/logs")
-        .join(format!("{}.log", file_stem(&node.id)));
+        .join(format!("{}.log", file_stem(&node.id.to_string())));
     let done = match open_log(&log_path).await {
         Err(e) => Done::failed(Failure::Unwritable {
             what: "log",
@@ -153,7 +153,7 @@ async fn work(node: &Node, ctx: &Context) -> (Done, PathBuf) {
             let done = if ctx.options.sleep_backend {
                 sleep_node(node, ctx).await
             } else {
-                match node.kind {
+                match node.kind() {
                     Kind::Build | Kind::Test => build::commands(node, ctx, &mut log).await,
                     Kind::Merge => merge::merge(node, ctx, &mut log).await,
                     Kind::Mirror => mirror::mirror(node, ctx, &mut log).await,
@@ -195,10 +195,10 @@ async fn open_log(path: &std::path::Path) -> std::io::Result<tokio::fs::File> {
 /// build arg and fails when `MAB_FAIL` is `1`; every other node is instant. It measures
 /// the scheduler alone and tests failure handling without a builder or registry.
 async fn sleep_node(node: &Node, ctx: &Context) -> Done {
-    let arg = |name: &str| node.args.get(name).map(Arg::display);
-    if node.kind != Kind::Build {
-        return Done::ok(Some(registry::digest_of(node.id.as_bytes())));
-    }
+    let Some(build) = node.as_build() else {
+        return Done::ok(Some(registry::digest_of(node.id.to_string().as_bytes())));
+    };
+    let arg = |name: &str| build.args.get(name).map(Arg::display);
     let ms = arg("MAB_SLEEP_MS")
         .and_then(|a| a.parse::<u64>().ok())
         .unwrap_or(0);
@@ -211,7 +211,7 @@ async fn sleep_node(node: &Node, ctx: &Context) -> Done {
             if arg("MAB_FAIL").as_deref() == Some("1") {
                 Done::failed(Failure::Injected)
             } else {
-                Done::ok(Some(registry::digest_of(node.id.as_bytes())))
+                Done::ok(Some(registry::digest_of(node.id.to_string().as_bytes())))
             }
         }
         _ = cancel.changed() => Done::cancelled("interrupted"),

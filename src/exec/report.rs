@@ -10,6 +10,8 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::Serialize;
 
+use crate::plan::NodeId;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
@@ -65,7 +67,7 @@ pub struct CacheUse {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct NodeResult {
-    pub id: String,
+    pub id: crate::plan::NodeId,
     pub kind: crate::plan::Kind,
     pub status: Status,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -93,7 +95,7 @@ impl NodeResult {
     pub fn unrun(node: &crate::plan::Node, status: Status, reason: String) -> NodeResult {
         NodeResult {
             id: node.id.clone(),
-            kind: node.kind,
+            kind: node.kind(),
             status,
             reason: Some(reason),
             duration_ms: 0,
@@ -125,14 +127,14 @@ enum Mode {
     Github,
     Live {
         multi: MultiProgress,
-        bars: HashMap<String, ProgressBar>,
+        bars: HashMap<NodeId, ProgressBar>,
     },
 }
 
 /// Shows the engine's events: a live view on a terminal, plain lines, or GitHub groups.
 pub struct Reporter {
     mode: Mutex<Mode>,
-    buffers: Mutex<HashMap<String, Vec<String>>>,
+    buffers: Mutex<HashMap<NodeId, Vec<String>>>,
 }
 
 impl Reporter {
@@ -179,7 +181,7 @@ impl Reporter {
         }
     }
 
-    fn started(&self, id: &str) {
+    fn started(&self, id: &NodeId) {
         let mut mode = self.mode.lock().unwrap_or_else(|p| p.into_inner());
         match &mut *mode {
             Mode::Silent => {}
@@ -191,21 +193,21 @@ impl Reporter {
                     ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}")
                         .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                 );
-                bar.set_message(id.to_owned());
+                bar.set_message(id.to_string());
                 bar.enable_steady_tick(Duration::from_millis(200));
-                bars.insert(id.to_owned(), bar);
+                bars.insert(id.clone(), bar);
             }
         }
     }
 
-    fn line(&self, id: &str, text: &str) {
+    fn line(&self, id: &NodeId, text: &str) {
         let mode = self.mode.lock().unwrap_or_else(|p| p.into_inner());
         match &*mode {
             Mode::Silent => {}
             Mode::Plain => Self::err_line(&format!("[{id}] {text}")),
             Mode::Github => {
                 let mut b = self.buffers.lock().unwrap_or_else(|p| p.into_inner());
-                b.entry(id.to_owned()).or_default().push(text.to_owned());
+                b.entry(id.clone()).or_default().push(text.to_owned());
             }
             Mode::Live { bars, .. } => {
                 if let Some(bar) = bars.get(id) {
@@ -298,7 +300,7 @@ pub fn summary_table(report: &RunReport) -> String {
     let width = report
         .nodes
         .iter()
-        .map(|n| n.id.len())
+        .map(|n| n.id.to_string().chars().count())
         .max()
         .unwrap_or(4)
         .max(4);

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use super::Context;
 use super::failure::Failure;
 use crate::inputs;
-use crate::plan::Node;
+use crate::plan::{BuildWork, Node, NodeId};
 use crate::registry::{Registry, RegistryError};
 
 /// Why the published image is not reused.
@@ -43,7 +43,10 @@ pub enum Reuse {
 /// Decide for build `node`, whose needs have all published their digests. Reads the
 /// registry (HEAD and small GETs); an error is one the node fails with.
 pub async fn decide(node: &Node, ctx: &Context) -> Result<Reuse, Failure> {
-    let components = input_components(node, ctx).await?;
+    let Some(build) = node.as_build() else {
+        return Err(Failure::Internal(format!("`{}` is not a build", node.id)));
+    };
+    let components = input_components(node, build, ctx).await?;
     let input = inputs::hash(&components);
     // A registry that does not answer is a failure, not a reason to rebuild: the build
     // could not push either, and `plan --check-registry` must not call it "build".
@@ -69,7 +72,7 @@ pub async fn decide(node: &Node, ctx: &Context) -> Result<Reuse, Failure> {
 }
 
 /// Whether `build`'s published image was reused by this run (so its test need not run).
-pub fn was_reused(ctx: &Context, build: &str) -> bool {
+pub fn was_reused(ctx: &Context, build: &NodeId) -> bool {
     ctx.reused
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -78,12 +81,13 @@ pub fn was_reused(ctx: &Context, build: &str) -> bool {
 
 /// The input components of `node` (see [`crate::inputs`]); context hashes are shared
 /// between the platforms of one image.
-async fn input_components(node: &Node, ctx: &Context) -> Result<BTreeMap<String, String>, Failure> {
+async fn input_components(
+    node: &Node,
+    build: &BuildWork,
+    ctx: &Context,
+) -> Result<BTreeMap<String, String>, Failure> {
     let dir = ctx.options.workdir.clone();
-    let key = (
-        dir.join(node.context.as_deref().unwrap_or(".")),
-        dir.join(node.dockerfile.as_deref().unwrap_or("Dockerfile")),
-    );
+    let key = (dir.join(&build.context), dir.join(&build.dockerfile));
     let cached = ctx
         .context_hashes
         .lock()
@@ -93,10 +97,13 @@ async fn input_components(node: &Node, ctx: &Context) -> Result<BTreeMap<String,
     let context_hash = match cached {
         Some(h) => h,
         None => {
-            let n = node.clone();
-            let h = tokio::task::spawn_blocking(move || inputs::context_hash(&n, &dir))
-                .await
-                .map_err(|e| Failure::Internal(e.to_string()))??;
+            let (context, dockerfile) = (build.context.clone(), build.dockerfile.clone());
+            let backend = node.publish.backend;
+            let h = tokio::task::spawn_blocking(move || {
+                inputs::context_hash(&context, &dockerfile, backend, &dir)
+            })
+            .await
+            .map_err(|e| Failure::Internal(e.to_string()))??;
             ctx.context_hashes
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -104,7 +111,7 @@ async fn input_components(node: &Node, ctx: &Context) -> Result<BTreeMap<String,
             h
         }
     };
-    Ok(inputs::components(node, &context_hash, &|id| {
+    Ok(inputs::components(node, build, &context_hash, &|id| {
         ctx.digest(id)
     })?)
 }
@@ -121,18 +128,18 @@ async fn reusable(
         .key()
         .and_then(|k| k.split_once(':'))
         .map_or("", |k| k.1);
-    let platform = node.platform.as_deref().unwrap_or("");
+    let platform = node.platform().unwrap_or("");
     let Some(child) = registry
-        .published_child(&node.reference, tag, platform)
+        .published_child(node.reference(), tag, platform)
         .await?
     else {
         return Ok(Err(NotReusable::NothingPublished {
-            reference: node.reference.clone(),
+            reference: node.reference().to_owned(),
             tag: tag.to_owned(),
             platform: platform.to_owned(),
         }));
     };
-    let labels = registry.labels(&node.reference, &child).await?;
+    let labels = registry.labels(node.reference(), &child).await?;
     Ok(match labels.get(inputs::INPUT_LABEL) {
         Some(published) if *published == input => Ok(child),
         Some(_) => Err(NotReusable::Changed(inputs::describe(&inputs::changed(

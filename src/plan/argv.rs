@@ -3,11 +3,13 @@
 
 use serde::{Serialize, Serializer};
 
+use super::NodeId;
+
 /// One piece of an argument: literal text, or the digest a node publishes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Part {
     Lit(String),
-    Digest(String),
+    Digest(NodeId),
     /// What a file an earlier command of the node wrote holds (buildah's `--iidfile`).
     File(String),
 }

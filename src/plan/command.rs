@@ -1,8 +1,9 @@
 //! Command lines of plan nodes, per backend. Digests that are only known when the
 //! plan runs appear as [`Part::Digest`] placeholders naming the node that produces them.
 
+use super::NodeId;
 pub use super::argv::{Arg, Command, Part};
-use super::node::{Kind, Node};
+use super::node::{BuildWork, Image, MergeWork, MirrorWork, Node, TestWork, Work};
 use crate::manifest::model::{Backend, SecretSource};
 use crate::manifest::platform::Platform;
 
@@ -20,8 +21,8 @@ pub enum DigestOut {
 }
 
 /// `.mab/digests/<id>` with the id made safe as a file name.
-pub fn digest_file(id: &str) -> String {
-    format!(".mab/digests/{}", file_stem(id))
+pub fn digest_file(id: &NodeId) -> String {
+    format!(".mab/digests/{}", file_stem(&id.to_string()))
 }
 
 pub fn file_stem(id: &str) -> String {
@@ -42,10 +43,10 @@ pub fn local_name(image: &str, tag: &str, platform: &str) -> String {
     format!("localhost/mab/{image}:{tag}-{slug}")
 }
 
-fn pinned(repository: &str, node: &str) -> Arg {
+fn pinned(repository: &str, node: &NodeId) -> Arg {
     Arg(vec![
         Part::Lit(format!("{repository}@")),
-        Part::Digest(node.to_owned()),
+        Part::Digest(node.clone()),
     ])
 }
 
@@ -70,11 +71,11 @@ pub struct Steps {
 
 /// The steps of `node` for its profile's backend.
 pub fn for_node(node: &Node) -> Steps {
-    let (commands, digest) = match node.kind {
-        Kind::Mirror => mirror(node),
-        Kind::Build => return build(node),
-        Kind::Test => return test(node),
-        Kind::Merge => merge(node),
+    let (commands, digest) = match &node.work {
+        Work::Mirror(m) => mirror(node, m),
+        Work::Build(b) => return build(node, b),
+        Work::Test(t) => return test(node, t),
+        Work::Merge(m) => merge(node, m),
     };
     Steps {
         commands,
@@ -87,15 +88,15 @@ fn crane(node: &Node) -> Command {
     Command::new("crane").when(node.publish.insecure, "--insecure")
 }
 
-fn mirror(node: &Node) -> (Vec<Command>, DigestOut) {
-    let tag = node.tags.first().map_or("", String::as_str);
-    let src = format!("{}:{tag}", node.source.as_deref().unwrap_or(""));
-    let dst = format!("{}:{tag}", node.reference);
-    let copy = if node.platforms.is_empty() {
+fn mirror(node: &Node, m: &MirrorWork) -> (Vec<Command>, DigestOut) {
+    let tag = node.tags().first().map_or("", String::as_str);
+    let src = format!("{}:{tag}", m.source);
+    let dst = format!("{}:{tag}", m.repository);
+    let copy = if m.platforms.is_empty() {
         crane(node).arg("copy").arg(src).arg(dst.clone())
     } else {
         let mut c = crane(node).arg("index").arg("filter");
-        for p in &node.platforms {
+        for p in &m.platforms {
             c = c.arg("--platform").arg(p.clone());
         }
         c.arg(src).arg("--tag").arg(dst.clone())
@@ -106,29 +107,34 @@ fn mirror(node: &Node) -> (Vec<Command>, DigestOut) {
     )
 }
 
-fn build(node: &Node) -> Steps {
+/// The name a build of `image` for `platform` is stored under locally.
+fn local_of(node: &Node, image: &Image) -> String {
+    let tag = node
+        .key()
+        .and_then(|k| k.split_once(':'))
+        .map_or("", |k| k.1);
+    local_name(&image.name, tag, node.platform().unwrap_or(""))
+}
+
+fn build(node: &Node, b: &BuildWork) -> Steps {
     let p = node.publish;
-    let platform = node.platform.as_deref().unwrap_or("");
-    let (image, tag) = (
-        node.image.as_deref().unwrap_or(""),
-        node.key()
-            .and_then(|k| k.split_once(':'))
-            .map_or("", |k| k.1),
-    );
-    let local = local_name(image, tag, platform);
-    let context = node.context.clone().unwrap_or_default();
-    let dockerfile = node.dockerfile.clone().unwrap_or_default();
+    let platform = node.platform().unwrap_or("");
+    let local = local_of(node, &b.image);
+    let reference = &b.image.repository;
+    let stem = file_stem(&node.id.to_string());
+    let context = b.context.clone();
+    let dockerfile = b.dockerfile.clone();
     let with_args = |mut c: Command| {
-        for (k, a) in &node.args {
+        for (k, a) in &b.args {
             let mut parts = vec![Part::Lit(format!("{k}="))];
             parts.extend(a.0.iter().cloned());
             c = c.arg("--build-arg").arg(Arg(parts));
         }
-        for (k, l) in &node.labels {
+        for (k, l) in &b.labels {
             c = c.arg("--label").arg(format!("{k}={l}"));
         }
         // Where each secret comes from, never its value: the builder reads it.
-        for (id, source) in &node.secrets {
+        for (id, source) in &b.secrets {
             let spec = match (source, p.backend) {
                 (SecretSource::Env(var), Backend::Buildx) => format!("id={id},env={var}"),
                 (SecretSource::Env(var), _) => format!("id={id},src={var},type=env"),
@@ -140,7 +146,7 @@ fn build(node: &Node) -> Steps {
     };
     match p.backend {
         Backend::Buildx => {
-            let metadata = format!(".mab/metadata/{}.json", file_stem(&node.id));
+            let metadata = format!(".mab/metadata/{stem}.json");
             let insecure = if p.insecure {
                 ",registry.insecure=true"
             } else {
@@ -148,18 +154,18 @@ fn build(node: &Node) -> Steps {
             };
             let mut c = Command::new("docker")
                 .args(["buildx", "build"])
-                .opt("--builder", node.builder.clone())
+                .opt("--builder", b.builder.clone())
                 .arg("--platform")
                 .arg(platform)
                 .args(["--progress", "plain"])
                 .arg("--file")
                 .arg(dockerfile)
-                .opt("--target", node.target.clone());
+                .opt("--target", b.target.clone());
             c = with_args(c);
             // A run that publishes nothing (`push #false`) reads the registry cache but does
             // not write it; `seed` writes only it.
             let write_cache = p.push || p.cache_only;
-            if let Some(cache) = &node.cache {
+            if let Some(cache) = &b.cache {
                 c = c
                     .arg("--cache-from")
                     .arg(format!("type=registry,ref={}{insecure}", cache.reference));
@@ -170,7 +176,7 @@ fn build(node: &Node) -> Steps {
                     ));
                 }
             }
-            match node.attest.as_deref() {
+            match b.attest.as_deref() {
                 None | Some([]) => c = c.arg("--provenance=false"),
                 Some(requests) => {
                     for a in requests {
@@ -182,8 +188,7 @@ fn build(node: &Node) -> Steps {
                 "type=cacheonly".to_owned()
             } else if p.push {
                 format!(
-                    "type=image,name={},push-by-digest=true,name-canonical=true,push=true{insecure}",
-                    node.reference
+                    "type=image,name={reference},push-by-digest=true,name-canonical=true,push=true{insecure}"
                 )
             } else {
                 format!("type=docker,name={local}")
@@ -208,13 +213,13 @@ fn build(node: &Node) -> Steps {
                 .arg(platform)
                 .arg("--file")
                 .arg(dockerfile)
-                .opt("--target", node.target.clone())
+                .opt("--target", b.target.clone())
                 .arg("--layers")
                 // A failed step's container is removed too (buildah keeps it by default).
                 .arg("--force-rm")
                 .when(p.insecure, "--tls-verify=false");
             c = with_args(c);
-            if let Some(cache) = &node.cache {
+            if let Some(cache) = &b.cache {
                 // buildah/podman take a repository for the cache; the tag is theirs to choose.
                 let repo = strip_tag(&cache.reference);
                 c = c.arg("--cache-from").arg(repo.clone());
@@ -233,9 +238,9 @@ fn build(node: &Node) -> Steps {
             // Pushing: no local tag at all, which another run on this host (another checkout
             // building an image of the same name) could move between build and push; the
             // push names the image by the ID the build wrote, i.e. by its content.
-            let iid = format!(".mab/iid/{}", file_stem(&node.id));
+            let iid = format!(".mab/iid/{stem}");
             c = c.arg("--iidfile").arg(iid.clone()).arg(context);
-            let layout = format!(".mab/oci/{}", file_stem(&node.id));
+            let layout = format!(".mab/oci/{stem}");
             let oci = format!("oci:{layout}");
             // A layout of an earlier run would hold two images; skopeo then cannot choose.
             let clear = Command::new("rm").arg("-rf").arg(layout.clone());
@@ -252,7 +257,7 @@ fn build(node: &Node) -> Steps {
                 .when(p.insecure, "--dest-tls-verify=false")
                 .arg(oci)
                 .arg(Arg(vec![
-                    Part::Lit(format!("docker://{}@", node.reference)),
+                    Part::Lit(format!("docker://{reference}@")),
                     Part::Digest(node.id.clone()),
                 ]));
             // The layout was only the way to the registry: a copy of the image per node.
@@ -273,17 +278,20 @@ fn strip_tag(reference: &str) -> String {
     }
 }
 
-fn test(node: &Node) -> Steps {
+fn test(node: &Node, t: &TestWork) -> Steps {
     let p = node.publish;
-    let platform = node.platform.as_deref().unwrap_or("");
-    let build = node.needs.first().map_or("", String::as_str);
-    let (img, tag) = (
-        node.image.as_deref().unwrap_or(""),
-        node.key()
-            .and_then(|k| k.split_once(':'))
-            .map_or("", |k| k.1),
-    );
-    let words: Vec<String> = match node.test.as_deref().unwrap_or_default() {
+    let platform = node.platform().unwrap_or("");
+    let Some(build) = node.id.build() else {
+        return Steps {
+            commands: Vec::new(),
+            cleanup: Vec::new(),
+            digest: DigestOut::None,
+        };
+    };
+    let build = &build;
+    let local = local_of(node, &t.image);
+    let reference = &t.image.repository;
+    let words: Vec<String> = match t.test.as_slice() {
         [one] => vec!["sh".into(), "-c".into(), one.clone()],
         words => words.to_vec(),
     };
@@ -298,17 +306,14 @@ fn test(node: &Node) -> Steps {
             // The working container is named by buildah (unique on the host) and found again
             // through its ID file: a fixed name would collide with the same test of a run in
             // another checkout.
-            let cid = format!(".mab/cid/{}", file_stem(&node.id));
+            let cid = format!(".mab/cid/{}", file_stem(&node.id.to_string()));
             let name = Arg(vec![Part::File(cid.clone())]);
             let image = if p.push {
-                let mut parts = vec![Part::Lit(format!("docker://{}@", node.reference))];
-                parts.push(Part::Digest(build.to_owned()));
+                let mut parts = vec![Part::Lit(format!("docker://{reference}@"))];
+                parts.push(Part::Digest(build.clone()));
                 Arg(parts)
             } else {
-                Arg::lit(format!(
-                    "containers-storage:{}",
-                    local_name(img, tag, platform)
-                ))
+                Arg::lit(format!("containers-storage:{local}"))
             };
             let clear = Command::new("rm").arg("-f").arg(cid.clone());
             let from = Command::new("buildah")
@@ -334,13 +339,13 @@ fn test(node: &Node) -> Steps {
         // node is, emulated otherwise. `--no-cache`, so the test really runs every time.
         Backend::Buildx => {
             let image = if p.push {
-                pinned(&node.reference, build)
+                pinned(reference, build)
             } else {
-                Arg::lit(local_name(img, tag, platform))
+                Arg::lit(local.clone())
             };
             let c = Command::new("docker")
                 .args(["buildx", "build"])
-                .opt("--builder", node.builder.clone())
+                .opt("--builder", t.builder.clone())
                 .arg("--platform")
                 .arg(platform)
                 .args(["--progress", "plain", "--no-cache", "--provenance=false"])
@@ -358,9 +363,9 @@ fn test(node: &Node) -> Steps {
         }
         Backend::Podman => {
             let image = if p.push {
-                pinned(&node.reference, build)
+                pinned(reference, build)
             } else {
-                Arg::lit(local_name(img, tag, platform))
+                Arg::lit(local.clone())
             };
             let c = Command::new("podman")
                 .arg("run")
@@ -384,18 +389,19 @@ pub fn test_dockerfile(words: &[String]) -> String {
     )
 }
 
-fn merge(node: &Node) -> (Vec<Command>, DigestOut) {
-    let first = format!(
-        "{}:{}",
-        node.reference,
-        node.tags.first().map_or("", String::as_str)
-    );
+fn merge(node: &Node, m: &MergeWork) -> (Vec<Command>, DigestOut) {
+    let reference = &m.image.repository;
+    let first = format!("{reference}:{}", m.tags.first().map_or("", String::as_str));
     let mut c = crane(node).arg("index").arg("append");
-    for b in node.needs.iter().filter(|n| n.starts_with("build:")) {
-        c = c.arg("--manifest").arg(pinned(&node.reference, b));
+    for b in node
+        .needs
+        .iter()
+        .filter(|n| matches!(n, NodeId::Build { .. }))
+    {
+        c = c.arg("--manifest").arg(pinned(reference, b));
     }
     let mut cmds = vec![c.arg("--tag").arg(first.clone())];
-    for t in node.tags.iter().skip(1) {
+    for t in m.tags.iter().skip(1) {
         cmds.push(crane(node).arg("tag").arg(first.clone()).arg(t.clone()));
     }
     cmds.push(crane(node).arg("digest").arg(first));

@@ -57,14 +57,39 @@ impl NodeId {
     }
 }
 
+impl NodeId {
+    fn write(&self, w: &mut impl fmt::Write) -> fmt::Result {
+        match self {
+            NodeId::Mirror { name, tag } => write!(w, "mirror:{name}:{tag}"),
+            NodeId::Build { key, platform } => write!(w, "build:{key}@{platform}"),
+            NodeId::Test { key, platform } => write!(w, "test:{key}@{platform}"),
+            NodeId::Merge { key } => write!(w, "merge:{key}"),
+        }
+    }
+}
+
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NodeId::Mirror { name, tag } => write!(f, "mirror:{name}:{tag}"),
-            NodeId::Build { key, platform } => write!(f, "build:{key}@{platform}"),
-            NodeId::Test { key, platform } => write!(f, "test:{key}@{platform}"),
-            NodeId::Merge { key } => write!(f, "merge:{key}"),
+        if f.width().is_some() {
+            // `{:width$}` pads the whole id.
+            let mut s = String::new();
+            self.write(&mut s)?;
+            return f.pad(&s);
         }
+        self.write(f)
+    }
+}
+
+impl serde::Serialize for NodeId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for NodeId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<NodeId, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 

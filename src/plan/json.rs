@@ -4,45 +4,46 @@ use std::collections::BTreeMap;
 
 use serde::{Serialize, Serializer};
 
+use super::NodeId;
 use super::argv::{Arg, Command};
-use super::node::{Kind, Node};
+use super::node::{Kind, Node, Work};
 use crate::manifest::model::Cache;
 
 /// The JSON shape of a node (`schemas/plan.schema.json`); field order is the JSON order.
 #[derive(Serialize)]
 struct NodeJson<'a> {
-    id: &'a str,
+    id: &'a NodeId,
     kind: Kind,
-    image: &'a Option<String>,
-    version: &'a Option<String>,
-    variant: &'a Option<String>,
-    platform: &'a Option<String>,
+    image: Option<&'a str>,
+    version: Option<&'a str>,
+    variant: Option<&'a str>,
+    platform: Option<&'a str>,
     platforms: &'a [String],
     level: usize,
-    needs: &'a [String],
+    needs: &'a [NodeId],
     #[serde(rename = "ref")]
     reference: &'a str,
     tags: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
-    source: &'a Option<String>,
+    source: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    builder: &'a Option<String>,
+    builder: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    context: &'a Option<String>,
+    context: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    dockerfile: &'a Option<String>,
+    dockerfile: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    target: &'a Option<String>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    args: &'a BTreeMap<String, Arg>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    labels: &'a BTreeMap<String, String>,
+    target: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    cache: &'a Option<Cache>,
+    args: Option<&'a BTreeMap<String, Arg>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    attest: &'a Option<Vec<String>>,
+    labels: Option<&'a BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    test: &'a Option<Vec<String>>,
+    cache: Option<&'a Cache>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attest: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    test: Option<&'a [String]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     decision: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -52,30 +53,42 @@ struct NodeJson<'a> {
     commands: Vec<Command>,
 }
 
+fn non_empty<K, V>(m: &BTreeMap<K, V>) -> Option<&BTreeMap<K, V>> {
+    (!m.is_empty()).then_some(m)
+}
+
 impl Serialize for Node {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let image = self.image();
+        let build = self.as_build();
         NodeJson {
             id: &self.id,
-            kind: self.kind,
-            image: &self.image,
-            version: &self.version,
-            variant: &self.variant,
-            platform: &self.platform,
-            platforms: &self.platforms,
+            kind: self.kind(),
+            image: image.map(|i| i.name.as_str()),
+            version: image.map(|i| i.version.as_str()),
+            variant: image.and_then(|i| i.variant.as_deref()),
+            platform: self.platform(),
+            platforms: self.platforms(),
             level: self.level,
             needs: &self.needs,
-            reference: &self.reference,
-            tags: &self.tags,
-            source: &self.source,
-            builder: &self.builder,
-            context: &self.context,
-            dockerfile: &self.dockerfile,
-            target: &self.target,
-            args: &self.args,
-            labels: &self.labels,
-            cache: &self.cache,
-            attest: &self.attest,
-            test: &self.test,
+            reference: self.reference(),
+            tags: self.tags(),
+            source: match &self.work {
+                Work::Mirror(m) => Some(m.source.as_str()),
+                _ => None,
+            },
+            builder: self.builder(),
+            context: build.map(|b| b.context.as_str()),
+            dockerfile: build.map(|b| b.dockerfile.as_str()),
+            target: build.and_then(|b| b.target.as_deref()),
+            args: build.and_then(|b| non_empty(&b.args)),
+            labels: build.and_then(|b| non_empty(&b.labels)),
+            cache: build.and_then(|b| b.cache.as_ref()),
+            attest: build.and_then(|b| b.attest.as_deref()),
+            test: match &self.work {
+                Work::Test(t) => Some(t.test.as_slice()),
+                _ => None,
+            },
             decision: self.decision.as_ref().map(|d| d.decision.as_str()),
             reason: self.decision.as_ref().map(|d| d.reason.as_str()),
             input_hash: self.decision.as_ref().and_then(|d| d.input_hash.as_deref()),

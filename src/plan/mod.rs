@@ -18,7 +18,9 @@ use crate::manifest::model::{Backend, Dep, ImageVersion, Mirror, Model, Platform
 use crate::manifest::platform::Platform;
 use command::{Arg, Part, local_name};
 pub use id::NodeId;
-pub use node::{Decision, Kind, Node, Publish};
+pub use node::{
+    BuildWork, Decision, Image, Kind, MergeWork, MirrorWork, Node, Publish, TestWork, Work,
+};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -49,7 +51,7 @@ pub struct Plan {
 /// that platform's child of the index there).
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct External {
-    pub id: String,
+    pub id: NodeId,
     #[serde(rename = "ref")]
     pub reference: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -78,51 +80,52 @@ impl ExternalSource {
 
 /// The needs of `nodes` outside them, in id order, with where each is published.
 pub fn externals(model: &Model, nodes: &[Node]) -> Vec<External> {
-    let inside: std::collections::HashSet<&str> = nodes.iter().map(|n| n.id.as_str()).collect();
-    let wanted: BTreeSet<&str> = nodes
+    let inside: std::collections::HashSet<&NodeId> = nodes.iter().map(|n| &n.id).collect();
+    // In the order of the ids' text (the plan's JSON order).
+    let wanted: BTreeMap<String, &NodeId> = nodes
         .iter()
         .flat_map(|n| &n.needs)
-        .map(String::as_str)
         .filter(|id| !inside.contains(id))
+        .map(|id| (id.to_string(), id))
         .collect();
     let version = |key: &str| model.versions.iter().find(|v| v.key == key);
     wanted
-        .into_iter()
+        .into_values()
         .filter_map(|id| {
-            let (reference, platform) = match id.parse::<NodeId>().ok()? {
+            let (reference, platform) = match id {
                 NodeId::Mirror { name, tag } => {
                     let m = model
                         .mirrors
                         .iter()
-                        .find(|m| m.name == name && m.tags.contains(&tag))?;
+                        .find(|m| &m.name == name && m.tags.contains(tag))?;
                     (format!("{}:{tag}", m.repository), None)
                 }
                 NodeId::Merge { key } => {
-                    let v = version(&key)?;
+                    let v = version(key)?;
                     (format!("{}:{}", v.repository, v.primary_tag()), None)
                 }
                 // Without push, a base is the local image its build left (what the
                 // dependent's build arg names), not anything in the registry.
                 NodeId::Build { key, platform } if !model.profile.push => {
-                    let v = version(&key)?;
-                    let local = local_name(&v.image, &v.primary_tag(), &platform);
+                    let v = version(key)?;
+                    let local = local_name(&v.image, &v.primary_tag(), platform);
                     return Some(External {
-                        id: id.to_owned(),
+                        id: id.clone(),
                         reference: local,
-                        platform: Some(platform),
+                        platform: Some(platform.clone()),
                         source: ExternalSource::Local,
                     });
                 }
                 NodeId::Build { key, platform } | NodeId::Test { key, platform } => {
-                    let v = version(&key)?;
+                    let v = version(key)?;
                     (
                         format!("{}:{}", v.repository, v.primary_tag()),
-                        Some(platform),
+                        Some(platform.clone()),
                     )
                 }
             };
             Some(External {
-                id: id.to_owned(),
+                id: id.clone(),
                 reference,
                 platform,
                 source: ExternalSource::Registry,
@@ -144,7 +147,7 @@ pub struct BuilderSetup {
 
 impl Plan {
     pub fn count(&self, kind: Kind) -> usize {
-        self.nodes.iter().filter(|n| n.kind == kind).count()
+        self.nodes.iter().filter(|n| n.kind() == kind).count()
     }
 
     /// The plan's header fields, with no nodes.
@@ -208,7 +211,7 @@ pub fn plan(model: &Model, selection: &Selection) -> Result<Plan, Diagnostics> {
         b.version(vi);
     }
     if !selection.platforms.is_empty()
-        && !b.nodes.iter().any(|n| n.kind == Kind::Build)
+        && !b.nodes.iter().any(|n| n.kind() == Kind::Build)
         && !selection.selectors.is_empty()
     {
         let wanted: Vec<&str> = selection.platforms.iter().map(Platform::as_str).collect();
@@ -247,55 +250,25 @@ struct Builder<'a> {
     model: &'a Model,
     filter: &'a [Platform],
     nodes: Vec<Node>,
-    index: HashMap<String, usize>,
+    index: HashMap<NodeId, usize>,
 }
 
 impl Builder<'_> {
-    /// A node of `kind` with every optional field empty.
-    fn blank(&self, id: String, kind: Kind, reference: String) -> Node {
+    fn node(&self, id: NodeId, needs: Vec<NodeId>, work: Work) -> Node {
         let p = &self.model.profile;
         Node {
             id,
-            kind,
-            image: None,
-            version: None,
-            variant: None,
-            platform: None,
-            platforms: Vec::new(),
+            needs,
             level: 0,
-            needs: Vec::new(),
-            reference,
-            tags: Vec::new(),
-            source: None,
-            builder: None,
-            context: None,
-            dockerfile: None,
-            target: None,
-            args: BTreeMap::new(),
-            labels: BTreeMap::new(),
-            cache: None,
-            attest: None,
-            secrets: BTreeMap::new(),
-            test: None,
+            seq: 0,
             publish: Publish {
                 backend: p.backend,
                 insecure: p.insecure,
                 push: p.push,
                 cache_only: false,
             },
-            runs_on: None,
             decision: None,
-            seq: 0,
-        }
-    }
-
-    /// A node of one image version, with its identity fields set.
-    fn of_version(&self, id: String, kind: Kind, v: &ImageVersion) -> Node {
-        Node {
-            image: Some(v.image.clone()),
-            version: Some(v.version.clone()),
-            variant: v.variant.clone(),
-            ..self.blank(id, kind, v.repository.clone())
+            work,
         }
     }
 
@@ -307,64 +280,57 @@ impl Builder<'_> {
 
     fn mirror(&mut self, mi: usize, tag: &str) {
         let m: &Mirror = &self.model.mirrors[mi];
-        let node = Node {
+        let id = NodeId::Mirror {
+            name: m.name.clone(),
+            tag: tag.to_owned(),
+        };
+        let work = Work::Mirror(MirrorWork {
+            source: m.source.clone(),
+            repository: m.repository.clone(),
             platforms: m
                 .platforms
                 .iter()
                 .flatten()
                 .map(|p| p.to_string())
                 .collect(),
-            tags: vec![tag.to_owned()],
-            source: Some(m.source.clone()),
-            ..self.blank(
-                NodeId::Mirror {
-                    name: m.name.clone(),
-                    tag: tag.to_owned(),
-                }
-                .to_string(),
-                Kind::Mirror,
-                m.repository.clone(),
-            )
-        };
+        });
+        let node = self.node(id, Vec::new(), work);
         self.push(node);
     }
 
     /// The node a build of `platform` waits for, and the pinned reference it receives.
-    fn base(&self, dep: &Dep, platform: &Platform) -> (String, Arg) {
+    fn base(&self, dep: &Dep, platform: &Platform) -> (NodeId, Arg) {
+        let pinned = |repository_tag: String, id: &NodeId| {
+            Arg(vec![
+                Part::Lit(format!("{repository_tag}@")),
+                Part::Digest(id.clone()),
+            ])
+        };
         match dep {
             Dep::Mirror(m, tag) => {
                 let m = &self.model.mirrors[*m];
                 let id = NodeId::Mirror {
                     name: m.name.clone(),
                     tag: tag.clone(),
-                }
-                .to_string();
-                let arg = Arg(vec![
-                    Part::Lit(format!("{}:{tag}@", m.repository)),
-                    Part::Digest(id.clone()),
-                ]);
+                };
+                let arg = pinned(format!("{}:{tag}", m.repository), &id);
                 (id, arg)
             }
             Dep::Image(i) => {
                 let v = &self.model.versions[*i];
-                if self.model.profile.push && self.partial(v) {
-                    // No merge of the base in this run: its image of the same platform.
-                    let id = build_id(v, platform);
-                    let arg = Arg(vec![
-                        Part::Lit(format!("{}:{}@", v.repository, v.primary_tag())),
-                        Part::Digest(id.clone()),
-                    ]);
-                    (id, arg)
-                } else if self.model.profile.push {
-                    let id = NodeId::Merge { key: v.key.clone() }.to_string();
-                    let arg = Arg(vec![
-                        Part::Lit(format!("{}:{}@", v.repository, v.primary_tag())),
-                        Part::Digest(id.clone()),
-                    ]);
-                    (id, arg)
-                } else {
+                let tagged = format!("{}:{}", v.repository, v.primary_tag());
+                if !self.model.profile.push {
                     let local = local_name(&v.image, &v.primary_tag(), platform.as_str());
                     (build_id(v, platform), Arg::lit(local))
+                } else if self.partial(v) {
+                    // No merge of the base in this run: its image of the same platform.
+                    let id = build_id(v, platform);
+                    let arg = pinned(tagged, &id);
+                    (id, arg)
+                } else {
+                    let id = NodeId::Merge { key: v.key.clone() };
+                    let arg = pinned(tagged, &id);
+                    (id, arg)
                 }
             }
         }
@@ -391,74 +357,84 @@ impl Builder<'_> {
         if platforms.is_empty() {
             return;
         }
+        let image = Image {
+            name: v.image.clone(),
+            version: v.version.clone(),
+            variant: v.variant.clone(),
+            repository: v.repository.clone(),
+        };
         let mut merge_needs = Vec::new();
         for ps in &platforms {
-            let mut needs = Vec::new();
-            let mut args: BTreeMap<String, Arg> = ps
-                .args
-                .iter()
-                .map(|(k, v)| (k.clone(), Arg::lit(v.clone())))
-                .collect();
-            for f in &v.froms {
-                let (need, pinned) = self.base(&f.dep, &ps.platform);
-                if !needs.contains(&need) {
-                    needs.push(need);
-                }
-                if let Some(a) = &f.arg {
-                    args.insert(a.clone(), pinned);
-                }
-            }
             let id = build_id(v, &ps.platform);
-            let owner = model.builder_for(&ps.platform);
-            let builder = owner.map(|b| b.name.clone());
-            let runs_on = owner.and_then(|b| b.runs_on.clone());
+            let build = self.build(v, ps, &image);
+            let node = self.node(id.clone(), build.0, Work::Build(Box::new(build.1)));
+            let builder = node.builder().map(str::to_owned);
+            self.push(node);
             merge_needs.push(id.clone());
-            let build = Node {
-                platform: Some(ps.platform.to_string()),
-                needs,
-                builder: builder.clone(),
-                context: Some(v.context.clone()),
-                dockerfile: Some(v.dockerfile.clone()),
-                target: v.target.clone(),
-                args,
-                labels: ps.labels.clone(),
-                cache: ps.cache.clone(),
-                attest: (model.profile.backend == Backend::Buildx).then(|| v.attest.clone()),
-                secrets: v.secrets.clone(),
-                runs_on: runs_on.clone(),
-                ..self.of_version(id.clone(), Kind::Build, v)
-            };
-            self.push(build);
             if let Some(test) = &ps.test {
                 let tid = NodeId::Test {
                     key: v.key.clone(),
                     platform: ps.platform.to_string(),
-                }
-                .to_string();
-                merge_needs.push(tid.clone());
-                let node = Node {
-                    platform: Some(ps.platform.to_string()),
-                    needs: vec![id],
-                    builder,
-                    test: Some(test.clone()),
-                    ..self.of_version(tid, Kind::Test, v)
                 };
+                merge_needs.push(tid.clone());
+                let work = Work::Test(TestWork {
+                    image: image.clone(),
+                    builder,
+                    test: test.clone(),
+                });
+                let node = self.node(tid, vec![id], work);
                 self.push(node);
             }
         }
         if model.profile.push && !self.partial(v) {
-            let node = Node {
+            let work = Work::Merge(MergeWork {
+                image,
                 platforms: platforms.iter().map(|p| p.platform.to_string()).collect(),
-                needs: merge_needs,
                 tags: v.tags.clone(),
-                ..self.of_version(
-                    NodeId::Merge { key: v.key.clone() }.to_string(),
-                    Kind::Merge,
-                    v,
-                )
-            };
+            });
+            let node = self.node(NodeId::Merge { key: v.key.clone() }, merge_needs, work);
             self.push(node);
         }
+    }
+
+    /// The needs and payload of `v`'s build of one platform.
+    fn build(
+        &self,
+        v: &ImageVersion,
+        ps: &PlatformSettings,
+        image: &Image,
+    ) -> (Vec<NodeId>, BuildWork) {
+        let model = self.model;
+        let mut needs = Vec::new();
+        let mut args: BTreeMap<String, Arg> = ps
+            .args
+            .iter()
+            .map(|(k, v)| (k.clone(), Arg::lit(v.clone())))
+            .collect();
+        for f in &v.froms {
+            let (need, pinned) = self.base(&f.dep, &ps.platform);
+            if let Some(a) = &f.arg {
+                args.insert(a.clone(), pinned);
+            }
+            if !needs.contains(&need) {
+                needs.push(need);
+            }
+        }
+        let owner = model.builder_for(&ps.platform);
+        let work = BuildWork {
+            image: image.clone(),
+            builder: owner.map(|b| b.name.clone()),
+            runs_on: owner.and_then(|b| b.runs_on.clone()),
+            context: v.context.clone(),
+            dockerfile: v.dockerfile.clone(),
+            target: v.target.clone(),
+            args,
+            labels: ps.labels.clone(),
+            cache: ps.cache.clone(),
+            attest: (model.profile.backend == Backend::Buildx).then(|| v.attest.clone()),
+            secrets: v.secrets.clone(),
+        };
+        (needs, work)
     }
 
     fn finish(self, selection: &Selection) -> Plan {
@@ -489,11 +465,7 @@ impl Builder<'_> {
             model
                 .builders
                 .iter()
-                .filter(|b| {
-                    nodes
-                        .iter()
-                        .any(|n| n.builder.as_deref() == Some(b.name.as_str()))
-                })
+                .filter(|b| nodes.iter().any(|n| n.builder() == Some(b.name.as_str())))
                 .map(|b| BuilderSetup {
                     name: b.name.clone(),
                     endpoint: b.endpoint.clone(),
@@ -522,10 +494,9 @@ impl Builder<'_> {
     }
 }
 
-pub fn build_id(v: &ImageVersion, platform: &Platform) -> String {
+pub fn build_id(v: &ImageVersion, platform: &Platform) -> NodeId {
     NodeId::Build {
         key: v.key.clone(),
         platform: platform.to_string(),
     }
-    .to_string()
 }

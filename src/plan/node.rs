@@ -5,6 +5,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use super::NodeId;
 use super::argv::Arg;
 use crate::manifest::model::{Backend, Cache, SecretSource};
 
@@ -45,33 +46,62 @@ pub struct Publish {
     pub cache_only: bool,
 }
 
-/// One unit of work of the plan. Its commands are derived from these fields on
-/// demand ([`Node::commands`]), so a plan of 10,000 builds stays small.
+/// One unit of work of the plan: `{ id, needs, level, work }`, with one payload per kind.
+/// Its commands are derived from it on demand ([`Node::commands`]), so a plan of 10,000
+/// builds stays small.
 #[derive(Clone, Debug)]
 pub struct Node {
-    pub id: String,
-    pub kind: Kind,
-    pub image: Option<String>,
-    pub version: Option<String>,
-    pub variant: Option<String>,
-    /// The platform of a build or test node.
-    pub platform: Option<String>,
-    /// The platforms a merge puts in its index, or a mirror copies (empty: the whole upstream index).
-    pub platforms: Vec<String>,
+    pub id: NodeId,
+    pub needs: Vec<NodeId>,
     /// 0 for nodes without needs; otherwise one more than the deepest need.
     pub level: usize,
-    pub needs: Vec<String>,
-    /// Repository the node writes to.
-    pub reference: String,
-    /// Tags the node publishes (merge and mirror nodes only).
-    pub tags: Vec<String>,
-    /// Upstream repository of a mirror.
-    pub source: Option<String>,
+    /// Creation order (manifest order); breaks ties inside a level.
+    pub seq: usize,
+    pub publish: Publish,
+    /// `plan --check-registry`: `build`, `reuse`, `mirror`, `up-to-date` or `publish`, why, and the input hash.
+    pub decision: Option<Box<Decision>>,
+    pub work: Work,
+}
+
+/// What a node does, by kind.
+#[derive(Clone, Debug)]
+pub enum Work {
+    Mirror(MirrorWork),
+    Build(Box<BuildWork>),
+    Test(TestWork),
+    Merge(MergeWork),
+}
+
+/// A mirror copies `source:TAG` (the tag is the id's) to `repository:TAG`.
+#[derive(Clone, Debug)]
+pub struct MirrorWork {
+    /// Upstream repository.
+    pub source: String,
+    pub repository: String,
+    /// The platforms copied (empty: the whole upstream index).
+    pub platforms: Vec<String>,
+}
+
+/// The image version a build, test or merge belongs to, and the repository it publishes to.
+#[derive(Clone, Debug)]
+pub struct Image {
+    pub name: String,
+    pub version: String,
+    pub variant: Option<String>,
+    pub repository: String,
+}
+
+/// A build of one platform (the id's) of an image version.
+#[derive(Clone, Debug)]
+pub struct BuildWork {
+    pub image: Image,
     pub builder: Option<String>,
-    pub context: Option<String>,
-    pub dockerfile: Option<String>,
+    /// The CI runner label of the builder that owns the platform (matrix output).
+    pub runs_on: Option<String>,
+    pub context: String,
+    pub dockerfile: String,
     pub target: Option<String>,
-    /// Build args; a `from` base is pinned with a digest placeholder.
+    /// Build args; a base is pinned with a digest placeholder.
     pub args: BTreeMap<String, Arg>,
     pub labels: BTreeMap<String, String>,
     pub cache: Option<Cache>,
@@ -79,14 +109,23 @@ pub struct Node {
     pub attest: Option<Vec<String>>,
     /// Build secrets by id (`--secret`): where each comes from, never its value.
     pub secrets: BTreeMap<String, SecretSource>,
-    pub test: Option<Vec<String>>,
-    pub publish: Publish,
-    /// The CI runner label of the builder that owns the platform (matrix output).
-    pub runs_on: Option<String>,
-    /// `plan --check-registry`: `build`, `reuse`, `mirror`, `up-to-date` or `publish`, why, and the input hash.
-    pub decision: Option<Box<Decision>>,
-    /// Creation order (manifest order); breaks ties inside a level.
-    pub seq: usize,
+}
+
+/// The smoke test of one platform's build.
+#[derive(Clone, Debug)]
+pub struct TestWork {
+    pub image: Image,
+    pub builder: Option<String>,
+    pub test: Vec<String>,
+}
+
+/// The index of an image version: its platforms' builds, tagged.
+#[derive(Clone, Debug)]
+pub struct MergeWork {
+    pub image: Image,
+    /// The platforms in the index.
+    pub platforms: Vec<String>,
+    pub tags: Vec<String>,
 }
 
 /// What a run would do with a node, as the registry says today.
@@ -98,10 +137,86 @@ pub struct Decision {
 }
 
 impl Node {
+    pub fn kind(&self) -> Kind {
+        self.id.kind()
+    }
+
     /// `image:version[-variant]` of build, test and merge nodes.
     pub fn key(&self) -> Option<&str> {
-        self.image.as_ref()?;
-        let rest = self.id.split_once(':')?.1;
-        rest.split('@').next()
+        self.id.key()
+    }
+
+    /// The platform of a build or test.
+    pub fn platform(&self) -> Option<&str> {
+        self.id.platform()
+    }
+
+    /// The image version of a build, test or merge.
+    pub fn image(&self) -> Option<&Image> {
+        match &self.work {
+            Work::Mirror(_) => None,
+            Work::Build(b) => Some(&b.image),
+            Work::Test(t) => Some(&t.image),
+            Work::Merge(m) => Some(&m.image),
+        }
+    }
+
+    /// The repository the node writes to (a test: the one it reads).
+    pub fn reference(&self) -> &str {
+        match &self.work {
+            Work::Mirror(m) => &m.repository,
+            _ => self.image().map_or("", |i| i.repository.as_str()),
+        }
+    }
+
+    /// The tags a merge or mirror publishes.
+    pub fn tags(&self) -> &[String] {
+        match (&self.work, &self.id) {
+            (Work::Merge(m), _) => &m.tags,
+            (Work::Mirror(_), NodeId::Mirror { tag, .. }) => std::slice::from_ref(tag),
+            _ => &[],
+        }
+    }
+
+    /// The platforms a merge puts in its index, or a mirror copies.
+    pub fn platforms(&self) -> &[String] {
+        match &self.work {
+            Work::Merge(m) => &m.platforms,
+            Work::Mirror(m) => &m.platforms,
+            _ => &[],
+        }
+    }
+
+    /// The buildx builder of a build or test.
+    pub fn builder(&self) -> Option<&str> {
+        match &self.work {
+            Work::Build(b) => b.builder.as_deref(),
+            Work::Test(t) => t.builder.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The CI runner label of a build's builder.
+    pub fn runs_on(&self) -> Option<&str> {
+        match &self.work {
+            Work::Build(b) => b.runs_on.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// A mirror's payload.
+    pub fn as_mirror(&self) -> Option<&MirrorWork> {
+        match &self.work {
+            Work::Mirror(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// A build's payload.
+    pub fn as_build(&self) -> Option<&BuildWork> {
+        match &self.work {
+            Work::Build(b) => Some(b),
+            _ => None,
+        }
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashSet};
 
 use super::command::Part;
-use super::{ExternalSource, Kind, NodeId, Plan, externals};
+use super::{ExternalSource, Kind, NodeId, Plan, Work, externals};
 use crate::diag::{Diag, Diagnostics};
 use crate::manifest::Model;
 
@@ -25,26 +25,24 @@ impl Plan {
         chosen: &BTreeSet<String>,
     ) -> Result<(), Diagnostics> {
         let mut diags = Diagnostics::new();
+        let names: Vec<String> = self.nodes.iter().map(|n| n.id.to_string()).collect();
+        let mut wanted = HashSet::new();
         for id in chosen {
-            if let Err(bad) = id.parse::<NodeId>() {
-                diags.push(
-                    Diag::plain(bad.to_string()).help_opt(crate::suggest::did_you_mean(
-                        id,
-                        self.nodes.iter().map(|n| n.id.as_str()),
-                    )),
-                );
-            } else if !self.nodes.iter().any(|n| &n.id == id) {
-                diags.push(Diag::plain(format!("no node `{id}` in the plan")).help_opt(
-                    crate::suggest::did_you_mean(id, self.nodes.iter().map(|n| n.id.as_str())),
-                ));
+            let suggest = || crate::suggest::did_you_mean(id, names.iter().map(String::as_str));
+            match id.parse::<NodeId>() {
+                Err(bad) => diags.push(Diag::plain(bad.to_string()).help_opt(suggest())),
+                Ok(parsed) if !self.nodes.iter().any(|n| n.id == parsed) => diags
+                    .push(Diag::plain(format!("no node `{id}` in the plan")).help_opt(suggest())),
+                Ok(parsed) => {
+                    wanted.insert(parsed);
+                }
             }
         }
         if diags.has_errors() {
             return Err(diags);
         }
         self.nodes.retain(|n| {
-            chosen.contains(&n.id)
-                || (n.kind == Kind::Test && n.needs.first().is_some_and(|b| chosen.contains(b)))
+            wanted.contains(&n.id) || n.id.build().is_some_and(|b| wanted.contains(&b))
         });
         self.external = externals(model, &self.nodes);
         for e in &mut self.external {
@@ -58,32 +56,36 @@ impl Plan {
     /// Split builds (`--metadata-dir`): no merge runs; a build that needed one builds on its
     /// base's image of the same platform instead.
     pub fn without_merges(&mut self, model: &Model) {
-        let dropped: HashSet<String> = self
+        let dropped: HashSet<NodeId> = self
             .nodes
             .iter()
-            .filter(|n| n.kind == Kind::Merge)
+            .filter(|n| n.kind() == Kind::Merge)
             .map(|n| n.id.clone())
             .collect();
         self.nodes.retain(|n| !dropped.contains(&n.id));
         for node in &mut self.nodes {
-            let Some(platform) = node.platform.clone() else {
+            let Some(platform) = node.platform().map(str::to_owned) else {
                 continue;
             };
-            let to_build = |id: &str| match id.parse() {
-                Ok(NodeId::Merge { key }) if dropped.contains(id) => NodeId::Build {
-                    key,
-                    platform: platform.clone(),
+            let to_build = |id: &mut NodeId| {
+                if dropped.contains(id)
+                    && let NodeId::Merge { key } = id
+                {
+                    *id = NodeId::Build {
+                        key: std::mem::take(key),
+                        platform: platform.clone(),
+                    };
                 }
-                .to_string(),
-                _ => id.to_owned(),
             };
             for need in &mut node.needs {
-                *need = to_build(need);
+                to_build(need);
             }
-            for arg in node.args.values_mut() {
-                for part in &mut arg.0 {
-                    if let Part::Digest(id) = part {
-                        *id = to_build(id);
+            if let Work::Build(b) = &mut node.work {
+                for arg in b.args.values_mut() {
+                    for part in &mut arg.0 {
+                        if let Part::Digest(id) = part {
+                            to_build(id);
+                        }
                     }
                 }
             }

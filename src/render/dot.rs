@@ -4,7 +4,8 @@ use std::fmt::Write;
 
 use crate::plan::{Kind, Plan};
 
-fn quote(s: &str) -> String {
+fn quote(s: impl std::fmt::Display) -> String {
+    let s = s.to_string();
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
@@ -15,11 +16,11 @@ pub fn render(plan: &Plan) -> String {
     let _ = writeln!(
         out,
         "  label={};",
-        quote(&format!("mab plan: profile {}", plan.profile))
+        quote(format!("mab plan: profile {}", plan.profile))
     );
     let _ = writeln!(out, "  node [shape=box, fontname=\"Helvetica\"];");
     for (i, (key, nodes)) in super::groups(plan).iter().enumerate() {
-        let mirror = nodes.iter().all(|n| n.kind == Kind::Mirror);
+        let mirror = nodes.iter().all(|n| n.kind() == Kind::Mirror);
         if mirror {
             for n in nodes {
                 let _ = writeln!(
@@ -34,14 +35,11 @@ pub fn render(plan: &Plan) -> String {
         let _ = writeln!(out, "  subgraph cluster_{i} {{");
         let _ = writeln!(out, "    label={};", quote(key));
         for n in nodes {
-            let (label, shape) = match n.kind {
-                Kind::Build => (n.platform.clone().unwrap_or_default(), "box"),
-                Kind::Test => (
-                    format!("test {}", n.platform.as_deref().unwrap_or("")),
-                    "ellipse",
-                ),
-                Kind::Merge => (format!("merge :{}", n.tags.join(" :")), "box3d"),
-                Kind::Mirror => (n.id.clone(), "cylinder"),
+            let (label, shape) = match n.kind() {
+                Kind::Build => (n.platform().map(str::to_owned).unwrap_or_default(), "box"),
+                Kind::Test => (format!("test {}", n.platform().unwrap_or("")), "ellipse"),
+                Kind::Merge => (format!("merge :{}", n.tags().join(" :")), "box3d"),
+                Kind::Mirror => (n.id.to_string(), "cylinder"),
             };
             let _ = writeln!(
                 out,

@@ -6,7 +6,8 @@ use crate::plan::{ExternalSource, Kind, Plan};
 
 /// Text from the manifest or the plan, in a table cell: every character markdown could read
 /// as markup is escaped, a line break (which would end the row) becomes a space.
-fn cell(s: &str) -> String {
+fn cell(s: impl std::fmt::Display) -> String {
+    let s = s.to_string();
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -39,8 +40,9 @@ fn prose(s: &str) -> String {
 
 /// A code span that shows `s` exactly, whatever backticks it holds; in a table, `|` is
 /// escaped (GitHub reads `\|` as a pipe inside code spans too) and line breaks become spaces.
-fn code(s: &str) -> String {
+fn code(s: impl std::fmt::Display) -> String {
     let s: String = s
+        .to_string()
         .chars()
         .filter(|c| !c.is_control() || *c == '\n')
         .map(|c| if c == '\n' { ' ' } else { c })
@@ -98,7 +100,7 @@ pub fn render(plan: &Plan) -> String {
     let decided: Vec<_> = plan
         .nodes
         .iter()
-        .filter(|n| n.kind == Kind::Build && n.decision.is_some())
+        .filter(|n| n.kind() == Kind::Build && n.decision.is_some())
         .collect();
     if !decided.is_empty() {
         let builds: Vec<_> = decided
@@ -124,28 +126,31 @@ pub fn render(plan: &Plan) -> String {
     }
     let mut rows: Vec<(String, String, String, String, String, String)> = Vec::new();
     for (_, nodes) in super::groups(plan) {
-        let Some(first) = nodes.iter().find(|n| n.kind != Kind::Mirror) else {
+        let Some(first) = nodes.iter().find(|n| n.kind() != Kind::Mirror) else {
             continue;
         };
         let platforms: Vec<&str> = nodes
             .iter()
-            .filter(|n| n.kind == Kind::Build)
-            .filter_map(|n| n.platform.as_deref())
+            .filter(|n| n.kind() == Kind::Build)
+            .filter_map(|n| n.platform())
             .collect();
-        let tested = if nodes.iter().any(|n| n.kind == Kind::Test) {
+        let tested = if nodes.iter().any(|n| n.kind() == Kind::Test) {
             "yes"
         } else {
             "no"
         };
         let tags = nodes
             .iter()
-            .find(|n| n.kind == Kind::Merge)
-            .map(|m| m.tags.iter().map(|t| code(t)).collect::<Vec<_>>().join(" "))
+            .find(|n| n.kind() == Kind::Merge)
+            .map(|m| m.tags().iter().map(code).collect::<Vec<_>>().join(" "))
             .unwrap_or_else(|| "(not published)".to_owned());
         rows.push((
-            first.image.clone().unwrap_or_default(),
-            first.version.clone().unwrap_or_default(),
-            first.variant.clone().unwrap_or_default(),
+            first.image().map(|i| i.name.clone()).unwrap_or_default(),
+            first.image().map(|i| i.version.clone()).unwrap_or_default(),
+            first
+                .image()
+                .and_then(|i| i.variant.clone())
+                .unwrap_or_default(),
             platforms.join(", "),
             tested.to_owned(),
             tags,
@@ -174,24 +179,27 @@ pub fn render(plan: &Plan) -> String {
     let mirrors: Vec<_> = plan
         .nodes
         .iter()
-        .filter(|n| n.kind == Kind::Mirror)
+        .filter(|n| n.kind() == Kind::Mirror)
         .collect();
     if !mirrors.is_empty() {
         let _ = writeln!(out, "| mirror | upstream | into | platforms |");
         let _ = writeln!(out, "|---|---|---|---|");
         for m in mirrors {
-            let platforms = if m.platforms.is_empty() {
+            let platforms = if m.platforms().is_empty() {
                 "all".to_owned()
             } else {
-                m.platforms.join(", ")
+                m.platforms().join(", ")
             };
-            let tag = m.tags.join(",");
+            let tag = m.tags().join(",");
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {} |",
                 code(&m.id),
-                code(&format!("{}:{tag}", m.source.as_deref().unwrap_or(""))),
-                code(&format!("{}:{tag}", m.reference)),
+                code(format!(
+                    "{}:{tag}",
+                    m.as_mirror().map_or("", |m| m.source.as_str())
+                )),
+                code(format!("{}:{tag}", m.reference())),
                 cell(&platforms)
             );
         }

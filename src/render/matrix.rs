@@ -9,15 +9,15 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::plan::{Kind, Plan};
+use crate::plan::{Kind, NodeId, Plan};
 
 #[derive(Serialize)]
 struct Job<'a> {
-    node: &'a str,
-    image: &'a Option<String>,
-    version: &'a Option<String>,
-    variant: &'a Option<String>,
-    platform: &'a Option<String>,
+    node: &'a NodeId,
+    image: Option<&'a str>,
+    version: Option<&'a str>,
+    variant: Option<&'a str>,
+    platform: Option<&'a str>,
     #[serde(rename = "runs-on")]
     runs_on: &'a str,
 }
@@ -35,19 +35,19 @@ struct Matrix<'a> {
 }
 
 /// The build level of every build node: 0 without image bases, else one above its bases' builds.
-pub fn build_levels(plan: &Plan) -> HashMap<&str, usize> {
-    let by_id: HashMap<&str, &crate::plan::Node> =
-        plan.nodes.iter().map(|n| (n.id.as_str(), n)).collect();
-    let mut levels: HashMap<&str, usize> = HashMap::new();
+pub fn build_levels(plan: &Plan) -> HashMap<&NodeId, usize> {
+    let by_id: HashMap<&NodeId, &crate::plan::Node> =
+        plan.nodes.iter().map(|n| (&n.id, n)).collect();
+    let mut levels: HashMap<&NodeId, usize> = HashMap::new();
     // Plan order is topological: bases come first.
-    for n in plan.nodes.iter().filter(|n| n.kind == Kind::Build) {
+    for n in plan.nodes.iter().filter(|n| n.kind() == Kind::Build) {
         let mut level = 0;
         for need in &n.needs {
-            let Some(merge) = by_id.get(need.as_str()).filter(|m| m.kind == Kind::Merge) else {
+            let Some(merge) = by_id.get(need).filter(|m| m.kind() == Kind::Merge) else {
                 continue;
             };
-            for b in merge.needs.iter().filter(|x| x.starts_with("build:")) {
-                if let Some(l) = levels.get(b.as_str()) {
+            for b in merge.needs.iter().filter(|x| x.kind() == Kind::Build) {
+                if let Some(l) = levels.get(b) {
                     level = level.max(l + 1);
                 }
             }
@@ -66,14 +66,14 @@ pub fn render(plan: &Plan) -> String {
             include: Vec::new(),
         })
         .collect();
-    for n in plan.nodes.iter().filter(|n| n.kind == Kind::Build) {
-        out[levels[n.id.as_str()]].include.push(Job {
+    for n in plan.nodes.iter().filter(|n| n.kind() == Kind::Build) {
+        out[levels[&n.id]].include.push(Job {
             node: &n.id,
-            image: &n.image,
-            version: &n.version,
-            variant: &n.variant,
-            platform: &n.platform,
-            runs_on: n.runs_on.as_deref().unwrap_or("ubuntu-latest"),
+            image: n.image().map(|i| i.name.as_str()),
+            version: n.image().map(|i| i.version.as_str()),
+            variant: n.image().and_then(|i| i.variant.as_deref()),
+            platform: n.platform(),
+            runs_on: n.runs_on().unwrap_or("ubuntu-latest"),
         });
     }
     let matrix = Matrix {

@@ -9,7 +9,7 @@ pub mod text;
 
 use std::collections::BTreeMap;
 
-use crate::plan::{Kind, Node, Plan};
+use crate::plan::{Kind, Node, NodeId, Plan};
 
 /// Serialize the plan as pretty JSON, newline-terminated.
 pub fn json(plan: &Plan) -> String {
@@ -68,9 +68,9 @@ pub fn groups(plan: &Plan) -> Vec<(String, Vec<&Node>)> {
     let mut order: Vec<String> = Vec::new();
     let mut map: BTreeMap<String, Vec<&Node>> = BTreeMap::new();
     for n in &plan.nodes {
-        let key = match n.kind {
-            Kind::Mirror => n.id.clone(),
-            _ => n.key().unwrap_or(&n.id).to_owned(),
+        let key = match n.kind() {
+            Kind::Mirror => n.id.to_string(),
+            _ => n.key().map_or_else(|| n.id.to_string(), str::to_owned),
         };
         if !map.contains_key(&key) {
             order.push(key.clone());
@@ -96,14 +96,14 @@ pub fn counts(plan: &Plan) -> String {
 }
 
 /// The needs worth drawing: a merge's edge from a build is implied when the build's test is also needed.
-pub fn drawn_needs<'a>(node: &'a Node) -> impl Iterator<Item = &'a String> + 'a {
+pub fn drawn_needs<'a>(node: &'a Node) -> impl Iterator<Item = &'a NodeId> + 'a {
     node.needs.iter().filter(move |need| {
-        node.kind != Kind::Merge
-            || !need.starts_with("build:")
+        node.kind() != Kind::Merge
+            || need.kind() != Kind::Build
             || !node
                 .needs
                 .iter()
-                .any(|other| other.strip_prefix("test:") == need.strip_prefix("build:"))
+                .any(|other| other.kind() == Kind::Test && other.build().as_ref() == Some(*need))
     })
 }
 

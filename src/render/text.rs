@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::plan::{ExternalSource, Kind, Node, Plan};
+use crate::plan::{ExternalSource, Node, Plan, Work};
 
 pub fn render(plan: &Plan) -> String {
     let mut out = String::new();
@@ -51,7 +51,12 @@ pub fn render(plan: &Plan) -> String {
             }
         }
     }
-    let width = plan.nodes.iter().map(|n| n.id.len()).max().unwrap_or(0);
+    let width = plan
+        .nodes
+        .iter()
+        .map(|n| n.id.to_string().len())
+        .max()
+        .unwrap_or(0);
     let mut level = usize::MAX;
     for n in &plan.nodes {
         if n.level != level {
@@ -71,52 +76,52 @@ pub fn render(plan: &Plan) -> String {
 }
 
 fn describe(n: &Node) -> String {
-    match n.kind {
-        Kind::Mirror => {
-            let filter = if n.platforms.is_empty() {
+    match &n.work {
+        Work::Mirror(m) => {
+            let filter = if n.platforms().is_empty() {
                 "all platforms".to_owned()
             } else {
-                n.platforms.join(", ")
+                n.platforms().join(", ")
             };
             format!(
                 "{}:{} -> {}:{} ({filter})",
-                n.source.as_deref().unwrap_or(""),
-                n.tags.join(","),
-                n.reference,
-                n.tags.join(",")
+                m.source,
+                n.tags().join(","),
+                n.reference(),
+                n.tags().join(",")
             )
         }
-        Kind::Build => {
+        Work::Build(b) => {
             let mut s = if n.publish.push {
-                format!("{} by digest", n.reference)
+                format!("{} by digest", n.reference())
             } else {
                 format!(
                     "local image {}",
                     crate::plan::command::local_name(
-                        n.image.as_deref().unwrap_or(""),
+                        &b.image.name,
                         n.key().and_then(|k| k.split_once(':')).map_or("", |k| k.1),
-                        n.platform.as_deref().unwrap_or("")
+                        n.platform().unwrap_or("")
                     )
                 )
             };
-            if let Some(b) = &n.builder {
-                s.push_str(&format!(", on builder `{b}`"));
+            if let Some(builder) = &b.builder {
+                s.push_str(&format!(", on builder `{builder}`"));
             }
-            if let Some(t) = &n.target {
+            if let Some(t) = &b.target {
                 s.push_str(&format!(", target `{t}`"));
             }
             s
         }
-        Kind::Test => format!("runs `{}`", n.test.as_deref().unwrap_or_default().join(" ")),
-        Kind::Merge => format!(
+        Work::Test(t) => format!("runs `{}`", t.test.join(" ")),
+        Work::Merge(_) => format!(
             "{} tags {} ({})",
-            n.reference,
-            n.tags
+            n.reference(),
+            n.tags()
                 .iter()
                 .map(|t| format!(":{t}"))
                 .collect::<Vec<_>>()
                 .join(" "),
-            n.platforms.join(", ")
+            n.platforms().join(", ")
         ),
     }
 }
