@@ -10,7 +10,6 @@
 use std::process::Command as Process;
 
 use crate::manifest::model::Builder;
-use crate::plan::command::Command;
 
 /// One node of a builder, as `docker buildx inspect --bootstrap` shows it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -78,31 +77,8 @@ pub fn parse_inspect(text: &str) -> Inspection {
     out
 }
 
-/// The buildx driver for an endpoint: a BuildKit daemon (`tcp://`, `unix://`) is reached with
-/// the `remote` driver; a Docker host (`ssh://`) runs BuildKit in a container there.
-pub fn driver(endpoint: &str) -> Option<&'static str> {
-    if endpoint.starts_with("tcp://") || endpoint.starts_with("unix://") {
-        Some("remote")
-    } else if endpoint.starts_with("ssh://") {
-        Some("docker-container")
-    } else {
-        None
-    }
-}
-
-/// The command that creates the builder of a block with an endpoint.
-pub fn create_command(b: &Builder) -> Option<Command> {
-    let endpoint = b.endpoint.as_deref()?;
-    let mut c = Command::new("docker")
-        .args(["buildx", "create", "--name"])
-        .arg(b.name.clone())
-        .arg("--driver")
-        .arg(driver(endpoint)?);
-    for p in &b.platforms {
-        c = c.arg("--platform").arg(p.to_string());
-    }
-    Some(c.arg(endpoint.to_owned()))
-}
+pub use crate::manifest::model::endpoint_driver as driver;
+pub use crate::plan::command::create_command;
 
 /// Why a buildx builder cannot be used.
 #[derive(Debug, thiserror::Error)]

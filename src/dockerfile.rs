@@ -105,16 +105,8 @@ pub fn parse(text: &str) -> Dockerfile {
         };
         let trimmed = line.trim();
         if directives {
-            if let Some(d) = trimmed.strip_prefix('#')
-                && let Some((k, v)) = d.split_once('=')
-                && k.trim().chars().all(|c| c.is_ascii_alphabetic())
-                && !k.trim().is_empty()
-            {
-                if k.trim().eq_ignore_ascii_case("escape")
-                    && let Some(c) = v.trim().chars().next()
-                {
-                    escape = c;
-                }
+            if let Some(c) = directive(trimmed) {
+                escape = c.unwrap_or(escape);
                 i += 1;
                 continue;
             }
@@ -124,106 +116,132 @@ pub fn parse(text: &str) -> Dockerfile {
             i += 1;
             continue;
         }
-        // One instruction: its lines joined where they end in the escape character; comment
-        // and empty lines inside a continuation are dropped, as BuildKit drops them.
         let first_line = start + (raw.len() - line.len())..start + raw.len();
-        let mut logical = String::new();
-        let mut current = line.to_owned();
-        loop {
-            let t = current.trim_end();
-            match t.strip_suffix(escape) {
-                Some(head) => {
-                    logical.push_str(head);
-                    logical.push(' ');
-                    i += 1;
-                    while i < all.len() {
-                        let t = all[i].1.trim();
-                        if t.is_empty() || t.starts_with('#') {
-                            i += 1;
-                        } else {
-                            break;
-                        }
-                    }
-                    match all.get(i) {
-                        Some((_, next)) => current = (*next).to_owned(),
-                        None => break,
-                    }
-                }
-                None => {
-                    logical.push_str(t);
-                    i += 1;
-                    break;
-                }
-            }
-        }
+        let logical = instruction(&all, &mut i, line, escape);
         let (keyword, args) = logical
             .trim()
             .split_once(char::is_whitespace)
             .unwrap_or((logical.trim(), ""));
         let keyword = keyword.to_ascii_uppercase();
         if matches!(keyword.as_str(), "RUN" | "COPY" | "ADD") {
-            for (word, strip) in heredocs(args) {
-                while i < all.len() {
-                    let body = all[i].1;
-                    let body = if strip {
-                        body.trim_start_matches('\t')
-                    } else {
-                        body
-                    };
-                    i += 1;
-                    if body == word {
-                        break;
-                    }
-                }
-            }
+            skip_heredocs(&all, &mut i, args);
         }
         match keyword.as_str() {
-            "FROM" => {
-                let words: Vec<&str> = args
-                    .split_whitespace()
-                    .filter(|w| !w.starts_with("--"))
-                    .collect();
-                let Some(image) = words.first() else {
-                    continue;
-                };
-                let alias = match words.get(1..3) {
-                    Some([as_, name]) if as_.eq_ignore_ascii_case("as") => Some((*name).to_owned()),
-                    _ => None,
-                };
-                let line_text = &text[first_line.clone()];
-                let image_span = match line_text.find(image) {
-                    Some(at) => first_line.start + at..first_line.start + at + image.len(),
-                    None => first_line.clone(),
-                };
-                out.froms.push(From {
-                    image: (*image).to_owned(),
-                    image_span,
-                    alias,
-                });
-            }
-            "ARG" => {
-                let words = shlex::split(args)
-                    .unwrap_or_else(|| args.split_whitespace().map(str::to_owned).collect());
-                for w in words {
-                    let (name, default) = match w.split_once('=') {
-                        Some((n, d)) => (n.to_owned(), Some(d.to_owned())),
-                        None => (w, None),
-                    };
-                    if name.is_empty() {
-                        continue;
-                    }
-                    out.args.push(Arg {
-                        name,
-                        default,
-                        global: out.froms.is_empty(),
-                        span: first_line.clone(),
-                    });
-                }
-            }
+            "FROM" => from(&mut out, text, args, first_line),
+            "ARG" => arg(&mut out, args, first_line),
             _ => {}
         }
     }
     out
+}
+
+/// A parser directive (`# name=value`): `Some` of the escape character it sets, if it is
+/// `# escape=`; `None` when the line is not a directive.
+fn directive(trimmed: &str) -> Option<Option<char>> {
+    let (k, v) = trimmed.strip_prefix('#')?.split_once('=')?;
+    let k = k.trim();
+    if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphabetic()) {
+        return None;
+    }
+    Some(if k.eq_ignore_ascii_case("escape") {
+        v.trim().chars().next()
+    } else {
+        None
+    })
+}
+
+/// One instruction starting at `all[*i]` (whose text is `line`): its lines joined where they
+/// end in the escape character; comment and empty lines inside a continuation are dropped, as
+/// BuildKit drops them. `*i` ends past it.
+fn instruction(all: &[(usize, &str)], i: &mut usize, line: &str, escape: char) -> String {
+    let mut logical = String::new();
+    let mut current = line.to_owned();
+    loop {
+        let t = current.trim_end();
+        let Some(head) = t.strip_suffix(escape) else {
+            logical.push_str(t);
+            *i += 1;
+            return logical;
+        };
+        logical.push_str(head);
+        logical.push(' ');
+        *i += 1;
+        while *i < all.len() {
+            let t = all[*i].1.trim();
+            if !(t.is_empty() || t.starts_with('#')) {
+                break;
+            }
+            *i += 1;
+        }
+        match all.get(*i) {
+            Some((_, next)) => current = (*next).to_owned(),
+            None => return logical,
+        }
+    }
+}
+
+/// Past the bodies of the heredocs an instruction with `args` opens.
+fn skip_heredocs(all: &[(usize, &str)], i: &mut usize, args: &str) {
+    for (word, strip) in heredocs(args) {
+        while *i < all.len() {
+            let body = all[*i].1;
+            let body = if strip {
+                body.trim_start_matches('\t')
+            } else {
+                body
+            };
+            *i += 1;
+            if body == word {
+                break;
+            }
+        }
+    }
+}
+
+/// `FROM [--platform=…] IMAGE [AS NAME]`, written on the line at `first_line`.
+fn from(out: &mut Dockerfile, text: &str, args: &str, first_line: Range<usize>) {
+    let words: Vec<&str> = args
+        .split_whitespace()
+        .filter(|w| !w.starts_with("--"))
+        .collect();
+    let Some(image) = words.first() else {
+        return;
+    };
+    let alias = match words.get(1..3) {
+        Some([as_, name]) if as_.eq_ignore_ascii_case("as") => Some((*name).to_owned()),
+        _ => None,
+    };
+    let line_text = &text[first_line.clone()];
+    let image_span = match line_text.find(image) {
+        Some(at) => first_line.start + at..first_line.start + at + image.len(),
+        None => first_line,
+    };
+    out.froms.push(From {
+        image: (*image).to_owned(),
+        image_span,
+        alias,
+    });
+}
+
+/// `ARG NAME[=DEFAULT] …`: one entry per name.
+fn arg(out: &mut Dockerfile, args: &str, span: Range<usize>) {
+    let words =
+        shlex::split(args).unwrap_or_else(|| args.split_whitespace().map(str::to_owned).collect());
+    for w in words {
+        let (name, default) = match w.split_once('=') {
+            Some((n, d)) => (n.to_owned(), Some(d.to_owned())),
+            None => (w, None),
+        };
+        if name.is_empty() {
+            continue;
+        }
+        out.args.push(Arg {
+            name,
+            default,
+            global: out.froms.is_empty(),
+            span: span.clone(),
+        });
+    }
 }
 
 /// The repository path of an image reference, without registry, tag or digest, and whether a

@@ -9,6 +9,7 @@ pub mod diag;
 pub mod dockerfile;
 pub mod exec;
 pub mod exit_code;
+pub mod files;
 pub mod hash;
 pub mod info;
 pub mod inputs;

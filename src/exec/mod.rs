@@ -91,6 +91,31 @@ pub struct Context {
 }
 
 impl Context {
+    fn new(
+        plan: &Plan,
+        options: Options,
+        registry: Arc<Registry>,
+        events: Arc<dyn Sink>,
+        cancel: watch::Receiver<Cancel>,
+    ) -> Context {
+        Context {
+            digests: Mutex::new(options.known_digests.clone()),
+            options,
+            registry,
+            events,
+            cancel,
+            repositories: Mutex::new(HashMap::new()),
+            context_hashes: Mutex::new(HashMap::new()),
+            reused: Mutex::new(std::collections::HashSet::new()),
+            tested: plan
+                .nodes
+                .iter()
+                .filter(|n| n.kind() == Kind::Test)
+                .filter_map(|n| n.id.build())
+                .collect(),
+        }
+    }
+
     pub fn repository_lock(&self, repository: &str) -> Arc<tokio::sync::Mutex<()>> {
         self.repositories
             .lock()
@@ -162,52 +187,19 @@ pub async fn run(
     events: Arc<dyn Sink>,
 ) -> Walk {
     let started = Instant::now();
-    let n = plan.nodes.len();
-    let index: HashMap<&NodeId, usize> = plan
-        .nodes
-        .iter()
-        .enumerate()
-        .map(|(i, x)| (&x.id, i))
-        .collect();
-    let needs: Vec<Vec<usize>> = plan
-        .nodes
-        .iter()
-        .map(|x| {
-            x.needs
-                .iter()
-                .filter_map(|id| index.get(id).copied())
-                .collect()
-        })
-        .collect();
-    let weights: Vec<f64> = (0..n)
-        .map(|i| weight(plan, i, options.sleep_backend))
-        .collect();
-    let mut schedule = schedule::Scheduler::new(&needs, &weights, options.keep_going);
-    drop(needs);
-    let mut results: Vec<Option<NodeResult>> = vec![None; n];
+    let mut schedule = scheduler(plan, &options);
+    let mut results: Vec<Option<NodeResult>> = vec![None; plan.nodes.len()];
 
     let (cancel_tx, cancel_rx) = watch::channel(Cancel::None);
     let signals = tokio::spawn(watch_signals(cancel_tx, events.clone()));
     let jobs = options.jobs.max(1);
-    let known = options.known_digests.clone();
-    let ctx = Arc::new(Context {
-        digests: Mutex::new(known),
+    let ctx = Arc::new(Context::new(
+        plan,
         options,
         registry,
         events,
-        cancel: cancel_rx.clone(),
-        repositories: Mutex::new(HashMap::new()),
-        context_hashes: Mutex::new(HashMap::new()),
-        reused: Mutex::new(std::collections::HashSet::new()),
-        tested: plan
-            .nodes
-            .iter()
-            .filter_map(|n| match &n.id {
-                NodeId::Test { .. } => n.id.build(),
-                _ => None,
-            })
-            .collect(),
-    });
+        cancel_rx.clone(),
+    ));
     let mut running: JoinSet<NodeResult> = JoinSet::new();
     // Which node each task runs: a task that panicked still names its node.
     let mut tasks: HashMap<tokio::task::Id, usize> = HashMap::new();
@@ -264,7 +256,44 @@ pub async fn run(
     }
     signals.abort();
     let interrupted = *ctx.cancel.borrow() != Cancel::None;
-    let nodes: Vec<NodeResult> = results
+    Walk {
+        nodes: in_plan_order(plan, results, interrupted),
+        interrupted,
+        duration_ms: started.elapsed().as_millis() as u64,
+    }
+}
+
+/// The scheduler of `plan`'s nodes: needs as indexes, weights for the longest path.
+fn scheduler(plan: &Plan, options: &Options) -> schedule::Scheduler {
+    let index: HashMap<&NodeId, usize> = plan
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, x)| (&x.id, i))
+        .collect();
+    let needs: Vec<Vec<usize>> = plan
+        .nodes
+        .iter()
+        .map(|x| {
+            x.needs
+                .iter()
+                .filter_map(|id| index.get(id).copied())
+                .collect()
+        })
+        .collect();
+    let weights: Vec<f64> = (0..plan.nodes.len())
+        .map(|i| weight(plan, i, options.sleep_backend))
+        .collect();
+    schedule::Scheduler::new(&needs, &weights, options.keep_going)
+}
+
+/// Every node's result in plan order; a node that never ran is `not run`, and why.
+fn in_plan_order(
+    plan: &Plan,
+    results: Vec<Option<NodeResult>>,
+    interrupted: bool,
+) -> Vec<NodeResult> {
+    results
         .into_iter()
         .enumerate()
         .map(|(i, r)| {
@@ -277,12 +306,7 @@ pub async fn run(
                 NodeResult::unrun(&plan.nodes[i], Status::NotRun, why.to_owned())
             })
         })
-        .collect();
-    Walk {
-        nodes,
-        interrupted,
-        duration_ms: started.elapsed().as_millis() as u64,
-    }
+        .collect()
 }
 
 /// The result of a node skipped because `because`, which it waited for, did not succeed.

@@ -179,3 +179,16 @@ impl Model {
             .find(|b| b.platforms.contains(platform))
     }
 }
+
+/// The buildx driver for a builder endpoint: a BuildKit daemon (`tcp://`, `unix://`) is
+/// reached with the `remote` driver; a Docker host (`ssh://`) runs BuildKit in a container
+/// there. `None`: not an endpoint mab supports.
+pub fn endpoint_driver(endpoint: &str) -> Option<&'static str> {
+    if endpoint.starts_with("tcp://") || endpoint.starts_with("unix://") {
+        Some("remote")
+    } else if endpoint.starts_with("ssh://") {
+        Some("docker-container")
+    } else {
+        None
+    }
+}

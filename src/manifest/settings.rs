@@ -164,30 +164,7 @@ pub(super) fn read_platforms(
 /// Read one image setting into `s`; returns false if `node` is not an image setting.
 pub(super) fn read_setting(node: &KdlNode, s: &mut RawSettings, diags: &mut Diagnostics) -> bool {
     match name(node) {
-        "context" => {
-            check_props(node, &["outside"], diags);
-            forbid_children(node, diags);
-            if let Some(v) = string_args(
-                node,
-                1,
-                Some(1),
-                "a directory, relative to the manifest",
-                false,
-                diags,
-            )
-            .and_then(|mut v| v.pop())
-            {
-                if v.value.trim().is_empty() {
-                    diags.push(
-                        Diag::error(v.span, "`context` is empty")
-                            .label("expected a directory; `.` is the manifest's own"),
-                    );
-                    return true;
-                }
-                set_once(&mut s.context, v, node, diags);
-                s.outside = prop(node, "outside").and_then(|e| entry_bool(e, "`outside`", diags));
-            }
-        }
+        "context" => context_setting(node, s, diags),
         "dockerfile" => {
             if let Some(v) = one_string(node, "a file name, relative to the context", diags) {
                 set_once(&mut s.dockerfile, v, node, diags);
@@ -203,72 +180,8 @@ pub(super) fn read_setting(node: &KdlNode, s: &mut RawSettings, diags: &mut Diag
                 set_once(&mut s.platforms, v, node, diags);
             }
         }
-        "arg" => {
-            if let Some(p) = read_pair(node, "a build-arg name and its value", diags) {
-                // `--build-arg NAME=VALUE`: a name with `=` would change what the builder reads.
-                let name = &p.0.value;
-                if !is_identifier(name) {
-                    diags.push(
-                        Diag::error(p.0.span, format!("invalid build-arg name `{}`", name.escape_debug()))
-                            .label("letters, digits and `_`, not starting with a digit")
-                            .help("write it as the Dockerfile's `ARG` declares it, e.g. `arg \"BASE_IMAGE\" \"…\"`"),
-                    );
-                } else if let Some(first) = s.args.iter().find(|(k, _)| k.value == *name) {
-                    diags.push(
-                        Diag::error(
-                            p.0.span,
-                            format!("`arg {name}` is set twice in the same block"),
-                        )
-                        .label("set again here")
-                        .also(first.0.span, "first set here")
-                        .help("keep one of the two"),
-                    );
-                } else {
-                    if looks_secret(name) {
-                        diags.push(
-                            Diag::warning(p.0.span, format!("build arg `{name}` looks like a secret"))
-                                .label("its value is shown by `mab plan`, kept in logs and recorded by buildx provenance")
-                                .help(format!(
-                                    "pass secrets as `secret \"{}\" env=\"{name}\"` and mount them: `RUN --mount=type=secret,id={}`",
-                                    name.to_ascii_lowercase(),
-                                    name.to_ascii_lowercase()
-                                )),
-                        );
-                    }
-                    s.args.push(p);
-                }
-            }
-        }
-        "label" => {
-            if let Some(p) = read_pair(node, "a label name and its value", diags) {
-                let name = &p.0.value;
-                if name.is_empty()
-                    || name.contains('=')
-                    || name.chars().any(|c| c.is_whitespace() || c.is_control())
-                {
-                    diags.push(
-                        Diag::error(
-                            p.0.span,
-                            format!("invalid label name `{}`", name.escape_debug()),
-                        )
-                        .label("non-empty, without `=`, spaces or control characters")
-                        .help("e.g. `label \"org.opencontainers.image.source\" \"…\"`"),
-                    );
-                } else if let Some(first) = s.labels.iter().find(|(k, _)| k.value == *name) {
-                    diags.push(
-                        Diag::error(
-                            p.0.span,
-                            format!("`label {name}` is set twice in the same block"),
-                        )
-                        .label("set again here")
-                        .also(first.0.span, "first set here")
-                        .help("keep one of the two"),
-                    );
-                } else {
-                    s.labels.push(p);
-                }
-            }
-        }
+        "arg" => arg_setting(node, s, diags),
+        "label" => label_setting(node, s, diags),
         "tag" => {
             check_props(node, &[], diags);
             forbid_children(node, diags);
@@ -276,120 +189,230 @@ pub(super) fn read_setting(node: &KdlNode, s: &mut RawSettings, diags: &mut Diag
                 s.tags.get_or_insert_with(Vec::new).extend(t);
             }
         }
-        "from" => {
-            check_props(node, &["arg"], diags);
-            forbid_children(node, diags);
-            let reference = string_args(
-                node,
-                1,
-                Some(1),
-                "a reference: IMAGE:VERSION or mirror:NAME:TAG",
-                false,
-                diags,
-            )
-            .and_then(|mut v| v.pop());
-            let arg = prop(node, "arg").and_then(|e| entry_string(e, "`arg`", false, diags));
-            if let Some(reference) = reference {
-                s.froms.push(RawFrom { reference, arg });
-            }
-        }
-        "test" => {
-            check_props(node, &[], diags);
-            forbid_children(node, diags);
-            if let Some(cmd) = string_args(
-                node,
-                1,
-                None,
-                "a command: one string run by `sh -c`, or argv words",
-                false,
-                diags,
-            ) {
-                if let Some(empty) = cmd.iter().find(|c| c.value.trim().is_empty())
-                    && (cmd.len() == 1 || cmd[0].span == empty.span)
-                {
-                    diags.push(
-                        Diag::error(empty.span, "an empty test command")
-                            .label("nothing to run")
-                            .help("write the command, e.g. `test \"my-tool --version\"`, or remove `test`"),
-                    );
-                    return true;
-                }
-                let v = Spanned::new(cmd.into_iter().map(|c| c.value).collect(), head_span(node));
-                set_once(&mut s.test, v, node, diags);
-            }
-        }
-        "secret" => {
-            if let Some(secret) = read_secret(node, diags) {
-                if let Some(first) = s.secrets.iter().find(|x| x.id.value == secret.id.value) {
-                    diags.push(
-                        Diag::error(
-                            secret.id.span,
-                            format!(
-                                "`secret {}` is set twice in the same block",
-                                secret.id.value
-                            ),
-                        )
-                        .label("set again here")
-                        .also(first.id.span, "first set here")
-                        .help("keep one of the two"),
-                    );
-                } else {
-                    s.secrets.push(secret);
-                }
-            }
-        }
-        "attest" => {
-            check_props(node, &[], diags);
-            forbid_children(node, diags);
-            let entries: Vec<_> = args(node).collect();
-            let value = match entries.as_slice() {
-                [e] if matches!(e.value(), KdlValue::Bool(false)) => Some(Vec::new()),
-                [_, ..] if entries.iter().all(|e| e.value().is_string()) => entries
-                    .iter()
-                    .map(|e| entry_string(e, "`attest`", false, diags))
-                    .collect(),
-                _ => {
-                    diags.push(
-                        Diag::error(head_span(node), "`attest` takes #false or attestation requests")
-                            .label("expected #false or strings")
-                            .help("write `attest \"type=provenance,mode=max\" \"type=sbom\"`, or `attest #false` for none"),
-                    );
-                    None
-                }
-            };
-            if let Some(v) = value {
-                set_once(&mut s.attest, Spanned::new(v, head_span(node)), node, diags);
-            }
-        }
-        "cache" => {
-            check_props(node, &["mode"], diags);
-            forbid_children(node, diags);
-            let entries: Vec<_> = args(node).collect();
-            let value = match entries.as_slice() {
-                [e] if matches!(e.value(), KdlValue::Bool(false)) => Some(RawCache::Disabled),
-                [e] if e.value().is_string() => {
-                    entry_string(e, "`cache`", false, diags).map(|repo| RawCache::Repo {
-                        repo,
-                        mode: prop(node, "mode")
-                            .and_then(|m| entry_string(m, "`mode`", false, diags)),
-                    })
-                }
-                _ => {
-                    diags.push(
-                        Diag::error(head_span(node), "`cache` takes #false or a cache repository")
-                            .label("expected one argument")
-                            .help("write `cache #false` to disable it, or `cache \"${registry}/cache/${image}\" mode=\"max\"`"),
-                    );
-                    None
-                }
-            };
-            if let Some(v) = value {
-                set_once(&mut s.cache, Spanned::new(v, head_span(node)), node, diags);
-            }
-        }
+        "from" => from_setting(node, s, diags),
+        "test" => test_setting(node, s, diags),
+        "secret" => secret_setting(node, s, diags),
+        "attest" => attest_setting(node, s, diags),
+        "cache" => cache_setting(node, s, diags),
         _ => return false,
     }
     true
+}
+
+/// `context`: the build context (`outside=#true` may leave the manifest's directory).
+fn context_setting(node: &KdlNode, s: &mut RawSettings, diags: &mut Diagnostics) {
+    check_props(node, &["outside"], diags);
+    forbid_children(node, diags);
+    if let Some(v) = string_args(
+        node,
+        1,
+        Some(1),
+        "a directory, relative to the manifest",
+        false,
+        diags,
+    )
+    .and_then(|mut v| v.pop())
+    {
+        if v.value.trim().is_empty() {
+            diags.push(
+                Diag::error(v.span, "`context` is empty")
+                    .label("expected a directory; `.` is the manifest's own"),
+            );
+            return;
+        }
+        set_once(&mut s.context, v, node, diags);
+        s.outside = prop(node, "outside").and_then(|e| entry_bool(e, "`outside`", diags));
+    }
+}
+
+/// `arg`: a build arg: a valid, unique name; a warning when the name looks like a secret.
+fn arg_setting(node: &KdlNode, s: &mut RawSettings, diags: &mut Diagnostics) {
+    if let Some(p) = read_pair(node, "a build-arg name and its value", diags) {
+        // `--build-arg NAME=VALUE`: a name with `=` would change what the builder reads.
+        let name = &p.0.value;
+        if !is_identifier(name) {
+            diags.push(
+                Diag::error(p.0.span, format!("invalid build-arg name `{}`", name.escape_debug()))
+                    .label("letters, digits and `_`, not starting with a digit")
+                    .help("write it as the Dockerfile's `ARG` declares it, e.g. `arg \"BASE_IMAGE\" \"…\"`"),
+            );
+        } else if let Some(first) = s.args.iter().find(|(k, _)| k.value == *name) {
+            diags.push(
+                Diag::error(
+                    p.0.span,
+                    format!("`arg {name}` is set twice in the same block"),
+                )
+                .label("set again here")
+                .also(first.0.span, "first set here")
+                .help("keep one of the two"),
+            );
+        } else {
+            if looks_secret(name) {
+                diags.push(
+                    Diag::warning(p.0.span, format!("build arg `{name}` looks like a secret"))
+                        .label("its value is shown by `mab plan`, kept in logs and recorded by buildx provenance")
+                        .help(format!(
+                            "pass secrets as `secret \"{}\" env=\"{name}\"` and mount them: `RUN --mount=type=secret,id={}`",
+                            name.to_ascii_lowercase(),
+                            name.to_ascii_lowercase()
+                        )),
+                );
+            }
+            s.args.push(p);
+        }
+    }
+}
+
+/// `label`: an image label: a valid, unique name.
+fn label_setting(node: &KdlNode, s: &mut RawSettings, diags: &mut Diagnostics) {
+    if let Some(p) = read_pair(node, "a label name and its value", diags) {
+        let name = &p.0.value;
+        if name.is_empty()
+            || name.contains('=')
+            || name.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            diags.push(
+                Diag::error(
+                    p.0.span,
+                    format!("invalid label name `{}`", name.escape_debug()),
+                )
+                .label("non-empty, without `=`, spaces or control characters")
+                .help("e.g. `label \"org.opencontainers.image.source\" \"…\"`"),
+            );
+        } else if let Some(first) = s.labels.iter().find(|(k, _)| k.value == *name) {
+            diags.push(
+                Diag::error(
+                    p.0.span,
+                    format!("`label {name}` is set twice in the same block"),
+                )
+                .label("set again here")
+                .also(first.0.span, "first set here")
+                .help("keep one of the two"),
+            );
+        } else {
+            s.labels.push(p);
+        }
+    }
+}
+
+/// `from`: a base: `IMAGE:VERSION` or `mirror:NAME:TAG`, and the build arg that receives it.
+fn from_setting(node: &KdlNode, s: &mut RawSettings, diags: &mut Diagnostics) {
+    check_props(node, &["arg"], diags);
+    forbid_children(node, diags);
+    let reference = string_args(
+        node,
+        1,
+        Some(1),
+        "a reference: IMAGE:VERSION or mirror:NAME:TAG",
+        false,
+        diags,
+    )
+    .and_then(|mut v| v.pop());
+    let arg = prop(node, "arg").and_then(|e| entry_string(e, "`arg`", false, diags));
+    if let Some(reference) = reference {
+        s.froms.push(RawFrom { reference, arg });
+    }
+}
+
+/// `test`: the smoke test: one string run by `sh -c`, or argv words.
+fn test_setting(node: &KdlNode, s: &mut RawSettings, diags: &mut Diagnostics) {
+    check_props(node, &[], diags);
+    forbid_children(node, diags);
+    if let Some(cmd) = string_args(
+        node,
+        1,
+        None,
+        "a command: one string run by `sh -c`, or argv words",
+        false,
+        diags,
+    ) {
+        if let Some(empty) = cmd.iter().find(|c| c.value.trim().is_empty())
+            && (cmd.len() == 1 || cmd[0].span == empty.span)
+        {
+            diags.push(
+                Diag::error(empty.span, "an empty test command")
+                    .label("nothing to run")
+                    .help("write the command, e.g. `test \"my-tool --version\"`, or remove `test`"),
+            );
+            return;
+        }
+        let v = Spanned::new(cmd.into_iter().map(|c| c.value).collect(), head_span(node));
+        set_once(&mut s.test, v, node, diags);
+    }
+}
+
+/// `secret`: a build secret, unique by id.
+fn secret_setting(node: &KdlNode, s: &mut RawSettings, diags: &mut Diagnostics) {
+    if let Some(secret) = read_secret(node, diags) {
+        if let Some(first) = s.secrets.iter().find(|x| x.id.value == secret.id.value) {
+            diags.push(
+                Diag::error(
+                    secret.id.span,
+                    format!(
+                        "`secret {}` is set twice in the same block",
+                        secret.id.value
+                    ),
+                )
+                .label("set again here")
+                .also(first.id.span, "first set here")
+                .help("keep one of the two"),
+            );
+        } else {
+            s.secrets.push(secret);
+        }
+    }
+}
+
+/// `attest`: buildx attestation requests, or `#false`.
+fn attest_setting(node: &KdlNode, s: &mut RawSettings, diags: &mut Diagnostics) {
+    check_props(node, &[], diags);
+    forbid_children(node, diags);
+    let entries: Vec<_> = args(node).collect();
+    let value = match entries.as_slice() {
+        [e] if matches!(e.value(), KdlValue::Bool(false)) => Some(Vec::new()),
+        [_, ..] if entries.iter().all(|e| e.value().is_string()) => entries
+            .iter()
+            .map(|e| entry_string(e, "`attest`", false, diags))
+            .collect(),
+        _ => {
+            diags.push(
+                Diag::error(head_span(node), "`attest` takes #false or attestation requests")
+                    .label("expected #false or strings")
+                    .help("write `attest \"type=provenance,mode=max\" \"type=sbom\"`, or `attest #false` for none"),
+            );
+            None
+        }
+    };
+    if let Some(v) = value {
+        set_once(&mut s.attest, Spanned::new(v, head_span(node)), node, diags);
+    }
+}
+
+/// `cache`: the registry cache repository, or `#false`.
+fn cache_setting(node: &KdlNode, s: &mut RawSettings, diags: &mut Diagnostics) {
+    check_props(node, &["mode"], diags);
+    forbid_children(node, diags);
+    let entries: Vec<_> = args(node).collect();
+    let value = match entries.as_slice() {
+        [e] if matches!(e.value(), KdlValue::Bool(false)) => Some(RawCache::Disabled),
+        [e] if e.value().is_string() => {
+            entry_string(e, "`cache`", false, diags).map(|repo| RawCache::Repo {
+                repo,
+                mode: prop(node, "mode").and_then(|m| entry_string(m, "`mode`", false, diags)),
+            })
+        }
+        _ => {
+            diags.push(
+                Diag::error(head_span(node), "`cache` takes #false or a cache repository")
+                    .label("expected one argument")
+                    .help("write `cache #false` to disable it, or `cache \"${registry}/cache/${image}\" mode=\"max\"`"),
+            );
+            None
+        }
+    };
+    if let Some(v) = value {
+        set_once(&mut s.cache, Spanned::new(v, head_span(node)), node, diags);
+    }
 }
 
 /// Read every child of `node` as settings of `block`; `extra` handles the block's own children.

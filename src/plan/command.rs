@@ -25,17 +25,7 @@ pub fn digest_file(id: &NodeId) -> String {
     format!(".mab/digests/{}", file_stem(&id.to_string()))
 }
 
-pub fn file_stem(id: &str) -> String {
-    id.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
+pub use crate::files::file_stem;
 
 /// The name a build is stored under locally when the profile does not push.
 pub fn local_name(image: &str, tag: &str, platform: &str) -> String {
@@ -117,157 +107,169 @@ fn local_of(node: &Node, image: &Image) -> String {
 }
 
 fn build(node: &Node, b: &BuildWork) -> Steps {
+    match node.publish.backend {
+        Backend::Buildx => buildx_build(node, b),
+        Backend::Buildah | Backend::Podman => buildah_build(node, b),
+    }
+}
+
+/// A build command's `--build-arg`, `--label` and `--secret` flags.
+fn with_build_flags(mut c: Command, b: &BuildWork, backend: Backend) -> Command {
+    for (k, a) in &b.args {
+        let mut parts = vec![Part::Lit(format!("{k}="))];
+        parts.extend(a.0.iter().cloned());
+        c = c.arg("--build-arg").arg(Arg(parts));
+    }
+    for (k, l) in &b.labels {
+        c = c.arg("--label").arg(format!("{k}={l}"));
+    }
+    // Where each secret comes from, never its value: the builder reads it.
+    for (id, source) in &b.secrets {
+        let spec = match (source, backend) {
+            (SecretSource::Env(var), Backend::Buildx) => format!("id={id},env={var}"),
+            (SecretSource::Env(var), _) => format!("id={id},src={var},type=env"),
+            (SecretSource::File(path), _) => format!("id={id},src={path}"),
+        };
+        c = c.arg("--secret").arg(spec);
+    }
+    c
+}
+
+/// `docker buildx build`: pushed by digest (or cache only, or loaded locally), the digest
+/// read from its metadata file.
+fn buildx_build(node: &Node, b: &BuildWork) -> Steps {
     let p = node.publish;
     let platform = node.platform().unwrap_or("");
-    let local = local_of(node, &b.image);
-    let reference = &b.image.repository;
-    let stem = file_stem(&node.id.to_string());
-    let context = b.context.clone();
-    let dockerfile = b.dockerfile.clone();
-    let with_args = |mut c: Command| {
-        for (k, a) in &b.args {
-            let mut parts = vec![Part::Lit(format!("{k}="))];
-            parts.extend(a.0.iter().cloned());
-            c = c.arg("--build-arg").arg(Arg(parts));
-        }
-        for (k, l) in &b.labels {
-            c = c.arg("--label").arg(format!("{k}={l}"));
-        }
-        // Where each secret comes from, never its value: the builder reads it.
-        for (id, source) in &b.secrets {
-            let spec = match (source, p.backend) {
-                (SecretSource::Env(var), Backend::Buildx) => format!("id={id},env={var}"),
-                (SecretSource::Env(var), _) => format!("id={id},src={var},type=env"),
-                (SecretSource::File(path), _) => format!("id={id},src={path}"),
-            };
-            c = c.arg("--secret").arg(spec);
-        }
-        c
+    let metadata = format!(".mab/metadata/{}.json", file_stem(&node.id.to_string()));
+    let insecure = if p.insecure {
+        ",registry.insecure=true"
+    } else {
+        ""
     };
-    match p.backend {
-        Backend::Buildx => {
-            let metadata = format!(".mab/metadata/{stem}.json");
-            let insecure = if p.insecure {
-                ",registry.insecure=true"
-            } else {
-                ""
-            };
-            let mut c = Command::new("docker")
-                .args(["buildx", "build"])
-                .opt("--builder", b.builder.clone())
-                .arg("--platform")
-                .arg(platform)
-                .args(["--progress", "plain"])
-                .arg("--file")
-                .arg(dockerfile)
-                .opt("--target", b.target.clone());
-            c = with_args(c);
-            // A run that publishes nothing (`push #false`) reads the registry cache but does
-            // not write it; `seed` writes only it.
-            let write_cache = p.push || p.cache_only;
-            if let Some(cache) = &b.cache {
-                c = c
-                    .arg("--cache-from")
-                    .arg(format!("type=registry,ref={}{insecure}", cache.reference));
-                if write_cache {
-                    c = c.arg("--cache-to").arg(format!(
-                        "type=registry,ref={},mode={}{insecure}",
-                        cache.reference, cache.mode
-                    ));
-                }
-            }
-            match b.attest.as_deref() {
-                None | Some([]) => c = c.arg("--provenance=false"),
-                Some(requests) => {
-                    for a in requests {
-                        c = c.arg("--attest").arg(a.clone());
-                    }
-                }
-            }
-            let output = if p.cache_only {
-                "type=cacheonly".to_owned()
-            } else if p.push {
-                format!(
-                    "type=image,name={reference},push-by-digest=true,name-canonical=true,push=true{insecure}"
-                )
-            } else {
-                format!("type=docker,name={local}")
-            };
-            c = c
-                .arg("--output")
-                .arg(output)
-                .arg("--metadata-file")
-                .arg(metadata.clone())
-                .arg(context);
-            Steps {
-                commands: vec![c],
-                cleanup: Vec::new(),
-                digest: DigestOut::BuildxMetadata(metadata),
+    let mut c = Command::new("docker")
+        .args(["buildx", "build"])
+        .opt("--builder", b.builder.clone())
+        .arg("--platform")
+        .arg(platform)
+        .args(["--progress", "plain"])
+        .arg("--file")
+        .arg(b.dockerfile.clone())
+        .opt("--target", b.target.clone());
+    c = with_build_flags(c, b, p.backend);
+    // A run that publishes nothing (`push #false`) reads the registry cache but does
+    // not write it; `seed` writes only it.
+    let write_cache = p.push || p.cache_only;
+    if let Some(cache) = &b.cache {
+        c = c
+            .arg("--cache-from")
+            .arg(format!("type=registry,ref={}{insecure}", cache.reference));
+        if write_cache {
+            c = c.arg("--cache-to").arg(format!(
+                "type=registry,ref={},mode={}{insecure}",
+                cache.reference, cache.mode
+            ));
+        }
+    }
+    match b.attest.as_deref() {
+        None | Some([]) => c = c.arg("--provenance=false"),
+        Some(requests) => {
+            for a in requests {
+                c = c.arg("--attest").arg(a.clone());
             }
         }
-        Backend::Buildah | Backend::Podman => {
-            let tool = p.backend.as_str();
-            let mut c = Command::new(tool)
-                .arg("build")
-                .arg("--platform")
-                .arg(platform)
-                .arg("--file")
-                .arg(dockerfile)
-                .opt("--target", b.target.clone())
-                .arg("--layers")
-                // A failed step's container is removed too (buildah keeps it by default).
-                .arg("--force-rm")
-                .when(p.insecure, "--tls-verify=false");
-            c = with_args(c);
-            if let Some(cache) = &b.cache {
-                // buildah/podman take a repository for the cache; the tag is theirs to choose.
-                let repo = strip_tag(&cache.reference);
-                c = c.arg("--cache-from").arg(repo.clone());
-                if p.push || p.cache_only {
-                    c = c.arg("--cache-to").arg(repo);
-                }
-            }
-            if !p.push {
-                // Without push, the local image is the product: a stable name.
-                return Steps {
-                    commands: vec![c.arg("--tag").arg(local).arg(context)],
-                    cleanup: Vec::new(),
-                    digest: DigestOut::None,
-                };
-            }
-            // Pushing: no local tag at all, which another run on this host (another checkout
-            // building an image of the same name) could move between build and push; the
-            // push names the image by the ID the build wrote, i.e. by its content.
-            let iid = format!(".mab/iid/{stem}");
-            c = c.arg("--iidfile").arg(iid.clone()).arg(context);
-            let layout = format!(".mab/oci/{stem}");
-            let oci = format!("oci:{layout}");
-            // A layout of an earlier run would hold two images; skopeo then cannot choose.
-            let clear = Command::new("rm").arg("-rf").arg(layout.clone());
-            let push = Command::new(tool)
-                .arg("push")
-                .arg("--quiet")
-                .arg("--digestfile")
-                .arg(digest_file(&node.id))
-                .arg(Arg(vec![Part::File(iid.clone())]))
-                .arg(oci.clone());
-            let copy = Command::new("skopeo")
-                .arg("copy")
-                .arg("--preserve-digests")
-                .when(p.insecure, "--dest-tls-verify=false")
-                .arg(oci)
-                .arg(Arg(vec![
-                    Part::Lit(format!("docker://{reference}@")),
-                    Part::Digest(node.id.clone()),
-                ]));
-            // The layout was only the way to the registry: a copy of the image per node.
-            let remove = Command::new("rm").arg("-rf").arg(layout).arg(iid);
-            Steps {
-                commands: vec![c, clear, push, copy],
-                cleanup: vec![remove],
-                digest: DigestOut::File,
-            }
+    }
+    let output = if p.cache_only {
+        "type=cacheonly".to_owned()
+    } else if p.push {
+        format!(
+            "type=image,name={},push-by-digest=true,name-canonical=true,push=true{insecure}",
+            b.image.repository
+        )
+    } else {
+        format!("type=docker,name={}", local_of(node, &b.image))
+    };
+    c = c
+        .arg("--output")
+        .arg(output)
+        .arg("--metadata-file")
+        .arg(metadata.clone())
+        .arg(b.context.clone());
+    Steps {
+        commands: vec![c],
+        cleanup: Vec::new(),
+        digest: DigestOut::BuildxMetadata(metadata),
+    }
+}
+
+/// `buildah build` / `podman build`: a local image without push; pushing, the image ID it
+/// wrote goes through an OCI layout to the registry by digest.
+fn buildah_build(node: &Node, b: &BuildWork) -> Steps {
+    let p = node.publish;
+    let tool = p.backend.as_str();
+    let mut c = Command::new(tool)
+        .arg("build")
+        .arg("--platform")
+        .arg(node.platform().unwrap_or(""))
+        .arg("--file")
+        .arg(b.dockerfile.clone())
+        .opt("--target", b.target.clone())
+        .arg("--layers")
+        // A failed step's container is removed too (buildah keeps it by default).
+        .arg("--force-rm")
+        .when(p.insecure, "--tls-verify=false");
+    c = with_build_flags(c, b, p.backend);
+    if let Some(cache) = &b.cache {
+        // buildah/podman take a repository for the cache; the tag is theirs to choose.
+        let repo = strip_tag(&cache.reference);
+        c = c.arg("--cache-from").arg(repo.clone());
+        if p.push || p.cache_only {
+            c = c.arg("--cache-to").arg(repo);
         }
+    }
+    if !p.push {
+        // Without push, the local image is the product: a stable name.
+        return Steps {
+            commands: vec![
+                c.arg("--tag")
+                    .arg(local_of(node, &b.image))
+                    .arg(b.context.clone()),
+            ],
+            cleanup: Vec::new(),
+            digest: DigestOut::None,
+        };
+    }
+    // Pushing: no local tag at all, which another run on this host (another checkout
+    // building an image of the same name) could move between build and push; the
+    // push names the image by the ID the build wrote, i.e. by its content.
+    let stem = file_stem(&node.id.to_string());
+    let iid = format!(".mab/iid/{stem}");
+    c = c.arg("--iidfile").arg(iid.clone()).arg(b.context.clone());
+    let layout = format!(".mab/oci/{stem}");
+    let oci = format!("oci:{layout}");
+    // A layout of an earlier run would hold two images; skopeo then cannot choose.
+    let clear = Command::new("rm").arg("-rf").arg(layout.clone());
+    let push = Command::new(tool)
+        .arg("push")
+        .arg("--quiet")
+        .arg("--digestfile")
+        .arg(digest_file(&node.id))
+        .arg(Arg(vec![Part::File(iid.clone())]))
+        .arg(oci.clone());
+    let copy = Command::new("skopeo")
+        .arg("copy")
+        .arg("--preserve-digests")
+        .when(p.insecure, "--dest-tls-verify=false")
+        .arg(oci)
+        .arg(pinned(
+            &format!("docker://{}", b.image.repository),
+            &node.id,
+        ));
+    // The layout was only the way to the registry: a copy of the image per node.
+    let remove = Command::new("rm").arg("-rf").arg(layout).arg(iid);
+    Steps {
+        commands: vec![c, clear, push, copy],
+        cleanup: vec![remove],
+        digest: DigestOut::File,
     }
 }
 
@@ -406,4 +408,18 @@ fn merge(node: &Node, m: &MergeWork) -> (Vec<Command>, DigestOut) {
     }
     cmds.push(crane(node).arg("digest").arg(first));
     (cmds, DigestOut::Stdout)
+}
+
+/// The command that creates the builder of a block with an endpoint.
+pub fn create_command(b: &crate::manifest::model::Builder) -> Option<Command> {
+    let endpoint = b.endpoint.as_deref()?;
+    let mut c = Command::new("docker")
+        .args(["buildx", "create", "--name"])
+        .arg(b.name.clone())
+        .arg("--driver")
+        .arg(crate::manifest::model::endpoint_driver(endpoint)?);
+    for p in &b.platforms {
+        c = c.arg("--platform").arg(p.to_string());
+    }
+    Some(c.arg(endpoint.to_owned()))
 }

@@ -164,6 +164,9 @@ mod tests {
             let id: NodeId = s.parse().unwrap();
             assert_eq!(id.to_string(), s);
         }
+        // Padding pads the whole id (the text plan's column).
+        let m: NodeId = "merge:a:1".parse().unwrap();
+        assert_eq!(format!("{m:12}|"), "merge:a:1   |");
         let t: NodeId = "test:runtime:3.15@linux/s390x".parse().unwrap();
         assert_eq!(t.kind(), Kind::Test);
         assert_eq!(t.key(), Some("runtime:3.15"));

@@ -469,7 +469,7 @@ impl Builder<'_> {
                 .map(|b| BuilderSetup {
                     name: b.name.clone(),
                     endpoint: b.endpoint.clone(),
-                    create: crate::buildx::create_command(b),
+                    create: command::create_command(b),
                 })
                 .collect()
         } else {

@@ -71,6 +71,19 @@ pub fn render(plan: &Plan) -> String {
         plan.backend,
         if plan.push { "" } else { ", push disabled" }
     );
+    changes(&mut out, plan);
+    external(&mut out, plan);
+    decisions(&mut out, plan);
+    versions(&mut out, plan);
+    mirrors(&mut out, plan);
+    let _ = writeln!(out, "```mermaid");
+    out.push_str(&super::mermaid::render(plan));
+    let _ = writeln!(out, "```");
+    out
+}
+
+/// `--changed-since`: why each image version is rebuilt.
+fn changes(out: &mut String, plan: &Plan) {
     if !plan.changes.is_empty() {
         let _ = writeln!(out, "**Rebuilt because of changes:**\n");
         let _ = writeln!(out, "| image | why |");
@@ -80,6 +93,10 @@ pub fn render(plan: &Plan) -> String {
         }
         out.push('\n');
     }
+}
+
+/// What the plan builds on and does not build, and where it is read.
+fn external(out: &mut String, plan: &Plan) {
     if !plan.external.is_empty() {
         let _ = writeln!(out, "**Built on what is published (not rebuilt):**\n");
         let _ = writeln!(out, "| node | read from |");
@@ -97,6 +114,10 @@ pub fn render(plan: &Plan) -> String {
         }
         out.push('\n');
     }
+}
+
+/// `--check-registry`: how many builds run, and why each does.
+fn decisions(out: &mut String, plan: &Plan) {
     let decided: Vec<_> = plan
         .nodes
         .iter()
@@ -124,6 +145,10 @@ pub fn render(plan: &Plan) -> String {
             out.push('\n');
         }
     }
+}
+
+/// One row per image version: platforms, test, tags.
+fn versions(out: &mut String, plan: &Plan) {
     let mut rows: Vec<(String, String, String, String, String, String)> = Vec::new();
     for (_, nodes) in super::groups(plan) {
         let Some(first) = nodes.iter().find(|n| n.kind() != Kind::Mirror) else {
@@ -176,6 +201,10 @@ pub fn render(plan: &Plan) -> String {
         }
         out.push('\n');
     }
+}
+
+/// One row per mirror tag.
+fn mirrors(out: &mut String, plan: &Plan) {
     let mirrors: Vec<_> = plan
         .nodes
         .iter()
@@ -205,10 +234,6 @@ pub fn render(plan: &Plan) -> String {
         }
         out.push('\n');
     }
-    let _ = writeln!(out, "```mermaid");
-    out.push_str(&super::mermaid::render(plan));
-    let _ = writeln!(out, "```");
-    out
 }
 
 #[cfg(test)]

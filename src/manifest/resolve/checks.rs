@@ -47,7 +47,7 @@ impl Resolver<'_> {
     /// made safe as a file name; two ids that come out the same would share them (one build
     /// reading the other's digest). Such names are refused, naming both.
     pub(super) fn check_file_names(&mut self, versions: &[ImageVersion], mirrors: &[Mirror]) {
-        use crate::plan::command::file_stem;
+        use crate::files::file_stem;
         // Image versions and mirror tags have ids of their own prefixes (`build:`, `mirror:`).
         type Seen = HashMap<String, (SourceSpan, String)>;
         let check = |seen: &mut Seen, name: String, span: SourceSpan, diags: &mut Diagnostics| {
@@ -199,37 +199,51 @@ pub(super) fn attest_type(request: &str) -> Option<&str> {
 
 /// Check one attestation request (`type=provenance,mode=max`), as buildx parses `--attest`:
 /// comma-separated `key=value` pairs. Returns its type.
-pub(super) fn attest_request(request: &str) -> Result<&str, String> {
+pub(super) fn attest_request(request: &str) -> Result<&str, BadAttest> {
     if let Some(c) = request.chars().find(|c| c.is_control() || *c == '"') {
-        return Err(format!("{c:?} cannot appear in an attestation request"));
+        return Err(BadAttest::Character(c));
     }
     let mut kind = None;
     for kv in request.split(',') {
-        let Some((k, v)) = kv.split_once('=') else {
-            return Err(format!("`{kv}` is not `key=value`"));
-        };
+        let not_pair = || BadAttest::NotKeyValue(kv.to_owned());
+        let (k, v) = kv.split_once('=').ok_or_else(not_pair)?;
         match (k, v) {
             ("type", "provenance" | "sbom") => kind = Some(v),
-            ("type", other) => {
-                return Err(format!(
-                    "unknown type `{other}`: expected provenance or sbom"
-                ));
-            }
+            ("type", other) => return Err(BadAttest::Type(other.to_owned())),
             ("mode", m) if m != "min" && m != "max" => {
-                return Err(format!("unknown mode `{m}`: expected min or max"));
+                return Err(BadAttest::Mode(m.to_owned()));
             }
             ("disabled", d) if d != "true" && d != "false" => {
-                return Err(format!("`disabled={d}`: expected true or false"));
+                return Err(BadAttest::Disabled(d.to_owned()));
             }
-            ("", _) | (_, "") => return Err(format!("`{kv}` is not `key=value`")),
+            ("", _) | (_, "") => return Err(not_pair()),
             _ => {}
         }
     }
-    let kind = kind.ok_or_else(|| "no `type=` (provenance or sbom)".to_owned())?;
+    let kind = kind.ok_or(BadAttest::NoType)?;
     if kind == "sbom" && request.split(',').any(|kv| kv.starts_with("mode=")) {
-        return Err("`mode` is a provenance setting".to_owned());
+        return Err(BadAttest::ModeOfSbom);
     }
     Ok(kind)
+}
+
+/// Why a string is not an attestation request; the message labels the manifest's text.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub(super) enum BadAttest {
+    #[error("{0:?} cannot appear in an attestation request")]
+    Character(char),
+    #[error("`{0}` is not `key=value`")]
+    NotKeyValue(String),
+    #[error("unknown type `{0}`: expected provenance or sbom")]
+    Type(String),
+    #[error("unknown mode `{0}`: expected min or max")]
+    Mode(String),
+    #[error("`disabled={0}`: expected true or false")]
+    Disabled(String),
+    #[error("no `type=` (provenance or sbom)")]
+    NoType,
+    #[error("`mode` is a provenance setting")]
+    ModeOfSbom,
 }
 
 /// Why a path relative to the manifest leaves its directory (absolute, or `..` above it).

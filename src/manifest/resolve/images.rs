@@ -12,6 +12,7 @@ use super::super::syntax::{RawCache, RawImage, RawSettings, RawVariant, SecretSo
 use super::super::version_order;
 use super::*;
 use crate::diag::{Diag, Diagnostics};
+use crate::manifest::platform::Platform;
 use crate::suggest;
 
 impl<'a> Resolver<'a> {
@@ -120,77 +121,12 @@ impl<'a> Resolver<'a> {
             image: Some((&image.name.value, &version.value, vname)),
             platform: None,
         };
-        let context = match layers.last(|b| b.context.as_ref()) {
-            Some(c) => scope.interp(c, &mut diags).unwrap_or_default(),
-            None => format!("images/{}", image.name.value),
-        };
-        let context = context.trim_end_matches('/').to_owned();
-        let dockerfile = match layers.last(|b| b.dockerfile.as_ref()) {
-            Some(d) => scope.interp(d, &mut diags).unwrap_or_default(),
-            None => "Dockerfile".to_owned(),
-        };
-        let dockerfile = if context.is_empty() || context == "." {
-            dockerfile
-        } else {
-            format!("{context}/{dockerfile}")
-        };
-        // The build context and Dockerfile stay inside the manifest's directory unless the
-        // manifest says otherwise: `check` prints Dockerfile lines, builds send the context.
-        let outside_ok = layers
-            .last(|b| b.context.as_ref().map(|_| &b.outside))
-            .and_then(|o| o.as_ref())
-            .is_some_and(|o| o.value);
-        if !outside_ok {
-            let context_span = layers.last(|b| b.context.as_ref()).map(|c| c.span);
-            let dockerfile_span = layers.last(|b| b.dockerfile.as_ref()).map(|d| d.span);
-            for (what, path, span) in [
-                ("context", &context, context_span),
-                ("Dockerfile", &dockerfile, dockerfile_span.or(context_span)),
-            ] {
-                if let Some(problem) = outside_problem(path) {
-                    diags.push(
-                        Diag::error(span.unwrap_or(version.span), format!("the {what} `{path}` is outside the manifest's directory"))
-                            .label(problem)
-                            .help("keep build files beside images.kdl; to build from elsewhere on purpose, write `context \"…\" outside=#true`"),
-                    );
-                }
-            }
-        }
+        let (context, dockerfile, outside_ok) =
+            build_files(&scope, layers, image, version, &mut diags);
         let target = layers
             .last(|b| b.target.as_ref())
             .and_then(|t| scope.interp(t, &mut diags));
-        let attest = match layers.last(|b| b.attest.as_ref()) {
-            None => vec![DEFAULT_ATTEST.to_owned()],
-            Some(list) => {
-                let mut out: Vec<String> = Vec::new();
-                for a in &list.value {
-                    let Some(v) = scope.interp(a, &mut diags) else {
-                        continue;
-                    };
-                    match attest_request(&v) {
-                        Err(problem) => diags.push(
-                            Diag::error(a.span, format!("invalid attestation request `{}`", v.escape_debug()))
-                                .label(problem)
-                                .help("write it as buildx and bake do: `type=provenance,mode=max`, `type=sbom`, `type=provenance,disabled=true`"),
-                        ),
-                        Ok(kind) if out.iter().any(|o| attest_type(o) == Some(kind)) => diags.push(
-                            Diag::error(a.span, format!("a second `type={kind}` request"))
-                                .label("each type may be requested once"),
-                        ),
-                        Ok(_) => out.push(v),
-                    }
-                }
-                // As with buildx and bake: provenance (mode=min) unless asked for otherwise.
-                if !list.value.is_empty()
-                    && !out.iter().any(|o| attest_type(o) == Some("provenance"))
-                {
-                    out.insert(0, DEFAULT_ATTEST.to_owned());
-                }
-                // `type=provenance,disabled=true` is passed on as written: dropping it would
-                // let buildx add its default provenance again.
-                out
-            }
-        };
+        let attest = attestations(&scope, layers, &mut diags);
 
         // Later blocks replace a secret of the same id; mab passes only where it comes from.
         let mut secrets: BTreeMap<String, SecretSource> = BTreeMap::new();
@@ -217,100 +153,15 @@ impl<'a> Resolver<'a> {
             }
         };
 
-        // Tags: the last block that declares any wins; inherited ones get the variant suffix.
-        let tag_block = layers
-            .blocks
-            .iter()
-            .enumerate()
-            .rev()
-            .find_map(|(i, b)| b.tags.as_ref().map(|t| (i, t)));
-        let tags: Vec<String> = match tag_block {
-            None => vec![format!("{}{suffix}", version.value)],
-            Some((i, list)) => {
-                let literal = i >= layers.variant_from;
-                let mut tags = Vec::new();
-                for t in list {
-                    let Some(v) = scope.interp(t, &mut diags) else {
-                        continue;
-                    };
-                    let v = if literal { v } else { format!("{v}{suffix}") };
-                    if let Some(problem) = tag_problem(&v) {
-                        diags
-                            .push(Diag::error(t.span, format!("invalid tag `{v}`")).label(problem));
-                    } else if !tags.contains(&v) {
-                        tags.push(v);
-                    }
-                }
-                tags
-            }
-        };
+        let tags = tags(&scope, layers, version, &suffix, &mut diags);
 
-        let args = layers.merged(|b| &b.args);
-        let labels = layers.merged(|b| &b.labels);
-        let test = layers.last(|b| b.test.as_ref());
-        let cache = layers.last(|b| b.cache.as_ref());
-        let mut per_platform = Vec::with_capacity(platforms.len());
-        for platform in &platforms {
-            let pscope = Scope {
-                platform: Some(platform),
-                ..scope
-            };
-            let map = |pairs: &[&super::super::syntax::Pair],
-                       diags: &mut Diagnostics|
-             -> BTreeMap<String, String> {
-                pairs
-                    .iter()
-                    .filter_map(|(k, v)| Some((k.value.clone(), pscope.interp(v, diags)?)))
-                    .collect()
-            };
-            let args = map(&args, &mut diags);
-            let labels = map(&labels, &mut diags);
-            let test = test.map(|t| {
-                t.value
-                    .iter()
-                    .filter_map(|w| pscope.interp(&Spanned::new(w.clone(), t.span), &mut diags))
-                    .collect()
-            });
-            let slug = format!("{}{suffix}-{}", version.value, platform.slug());
-            let cache = match cache.map(|c| &c.value) {
-                Some(RawCache::Disabled) => None,
-                Some(RawCache::Repo { repo, mode }) => {
-                    let r = pscope.interp(repo, &mut diags).unwrap_or_default();
-                    let mode = match mode {
-                        Some(m) if m.value != "max" && m.value != "min" => {
-                            diags.push(
-                                Diag::error(m.span, format!("unknown cache mode `{}`", m.value))
-                                    .label("expected \"max\" or \"min\"")
-                                    .help_opt(suggest::did_you_mean(&m.value, ["max", "min"])),
-                            );
-                            "max".to_owned()
-                        }
-                        Some(m) => m.value.clone(),
-                        None => "max".to_owned(),
-                    };
-                    let reference = with_default_tag(&r, &slug);
-                    if let Some(problem) = reference_problem(&reference) {
-                        diags.push(
-                            Diag::error(repo.span, format!("invalid cache `{}`", reference.escape_debug()))
-                                .label(problem)
-                                .help("a repository, e.g. `cache \"${registry}/cache/${image}\"`; mab adds the tag"),
-                        );
-                    }
-                    Some(Cache { reference, mode })
-                }
-                None => Some(Cache {
-                    reference: format!("{}/cache/{}:{slug}", profile.registry, image.name.value),
-                    mode: "max".to_owned(),
-                }),
-            };
-            per_platform.push(PlatformSettings {
-                platform: platform.clone(),
-                args,
-                labels,
-                test,
-                cache,
-            });
-        }
+        let per_platform: Vec<PlatformSettings> = platforms
+            .iter()
+            .map(|platform| {
+                let slug = format!("{}{suffix}-{}", version.value, platform.slug());
+                platform_settings(&scope, platform, layers, profile, image, &slug, &mut diags)
+            })
+            .collect();
         let failed = diags.has_errors();
         self.diags.extend(diags);
         if failed {
@@ -475,6 +326,192 @@ impl<'a> Resolver<'a> {
                 }
             }
         }
+    }
+}
+
+/// The build context and Dockerfile of a version (relative to the manifest), and whether the
+/// manifest lets them leave its directory. They stay inside it unless the manifest says
+/// otherwise: `check` prints Dockerfile lines, builds send the context.
+fn build_files(
+    scope: &Scope,
+    layers: &Layers,
+    image: &RawImage,
+    version: &Spanned<String>,
+    diags: &mut Diagnostics,
+) -> (String, String, bool) {
+    let context = match layers.last(|b| b.context.as_ref()) {
+        Some(c) => scope.interp(c, diags).unwrap_or_default(),
+        None => format!("images/{}", image.name.value),
+    };
+    let context = context.trim_end_matches('/').to_owned();
+    let dockerfile = match layers.last(|b| b.dockerfile.as_ref()) {
+        Some(d) => scope.interp(d, diags).unwrap_or_default(),
+        None => "Dockerfile".to_owned(),
+    };
+    let dockerfile = if context.is_empty() || context == "." {
+        dockerfile
+    } else {
+        format!("{context}/{dockerfile}")
+    };
+    let outside_ok = layers
+        .last(|b| b.context.as_ref().map(|_| &b.outside))
+        .and_then(|o| o.as_ref())
+        .is_some_and(|o| o.value);
+    if !outside_ok {
+        let context_span = layers.last(|b| b.context.as_ref()).map(|c| c.span);
+        let dockerfile_span = layers.last(|b| b.dockerfile.as_ref()).map(|d| d.span);
+        for (what, path, span) in [
+            ("context", &context, context_span),
+            ("Dockerfile", &dockerfile, dockerfile_span.or(context_span)),
+        ] {
+            if let Some(problem) = outside_problem(path) {
+                diags.push(
+                    Diag::error(span.unwrap_or(version.span), format!("the {what} `{path}` is outside the manifest's directory"))
+                        .label(problem)
+                        .help("keep build files beside images.kdl; to build from elsewhere on purpose, write `context \"…\" outside=#true`"),
+                );
+            }
+        }
+    }
+    (context, dockerfile, outside_ok)
+}
+
+/// The attestation requests of a buildx build: provenance (mode=min) unless asked otherwise.
+fn attestations(scope: &Scope, layers: &Layers, diags: &mut Diagnostics) -> Vec<String> {
+    match layers.last(|b| b.attest.as_ref()) {
+        None => vec![DEFAULT_ATTEST.to_owned()],
+        Some(list) => {
+            let mut out: Vec<String> = Vec::new();
+            for a in &list.value {
+                let Some(v) = scope.interp(a, diags) else {
+                    continue;
+                };
+                match attest_request(&v) {
+                    Err(problem) => diags.push(
+                        Diag::error(a.span, format!("invalid attestation request `{}`", v.escape_debug()))
+                            .label(problem.to_string())
+                            .help("write it as buildx and bake do: `type=provenance,mode=max`, `type=sbom`, `type=provenance,disabled=true`"),
+                    ),
+                    Ok(kind) if out.iter().any(|o| attest_type(o) == Some(kind)) => diags.push(
+                        Diag::error(a.span, format!("a second `type={kind}` request"))
+                            .label("each type may be requested once"),
+                    ),
+                    Ok(_) => out.push(v),
+                }
+            }
+            // As with buildx and bake: provenance (mode=min) unless asked for otherwise.
+            if !list.value.is_empty() && !out.iter().any(|o| attest_type(o) == Some("provenance")) {
+                out.insert(0, DEFAULT_ATTEST.to_owned());
+            }
+            // `type=provenance,disabled=true` is passed on as written: dropping it would
+            // let buildx add its default provenance again.
+            out
+        }
+    }
+}
+
+/// The tags of a version: the last block that declares any wins; inherited ones get the
+/// variant suffix.
+fn tags(
+    scope: &Scope,
+    layers: &Layers,
+    version: &Spanned<String>,
+    suffix: &str,
+    diags: &mut Diagnostics,
+) -> Vec<String> {
+    let tag_block = layers
+        .blocks
+        .iter()
+        .enumerate()
+        .rev()
+        .find_map(|(i, b)| b.tags.as_ref().map(|t| (i, t)));
+    match tag_block {
+        None => vec![format!("{}{suffix}", version.value)],
+        Some((i, list)) => {
+            let literal = i >= layers.variant_from;
+            let mut tags = Vec::new();
+            for t in list {
+                let Some(v) = scope.interp(t, diags) else {
+                    continue;
+                };
+                let v = if literal { v } else { format!("{v}{suffix}") };
+                if let Some(problem) = tag_problem(&v) {
+                    diags.push(Diag::error(t.span, format!("invalid tag `{v}`")).label(problem));
+                } else if !tags.contains(&v) {
+                    tags.push(v);
+                }
+            }
+            tags
+        }
+    }
+}
+
+/// The settings of one platform of a version: args, labels, test and cache with the
+/// platform's variables; the cache tagged `slug` unless it names a tag.
+fn platform_settings(
+    scope: &Scope,
+    platform: &Platform,
+    layers: &Layers,
+    profile: &Profile,
+    image: &RawImage,
+    slug: &str,
+    diags: &mut Diagnostics,
+) -> PlatformSettings {
+    let scope = Scope {
+        platform: Some(platform),
+        ..*scope
+    };
+    let map = |pairs: Vec<&super::super::syntax::Pair>, diags: &mut Diagnostics| {
+        pairs
+            .iter()
+            .filter_map(|(k, v)| Some((k.value.clone(), scope.interp(v, diags)?)))
+            .collect::<BTreeMap<String, String>>()
+    };
+    let args = map(layers.merged(|b| &b.args), diags);
+    let labels = map(layers.merged(|b| &b.labels), diags);
+    let test = layers.last(|b| b.test.as_ref()).map(|t| {
+        t.value
+            .iter()
+            .filter_map(|w| scope.interp(&Spanned::new(w.clone(), t.span), diags))
+            .collect()
+    });
+    let cache = match layers.last(|b| b.cache.as_ref()).map(|c| &c.value) {
+        Some(RawCache::Disabled) => None,
+        Some(RawCache::Repo { repo, mode }) => {
+            let r = scope.interp(repo, diags).unwrap_or_default();
+            let mode = match mode {
+                Some(m) if m.value != "max" && m.value != "min" => {
+                    diags.push(
+                        Diag::error(m.span, format!("unknown cache mode `{}`", m.value))
+                            .label("expected \"max\" or \"min\"")
+                            .help_opt(suggest::did_you_mean(&m.value, ["max", "min"])),
+                    );
+                    "max".to_owned()
+                }
+                Some(m) => m.value.clone(),
+                None => "max".to_owned(),
+            };
+            let reference = with_default_tag(&r, slug);
+            if let Some(problem) = reference_problem(&reference) {
+                diags.push(
+                    Diag::error(repo.span, format!("invalid cache `{}`", reference.escape_debug()))
+                        .label(problem)
+                        .help("a repository, e.g. `cache \"${registry}/cache/${image}\"`; mab adds the tag"),
+                );
+            }
+            Some(Cache { reference, mode })
+        }
+        None => Some(Cache {
+            reference: format!("{}/cache/{}:{slug}", profile.registry, image.name.value),
+            mode: "max".to_owned(),
+        }),
+    };
+    PlatformSettings {
+        platform: platform.clone(),
+        args,
+        labels,
+        test,
+        cache,
     }
 }
 

@@ -183,7 +183,7 @@ impl Resolver<'_> {
                             a.span,
                             format!("invalid attestation request `{}`", v.escape_debug()),
                         )
-                        .label(problem),
+                        .label(problem.to_string()),
                     );
                 }
             }

@@ -102,7 +102,7 @@ impl Resolver<'_> {
                 .as_ref()
                 .and_then(|e| self.scope().interp(e, &mut diags));
             if let (Some(e), Some(raw)) = (&endpoint, &b.endpoint)
-                && (crate::buildx::driver(e).is_none()
+                && (super::super::model::endpoint_driver(e).is_none()
                     || e.chars().any(|c| c.is_whitespace() || c.is_control()))
             {
                 diags.push(
