@@ -105,7 +105,15 @@ fn manifest_at(dir: &Path, git_ref: &str, name: &str) -> Result<Option<String>, 
 /// What each image version and mirror tag of `model` amounts to in the plan: its nodes as
 /// JSON (commands included), without their level (the graph's shape elsewhere).
 fn resolved(model: &Model) -> Option<HashMap<String, Vec<serde_json::Value>>> {
-    let plan = crate::plan::plan(model, &crate::plan::Selection::default()).ok()?;
+    // Upstream bases come from the Dockerfiles, whose changes are the context's: compared
+    // without them, as the manifest at the old revision is read without its files.
+    let mut model = model.clone();
+    for v in &mut model.versions {
+        for p in &mut v.platforms {
+            p.bases.clear();
+        }
+    }
+    let plan = crate::plan::plan(&model, &crate::plan::Selection::default()).ok()?;
     let mut out: HashMap<String, Vec<serde_json::Value>> = HashMap::new();
     for n in &plan.nodes {
         let key = match n.key() {

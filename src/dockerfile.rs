@@ -16,6 +16,8 @@ pub struct From {
     /// Where the image reference is written (byte offsets into the text).
     pub image_span: Range<usize>,
     pub alias: Option<String>,
+    /// `--platform=…` as written (`$BUILDPLATFORM` for a stage that runs where the build does).
+    pub platform: Option<String>,
 }
 
 /// One name of an `ARG` instruction (`ARG A=1 B` declares two).
@@ -200,6 +202,10 @@ fn skip_heredocs(all: &[(usize, &str)], i: &mut usize, args: &str) {
 
 /// `FROM [--platform=…] IMAGE [AS NAME]`, written on the line at `first_line`.
 fn from(out: &mut Dockerfile, text: &str, args: &str, first_line: Range<usize>) {
+    let platform = args
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("--platform="))
+        .map(str::to_owned);
     let words: Vec<&str> = args
         .split_whitespace()
         .filter(|w| !w.starts_with("--"))
@@ -220,6 +226,7 @@ fn from(out: &mut Dockerfile, text: &str, args: &str, first_line: Range<usize>) 
         image: (*image).to_owned(),
         image_span,
         alias,
+        platform,
     });
 }
 

@@ -23,6 +23,9 @@ use crate::plan::{BuildWork, Node, NodeId};
 pub const INPUT_LABEL: &str = "io.mab.input-hash";
 /// The label with the per-input fingerprints (JSON).
 pub const INPUTS_LABEL: &str = "io.mab.inputs";
+/// The label with the digest of each upstream base (JSON; public digests of public images),
+/// so a rebuild can say which base moved, from what to what.
+pub const BASES_LABEL: &str = "io.mab.bases";
 
 /// Why a build's inputs cannot be known.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -38,10 +41,12 @@ pub enum InputError {
     Context { context: String, why: String },
 }
 
-/// Resolve an argument's digest placeholders through `digest`.
+/// Resolve an argument's digest placeholders through `digest` (a node's) and `upstream` (an
+/// upstream reference's for a platform).
 pub fn resolve(
     arg: &Arg,
     digest: &dyn Fn(&NodeId) -> Option<String>,
+    upstream: &dyn Fn(&str, &str) -> Option<String>,
 ) -> Result<String, InputError> {
     let mut s = String::new();
     for p in &arg.0 {
@@ -50,6 +55,13 @@ pub fn resolve(
             Part::Digest(id) => {
                 s.push_str(&digest(id).ok_or_else(|| InputError::NoDigest(id.to_string()))?)
             }
+            Part::Upstream {
+                reference,
+                platform,
+            } => s.push_str(
+                &upstream(reference, platform)
+                    .ok_or_else(|| InputError::NoDigest(format!("{reference} ({platform})")))?,
+            ),
             Part::File(path) => return Err(InputError::NotYet(path.clone())),
         }
     }
@@ -63,6 +75,7 @@ pub fn components(
     build: &BuildWork,
     context_hash: &str,
     digest: &dyn Fn(&NodeId) -> Option<String>,
+    upstream: &dyn Fn(&str, &str) -> Option<String>,
 ) -> Result<BTreeMap<String, String>, InputError> {
     let mut c = BTreeMap::new();
     c.insert("context".to_owned(), context_hash.to_owned());
@@ -83,12 +96,18 @@ pub fn components(
         c.insert("attest".to_owned(), attest.join("\n"));
     }
     for (k, a) in &build.args {
-        c.insert(format!("arg:{k}"), resolve(a, digest)?);
+        c.insert(format!("arg:{k}"), resolve(a, digest, upstream)?);
+    }
+    // Every upstream base, at the digest the build pins it to.
+    for b in &build.bases {
+        let d = upstream(&b.reference, &b.platform)
+            .ok_or_else(|| InputError::NoDigest(format!("{} ({})", b.reference, b.platform)))?;
+        c.insert(format!("base:{}", b.reference), d);
     }
     for (k, v) in build
         .labels
         .iter()
-        .filter(|(k, _)| *k != INPUT_LABEL && *k != INPUTS_LABEL)
+        .filter(|(k, _)| *k != INPUT_LABEL && *k != INPUTS_LABEL && *k != BASES_LABEL)
     {
         c.insert(format!("label:{k}"), v.clone());
     }
@@ -146,12 +165,52 @@ pub fn changed(published: &str, components: &BTreeMap<String, String>) -> Vec<St
     out
 }
 
+/// The `io.mab.bases` label: each upstream base's digest, when the build has any.
+pub fn bases_label(components: &BTreeMap<String, String>) -> Option<String> {
+    let bases: BTreeMap<&str, &str> = components
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix("base:")?, v.as_str())))
+        .collect();
+    (!bases.is_empty()).then(|| serde_json::to_string(&bases).unwrap_or_default())
+}
+
+/// Say which inputs changed, in words; a moved upstream base first, with the digest the
+/// published image was built on (`published`, its `io.mab.bases` label) and the one now.
+pub fn describe_moves(
+    changed: &[String],
+    published: &str,
+    components: &BTreeMap<String, String>,
+) -> String {
+    let old: BTreeMap<String, String> = serde_json::from_str(published).unwrap_or_default();
+    let mut moved = Vec::new();
+    let mut rest = Vec::new();
+    for c in changed {
+        match c.strip_prefix("base:") {
+            Some(name) => moved.push(match (old.get(name), components.get(c)) {
+                (Some(from), Some(to)) => format!("`{name}` moved: {from} → {to}"),
+                (None, Some(to)) => format!("`{name}` is a new base ({to})"),
+                _ => format!("base `{name}` changed"),
+            }),
+            None => rest.push(c.clone()),
+        }
+    }
+    if moved.is_empty() {
+        return describe(changed);
+    }
+    if rest.is_empty() {
+        moved.join("; ")
+    } else {
+        format!("{}; {}", moved.join("; "), describe(&rest))
+    }
+}
+
 /// Say which inputs changed, in words.
 pub fn describe(changed: &[String]) -> String {
     let words: Vec<String> = changed
         .iter()
         .map(|c| match c.split_once(':') {
             Some(("arg", name)) => format!("build arg `{name}`"),
+            Some(("base", name)) => format!("base `{name}`"),
             Some(("label", name)) => format!("label `{name}`"),
             _ if c == "context" => "files of the context".to_owned(),
             _ => format!("`{c}`"),

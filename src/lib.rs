@@ -1,5 +1,6 @@
 //! `mab`: compiles `images.kdl` into a DAG of mirror, build, test and merge nodes.
 
+pub mod bases;
 pub mod buildx;
 pub mod changes;
 pub mod check;

@@ -2662,3 +2662,144 @@ fn changed_since_builds_on_the_published_bases() {
     );
     assert_eq!(inside, "good\nthree\n");
 }
+
+/// Every base is an input: a Dockerfile's `FROM` that the manifest does not declare is pinned
+/// to its digest per platform (`--build-context`), part of the input hash, and named when it
+/// moves. Moving it rebuilds exactly the images built on it (and their dependents).
+fn undeclared_bases_are_inputs_on(buildx: bool) {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = on(Env::empty("bases"), buildx) else {
+        return;
+    };
+    let up = format!("{}/{}-up", env.registry, env.ns);
+    let copy = |from: &str, to: &str| {
+        let o = Command::new("skopeo")
+            .args([
+                "copy",
+                "--all",
+                "--src-tls-verify=false",
+                "--dest-tls-verify=false",
+            ])
+            .arg(format!("docker://{}/library/{from}", env.registry))
+            .arg(format!("docker://{up}/{to}"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    copy("alpine:3.15", "base:1");
+    copy("alpine:3.15", "other:1");
+    env.write(
+        "images.kdl",
+        r#"var "local_registry" "127.0.0.1:5000"
+var "upstream" "docker.io"
+profile "local" { registry "${local_registry}/platform" insecure=#true; backend "buildx"; }
+profile "local-buildah" { inherits "local"; backend "buildah"; }
+defaults { platforms "linux/amd64" "linux/arm64"; }
+image "app" { version "1"; }
+image "tool" { from "app:1" arg="BASE"; version "1"; }
+image "other" { version "1"; }
+"#,
+    );
+    env.write(
+        "images/app/Dockerfile",
+        &format!("ARG REL=1\nFROM {up}/base:${{REL}}\nRUN date > /built\n"),
+    );
+    env.write(
+        "images/tool/Dockerfile",
+        "ARG BASE\nFROM ${BASE}\nRUN true\n",
+    );
+    env.write(
+        "images/other/Dockerfile",
+        &format!("FROM {up}/other:1\nRUN true\n"),
+    );
+    // The plan pins the base: what the build will run says so.
+    let (code, out, err) = env.mab(&["plan", "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let pin = format!("{up}/base:1=docker-image://{up}/base:1@{{digest:{up}/base:1@linux/arm64}}");
+    assert!(out.contains(&pin), "no pin `{pin}` in:\n{out}");
+    let (code, out, err) = env.mab(&["build"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let decisions = || -> BTreeMap<String, (String, String)> {
+        let (code, out, err) = env.mab(&["plan", "--check-registry", "--format", "json"]);
+        assert_eq!(code, 0, "{err}");
+        let plan: Value = serde_json::from_str(&out).unwrap();
+        plan["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["kind"] == "build")
+            .map(|n| {
+                (
+                    n["id"].as_str().unwrap().to_owned(),
+                    (
+                        n["decision"].as_str().unwrap().to_owned(),
+                        n["reason"].as_str().unwrap().to_owned(),
+                    ),
+                )
+            })
+            .collect()
+    };
+    let before = decisions();
+    assert!(
+        before.values().all(|(d, _)| d == "reuse"),
+        "nothing moved: {before:?}"
+    );
+    // Upstream moves the base of `app` (not `other`'s): a fixed image of every platform,
+    // published there by a manifest of its own.
+    env.write(
+        "up/images.kdl",
+        r#"var "up" "x"
+var "upstream" "x"
+var "local_registry" "x"
+profile "local" { registry "${up}" insecure=#true; backend "buildx"; }
+profile "local-buildah" { inherits "local"; backend "buildah"; }
+defaults { platforms "linux/amd64" "linux/arm64"; }
+image "base" { version "1"; }
+"#,
+    );
+    env.write(
+        "up/images/base/Dockerfile",
+        &format!(
+            "FROM {}/library/alpine:3.15\nRUN echo fixed > /fix\n",
+            env.registry
+        ),
+    );
+    let upvar = format!("up={up}");
+    let o = env
+        .command(&["--var", &upvar, "build"])
+        .current_dir(env.path().join("up"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let moved = decisions();
+    for p in ["linux/amd64", "linux/arm64"] {
+        let (d, why) = &moved[&format!("build:app:1@{p}")];
+        assert_eq!(d, "build", "{why}");
+        assert!(
+            why.contains(&format!("`{up}/base:1` moved: sha256:")),
+            "the moved base is not named: {why}"
+        );
+        assert_eq!(moved[&format!("build:other:1@{p}")].0, "reuse");
+    }
+    let (code, out, err) = env.mab(&["build", "--report", "r.json"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let r = report(&env.path().join("r.json"));
+    for p in ["linux/amd64", "linux/arm64"] {
+        assert_eq!(node(&r, &format!("build:app:1@{p}"))["status"], "ok");
+        assert_eq!(node(&r, &format!("build:tool:1@{p}"))["status"], "ok");
+        assert_eq!(node(&r, &format!("build:other:1@{p}"))["status"], "reused");
+    }
+    // And then it is settled: every build is reused.
+    let after = decisions();
+    assert!(after.values().all(|(d, _)| d == "reuse"), "{after:?}");
+}
+
+#[test]
+fn undeclared_bases_are_inputs() {
+    undeclared_bases_are_inputs_on(false);
+}
+
+#[test]
+fn buildx_undeclared_bases_are_inputs() {
+    undeclared_bases_are_inputs_on(true);
+}

@@ -42,13 +42,15 @@ impl Project {
             .unwrap_or(Path::new("."))
             .to_path_buf();
         let dir = std::fs::canonicalize(&base).unwrap_or_else(|_| base.clone());
+        let mut model = loaded.model;
+        crate::bases::fill(&mut model, &dir);
         Ok(Project {
             file: file.to_path_buf(),
             base,
             dir,
             options,
             source: loaded.source,
-            model: loaded.model,
+            model,
         })
     }
 

@@ -25,7 +25,11 @@ fn resolve(arg: &Arg, ctx: &Context) -> Result<String, Failure> {
             other => other.clone(),
         });
     }
-    Ok(inputs::resolve(&Arg(parts), &|id| ctx.digest(id))?)
+    Ok(inputs::resolve(
+        &Arg(parts),
+        &|id| ctx.digest(id),
+        &|r, p| ctx.upstream_digest(r, p),
+    )?)
 }
 
 fn read_image_id(file: &std::path::Path, name: &str) -> Result<String, Failure> {
@@ -101,6 +105,11 @@ pub(super) async fn commands(node: &Node, ctx: &Context, log: &mut tokio::fs::Fi
             status: Status::Reused,
             ..Done::ok(None)
         };
+    }
+    if let Some(b) = node.as_build()
+        && let Err(e) = ctx.read_bases(b).await
+    {
+        return Done::failed(e);
     }
     let labelled;
     let node = if node.kind() == Kind::Build && node.publish.push {
@@ -191,6 +200,9 @@ async fn reuse_or_label(
                     inputs::INPUTS_LABEL.to_owned(),
                     inputs::fingerprints(&components),
                 );
+                if let Some(bases) = inputs::bases_label(&components) {
+                    b.labels.insert(inputs::BASES_LABEL.to_owned(), bases);
+                }
             }
             Ok(labelled)
         }

@@ -47,6 +47,9 @@ pub enum Failure {
     NotPushed { reference: String, digest: String },
     #[error("{0} does not exist upstream")]
     NotUpstream(String),
+    /// A Dockerfile base with no image for the platform the build pins.
+    #[error("base {reference} has no {platform} image")]
+    NoBase { reference: String, platform: String },
     #[error("`{0}` is not in the lock file; run `mab mirror --update-lock`")]
     NotLocked(String),
     #[error(
@@ -92,6 +95,9 @@ impl Failure {
                 Some("`mab mirror --update-lock` records what upstream holds now")
             }
             Failure::Spawn(_) => Some("`mab check` says what this machine lacks"),
+            Failure::NoBase { .. } => Some(
+                "every `FROM` of a Dockerfile is pinned to its digest for the platform built: is the tag right, and does it have that platform?",
+            ),
             _ => None,
         }
     }

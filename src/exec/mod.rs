@@ -88,6 +88,9 @@ pub struct Context {
     pub reused: Mutex<std::collections::HashSet<NodeId>>,
     /// Build nodes with a test in this run: their split-build metadata waits for it.
     pub tested: std::collections::HashSet<NodeId>,
+    /// The digest of each upstream base (reference, platform), read once per run: the build
+    /// pins what the input hash covered.
+    pub upstream: Mutex<HashMap<(String, String), Arc<tokio::sync::OnceCell<String>>>>,
 }
 
 impl Context {
@@ -107,6 +110,7 @@ impl Context {
             repositories: Mutex::new(HashMap::new()),
             context_hashes: Mutex::new(HashMap::new()),
             reused: Mutex::new(std::collections::HashSet::new()),
+            upstream: Mutex::new(HashMap::new()),
             tested: plan
                 .nodes
                 .iter()
@@ -143,6 +147,44 @@ impl Context {
     /// A line of `id`'s output, for whoever shows the run.
     pub fn output(&self, id: &NodeId, line: &str) {
         self.events.event(Event::Output { id, line });
+    }
+
+    /// The digest of upstream base `reference` for `platform`, once it was read this run.
+    pub fn upstream_digest(&self, reference: &str, platform: &str) -> Option<String> {
+        self.upstream
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(reference.to_owned(), platform.to_owned()))
+            .and_then(|c| c.get().cloned())
+    }
+
+    /// Read the digest of every upstream base of `build` (once per run and base).
+    pub async fn read_bases(&self, build: &crate::plan::BuildWork) -> Result<(), failure::Failure> {
+        for b in &build.bases {
+            let cell = self
+                .upstream
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry((b.reference.clone(), b.platform.clone()))
+                .or_default()
+                .clone();
+            cell.get_or_try_init(|| async {
+                match self
+                    .registry
+                    .platform_digest(&b.reference, &b.platform)
+                    .await
+                {
+                    Ok(Some(d)) => Ok(d),
+                    Ok(None) => Err(failure::Failure::NoBase {
+                        reference: b.reference.clone(),
+                        platform: b.platform.clone(),
+                    }),
+                    Err(e) => Err(e.into()),
+                }
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     pub fn cancelled(&self) -> bool {

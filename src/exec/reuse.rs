@@ -46,6 +46,7 @@ pub async fn decide(node: &Node, ctx: &Context) -> Result<Reuse, Failure> {
     let Some(build) = node.as_build() else {
         return Err(Failure::Internal(format!("`{}` is not a build", node.id)));
     };
+    ctx.read_bases(build).await?;
     let components = input_components(node, build, ctx).await?;
     let input = inputs::hash(&components);
     // A registry that does not answer is a failure, not a reason to rebuild: the build
@@ -111,9 +112,13 @@ async fn input_components(
             h
         }
     };
-    Ok(inputs::components(node, build, &context_hash, &|id| {
-        ctx.digest(id)
-    })?)
+    Ok(inputs::components(
+        node,
+        build,
+        &context_hash,
+        &|id| ctx.digest(id),
+        &|r, p| ctx.upstream_digest(r, p),
+    )?)
 }
 
 /// The digest of the image published for `node` when it has the same inputs, else why not;
@@ -142,10 +147,14 @@ async fn reusable(
     let labels = registry.labels(node.reference(), &child).await?;
     Ok(match labels.get(inputs::INPUT_LABEL) {
         Some(published) if *published == input => Ok(child),
-        Some(_) => Err(NotReusable::Changed(inputs::describe(&inputs::changed(
-            labels.get(inputs::INPUTS_LABEL).map_or("", String::as_str),
+        Some(_) => Err(NotReusable::Changed(inputs::describe_moves(
+            &inputs::changed(
+                labels.get(inputs::INPUTS_LABEL).map_or("", String::as_str),
+                components,
+            ),
+            labels.get(inputs::BASES_LABEL).map_or("", String::as_str),
             components,
-        )))),
+        ))),
         None => Err(NotReusable::NoInputHash),
     })
 }

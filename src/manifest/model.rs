@@ -90,6 +90,31 @@ pub struct PlatformSettings {
     pub labels: BTreeMap<String, String>,
     pub test: Option<Vec<String>>,
     pub cache: Option<Cache>,
+    /// The bases the Dockerfile names that the manifest does not declare (`FROM
+    /// debian:bookworm-slim`), as the build resolves them; filled from the Dockerfile when the
+    /// project is loaded ([`crate::bases`]).
+    pub bases: Vec<UpstreamBase>,
+}
+
+/// A base of a Dockerfile that is not a manifest `from`: pinned to its digest for the run.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct UpstreamBase {
+    /// The reference as the `FROM` names it once its `ARG`s are expanded (the name of the
+    /// build context that pins it).
+    pub name: String,
+    /// Whose image of it the stage uses.
+    pub platform: BasePlatform,
+}
+
+/// The platform of a stage's base (`FROM --platform=…`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum BasePlatform {
+    /// The build's target platform (no `--platform`, or `$TARGETPLATFORM`).
+    Target,
+    /// Where the build runs (`--platform=$BUILDPLATFORM`).
+    Build,
+    /// A platform written out (`--platform=linux/amd64`).
+    Fixed(String),
 }
 
 /// One buildable unit: an image, one of its versions, optionally a variant.

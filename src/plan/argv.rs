@@ -10,6 +10,12 @@ use super::NodeId;
 pub enum Part {
     Lit(String),
     Digest(NodeId),
+    /// The digest of the image an upstream reference (a Dockerfile base) names for a
+    /// platform, read when the node runs.
+    Upstream {
+        reference: String,
+        platform: String,
+    },
     /// What a file an earlier command of the node wrote holds (buildah's `--iidfile`).
     File(String),
 }
@@ -30,6 +36,10 @@ impl Arg {
             .map(|p| match p {
                 Part::Lit(s) => s.clone(),
                 Part::Digest(id) => format!("{{digest:{id}}}"),
+                Part::Upstream {
+                    reference,
+                    platform,
+                } => format!("{{digest:{reference}@{platform}}}"),
                 Part::File(path) => format!("{{file:{path}}}"),
             })
             .collect()

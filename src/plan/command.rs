@@ -113,8 +113,18 @@ fn build(node: &Node, b: &BuildWork) -> Steps {
     }
 }
 
-/// A build command's `--build-arg`, `--label` and `--secret` flags.
+/// A build command's `--build-arg`, `--label`, `--secret` and `--build-context` flags: each
+/// upstream base is pinned to the digest the run resolved (and hashed) for it.
 fn with_build_flags(mut c: Command, b: &BuildWork, backend: Backend) -> Command {
+    for base in &b.bases {
+        c = c.arg("--build-context").arg(Arg(vec![
+            Part::Lit(format!("{0}=docker-image://{0}@", base.reference)),
+            Part::Upstream {
+                reference: base.reference.clone(),
+                platform: base.platform.clone(),
+            },
+        ]));
+    }
     for (k, a) in &b.args {
         let mut parts = vec![Part::Lit(format!("{k}="))];
         parts.extend(a.0.iter().cloned());

@@ -14,12 +14,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::Serialize;
 
 use crate::diag::{Diag, Diagnostics};
-use crate::manifest::model::{Backend, Dep, ImageVersion, Mirror, Model, PlatformSettings};
+use crate::manifest::model::{
+    Backend, BasePlatform, Dep, ImageVersion, Mirror, Model, PlatformSettings,
+};
 use crate::manifest::platform::Platform;
 use command::{Arg, Part, local_name};
 pub use id::NodeId;
 pub use node::{
-    BuildWork, Decision, Image, Kind, MergeWork, MirrorWork, Node, Publish, TestWork, Work,
+    Base, BuildWork, Decision, Image, Kind, MergeWork, MirrorWork, Node, Publish, TestWork, Work,
 };
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -336,6 +338,31 @@ impl Builder<'_> {
         }
     }
 
+    /// The upstream bases of a build of `ps`, each with the platform whose image is pinned: a
+    /// `$BUILDPLATFORM` stage runs where the build does — this machine, or the native node of
+    /// the builder (`native`) that owns the platform. One base used on two platforms is pinned
+    /// for the target's (one build context per name).
+    fn bases(&self, ps: &PlatformSettings, native: bool) -> Vec<Base> {
+        let mut out: Vec<Base> = Vec::new();
+        for b in &ps.bases {
+            let platform = match &b.platform {
+                BasePlatform::Target => ps.platform.to_string(),
+                BasePlatform::Build if native => ps.platform.to_string(),
+                BasePlatform::Build => host_platform().to_owned(),
+                BasePlatform::Fixed(p) => p.clone(),
+            };
+            match out.iter_mut().find(|o| o.reference == b.name) {
+                Some(o) if b.platform == BasePlatform::Target => o.platform = platform,
+                Some(_) => {}
+                None => out.push(Base {
+                    reference: b.name.clone(),
+                    platform,
+                }),
+            }
+        }
+        out
+    }
+
     /// Whether the `--platform` filter leaves out some platform of `v`: then no index of it
     /// is merged in this run (never half a release), and its dependents build on its images
     /// of their own platform.
@@ -433,6 +460,7 @@ impl Builder<'_> {
             cache: ps.cache.clone(),
             attest: (model.profile.backend == Backend::Buildx).then(|| v.attest.clone()),
             secrets: v.secrets.clone(),
+            bases: self.bases(ps, owner.is_some_and(|b| b.endpoint.is_some())),
         };
         (needs, work)
     }
@@ -491,6 +519,19 @@ impl Builder<'_> {
             external: externals(model, &nodes),
             nodes,
         }
+    }
+}
+
+/// The platform of the machine mab runs on, as the builders name it.
+pub fn host_platform() -> &'static str {
+    match std::env::consts::ARCH {
+        "aarch64" => "linux/arm64",
+        "powerpc64" => "linux/ppc64le",
+        "s390x" => "linux/s390x",
+        "riscv64" => "linux/riscv64",
+        "x86" => "linux/386",
+        "arm" => "linux/arm/v7",
+        _ => "linux/amd64",
     }
 }
 

@@ -109,6 +109,15 @@ pub struct BuildWork {
     pub attest: Option<Vec<String>>,
     /// Build secrets by id (`--secret`): where each comes from, never its value.
     pub secrets: BTreeMap<String, SecretSource>,
+    /// The Dockerfile's upstream bases, each pinned to its digest for `platform`.
+    pub bases: Vec<Base>,
+}
+
+/// An upstream base of a build, and the platform whose image of it the build pins.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Base {
+    pub reference: String,
+    pub platform: String,
 }
 
 /// The smoke test of one platform's build.

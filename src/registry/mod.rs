@@ -274,6 +274,26 @@ impl Registry {
             .map(|c| c.digest))
     }
 
+    /// The digest of the image `reference` names for `platform`: the index's child for it, or
+    /// the manifest itself when the tag holds one image. `None`: no such tag, or no child for
+    /// that platform.
+    pub async fn platform_digest(&self, reference: &str, platform: &str) -> Result<Option<String>> {
+        let Some(digest) = self.digest(reference).await? else {
+            return Ok(None);
+        };
+        let manifest = self.manifest(reference).await?;
+        if !manifest.is_index() {
+            return Ok(Some(digest));
+        }
+        Ok(manifest
+            .entries()?
+            .into_iter()
+            .find(|c| {
+                c.attests().is_none() && c.platform.as_ref().is_some_and(|p| p.matches(platform))
+            })
+            .map(|c| c.digest))
+    }
+
     /// The labels of the image at `repository@digest` (from its config blob).
     pub async fn labels(
         &self,

@@ -23,6 +23,14 @@ fn arg(a: &Arg) -> String {
                 Part::Lit(s) => quote(s).into_owned(),
                 Part::Digest(id) => format!("\"$(cat {})\"", quote(&digest_file(id))),
                 Part::File(path) => format!("\"$(cat {})\"", quote(path)),
+                Part::Upstream {
+                    reference,
+                    platform,
+                } => format!(
+                    "\"$(crane digest --platform {} {})\"",
+                    quote(platform),
+                    quote(reference)
+                ),
             })
             .collect();
     // An empty argument is still an argument: dropping it would shift every later one.

@@ -512,6 +512,7 @@ fn platform_settings(
         labels,
         test,
         cache,
+        bases: Vec::new(),
     }
 }
 
