@@ -69,6 +69,9 @@ pub enum Mode {
     Check,
 }
 
+/// The digest of one upstream base for one platform, read at most once per run.
+pub type UpstreamDigest = Arc<tokio::sync::OnceCell<String>>;
+
 /// Shared by every running node.
 pub struct Context {
     pub options: Options,
@@ -90,7 +93,7 @@ pub struct Context {
     pub tested: std::collections::HashSet<NodeId>,
     /// The digest of each upstream base (reference, platform), read once per run: the build
     /// pins what the input hash covered.
-    pub upstream: Mutex<HashMap<(String, String), Arc<tokio::sync::OnceCell<String>>>>,
+    pub upstream: Mutex<HashMap<(String, String), UpstreamDigest>>,
 }
 
 impl Context {
