@@ -1550,18 +1550,10 @@ fn rebuilds_cost_what_changed() {
     // An upstream of this test's own, so it can move.
     let upstream = format!("{}/{}-up", env.registry, env.ns);
     for tag in ["alpine:3.15", "alpine:3.16", "golang:1.18-alpine3.15"] {
-        let o = Command::new("skopeo")
-            .args([
-                "copy",
-                "--all",
-                "--src-tls-verify=false",
-                "--dest-tls-verify=false",
-            ])
-            .arg(format!("docker://{}/library/{tag}", env.registry))
-            .arg(format!("docker://{upstream}/library/{tag}"))
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        copy_all(
+            &format!("{}/library/{tag}", env.registry),
+            &format!("{upstream}/library/{tag}"),
+        );
     }
     env.write("images/builder/.dockerignore", "notes/\n");
     env.write("images/builder/notes/todo.txt", "one\n");
@@ -1763,6 +1755,22 @@ fn a_matrix_run_level_by_level_publishes_what_one_run_would() {
 }
 
 /// Move `repository:tag` (an index) to a new digest: the same children in reverse order.
+/// `skopeo copy --all` between two references of the test registry.
+fn copy_all(from: &str, to: &str) {
+    let o = Command::new("skopeo")
+        .args([
+            "copy",
+            "--all",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+        ])
+        .arg(format!("docker://{from}"))
+        .arg(format!("docker://{to}"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 fn move_index(registry: &str, repository: &str, tag: &str) -> String {
     let current = Command::new("skopeo")
         .args(["inspect", "--raw", "--tls-verify=false"])
@@ -2673,18 +2681,10 @@ fn undeclared_bases_are_inputs_on(buildx: bool) {
     };
     let up = format!("{}/{}-up", env.registry, env.ns);
     let copy = |from: &str, to: &str| {
-        let o = Command::new("skopeo")
-            .args([
-                "copy",
-                "--all",
-                "--src-tls-verify=false",
-                "--dest-tls-verify=false",
-            ])
-            .arg(format!("docker://{}/library/{from}", env.registry))
-            .arg(format!("docker://{up}/{to}"))
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        copy_all(
+            &format!("{}/library/{from}", env.registry),
+            &format!("{up}/{to}"),
+        )
     };
     copy("alpine:3.15", "base:1");
     copy("alpine:3.15", "other:1");
