@@ -13,12 +13,25 @@ use crate::dockerfile;
 use crate::manifest::model::{BasePlatform, Model, UpstreamBase};
 
 /// Fill `bases` of every platform of every version of `model`, reading Dockerfiles under
-/// `dir`. A Dockerfile that cannot be read has no bases (`mab check` reports it; a build fails).
+/// `dir`. A Dockerfile that cannot be read has no bases (`mab check` reports it; a build fails),
+/// and neither has one a symbolic link leads outside `dir` without `outside=#true`: nothing
+/// outside the project is read (`check` and `build` refuse it).
 pub fn fill(model: &mut Model, dir: &Path) {
-    let mut parsed: BTreeMap<String, Option<dockerfile::Dockerfile>> = BTreeMap::new();
+    let root = dir.canonicalize().ok();
+    let mut parsed: BTreeMap<(String, bool), Option<dockerfile::Dockerfile>> = BTreeMap::new();
     for v in &mut model.versions {
-        let file = parsed.entry(v.dockerfile.clone()).or_insert_with(|| {
-            std::fs::read_to_string(dir.join(&v.dockerfile))
+        let key = (v.dockerfile.clone(), v.outside);
+        let file = parsed.entry(key).or_insert_with(|| {
+            let path = dir.join(&v.dockerfile);
+            let inside = v.outside
+                || root
+                    .as_ref()
+                    .zip(path.canonicalize().ok())
+                    .is_some_and(|(root, real)| real.starts_with(root));
+            if !inside {
+                return None;
+            }
+            std::fs::read_to_string(path)
                 .ok()
                 .map(|t| dockerfile::parse(&t))
         });

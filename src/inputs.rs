@@ -46,7 +46,7 @@ pub enum InputError {
 pub fn resolve(
     arg: &Arg,
     digest: &dyn Fn(&NodeId) -> Option<String>,
-    upstream: &dyn Fn(&str, &str) -> Option<String>,
+    upstream: &dyn Fn(&str, Option<&str>) -> Option<String>,
 ) -> Result<String, InputError> {
     let mut s = String::new();
     for p in &arg.0 {
@@ -59,8 +59,8 @@ pub fn resolve(
                 reference,
                 platform,
             } => s.push_str(
-                &upstream(reference, platform)
-                    .ok_or_else(|| InputError::NoDigest(format!("{reference} ({platform})")))?,
+                &upstream(reference, platform.as_deref())
+                    .ok_or_else(|| InputError::NoDigest(reference.clone()))?,
             ),
             Part::File(path) => return Err(InputError::NotYet(path.clone())),
         }
@@ -75,7 +75,7 @@ pub fn components(
     build: &BuildWork,
     context_hash: &str,
     digest: &dyn Fn(&NodeId) -> Option<String>,
-    upstream: &dyn Fn(&str, &str) -> Option<String>,
+    upstream: &dyn Fn(&str, Option<&str>) -> Option<String>,
 ) -> Result<BTreeMap<String, String>, InputError> {
     let mut c = BTreeMap::new();
     c.insert("context".to_owned(), context_hash.to_owned());
@@ -100,8 +100,8 @@ pub fn components(
     }
     // Every upstream base, at the digest the build pins it to.
     for b in &build.bases {
-        let d = upstream(&b.reference, &b.platform)
-            .ok_or_else(|| InputError::NoDigest(format!("{} ({})", b.reference, b.platform)))?;
+        let d = upstream(&b.reference, b.platform.as_deref())
+            .ok_or_else(|| InputError::NoDigest(b.reference.clone()))?;
         c.insert(format!("base:{}", b.reference), d);
     }
     for (k, v) in build

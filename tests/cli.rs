@@ -525,6 +525,20 @@ image "a" {
             "{args:?}: the secret was printed: {err}"
         );
     }
+    // `plan` reads no Dockerfile through the link either: the upstream bases it pins come
+    // from Dockerfiles inside the project only.
+    std::fs::write(
+        outside.path().join("Dockerfile"),
+        "FROM leak.example/private/thing:1\n",
+    )
+    .unwrap();
+    let out = crate::support::mab_in(dir.path(), &["plan", "--format", "json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        !out.stdout.contains("leak.example"),
+        "a Dockerfile outside the project was read: {}",
+        out.stdout
+    );
     // Opted in: allowed (and the unreadable Dockerfile is a warning, not an error).
     std::fs::write(
         dir.path().join("images.kdl"),

@@ -2715,7 +2715,8 @@ image "other" { version "1"; }
     // The plan pins the base: what the build will run says so.
     let (code, out, err) = env.mab(&["plan", "--format", "json"]);
     assert_eq!(code, 0, "{err}");
-    let pin = format!("{up}/base:1=docker-image://{up}/base:1@{{digest:{up}/base:1@linux/arm64}}");
+    let pin =
+        format!("{up}/base:1=docker-image://{up}/base:1@{{upstream:{up}/base:1@linux/arm64}}");
     assert!(out.contains(&pin), "no pin `{pin}` in:\n{out}");
     let (code, out, err) = env.mab(&["build"]);
     assert_eq!(code, 0, "{out}\n{err}");

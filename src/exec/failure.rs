@@ -48,8 +48,14 @@ pub enum Failure {
     #[error("{0} does not exist upstream")]
     NotUpstream(String),
     /// A Dockerfile base with no image for the platform the build pins.
-    #[error("base {reference} has no {platform} image")]
-    NoBase { reference: String, platform: String },
+    #[error("base {reference} {}", match platform {
+        Some(p) => format!("has no {p} image"),
+        None => "does not exist".to_owned(),
+    })]
+    NoBase {
+        reference: String,
+        platform: Option<String>,
+    },
     #[error("`{0}` is not in the lock file; run `mab mirror --update-lock`")]
     NotLocked(String),
     #[error(

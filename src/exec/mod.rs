@@ -93,7 +93,7 @@ pub struct Context {
     pub tested: std::collections::HashSet<NodeId>,
     /// The digest of each upstream base (reference, platform), read once per run: the build
     /// pins what the input hash covered.
-    pub upstream: Mutex<HashMap<(String, String), UpstreamDigest>>,
+    pub upstream: Mutex<HashMap<(String, Option<String>), UpstreamDigest>>,
 }
 
 impl Context {
@@ -153,11 +153,11 @@ impl Context {
     }
 
     /// The digest of upstream base `reference` for `platform`, once it was read this run.
-    pub fn upstream_digest(&self, reference: &str, platform: &str) -> Option<String> {
+    pub fn upstream_digest(&self, reference: &str, platform: Option<&str>) -> Option<String> {
         self.upstream
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&(reference.to_owned(), platform.to_owned()))
+            .get(&(reference.to_owned(), platform.map(str::to_owned)))
             .and_then(|c| c.get().cloned())
     }
 
@@ -172,11 +172,11 @@ impl Context {
                 .or_default()
                 .clone();
             cell.get_or_try_init(|| async {
-                match self
-                    .registry
-                    .platform_digest(&b.reference, &b.platform)
-                    .await
-                {
+                let found = match &b.platform {
+                    Some(p) => self.registry.platform_digest(&b.reference, p).await,
+                    None => self.registry.digest(&b.reference).await,
+                };
+                match found {
                     Ok(Some(d)) => Ok(d),
                     Ok(None) => Err(failure::Failure::NoBase {
                         reference: b.reference.clone(),

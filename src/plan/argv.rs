@@ -11,10 +11,10 @@ pub enum Part {
     Lit(String),
     Digest(NodeId),
     /// The digest of the image an upstream reference (a Dockerfile base) names for a
-    /// platform, read when the node runs.
+    /// platform (`None`: of the whole index), read when the node runs.
     Upstream {
         reference: String,
-        platform: String,
+        platform: Option<String>,
     },
     /// What a file an earlier command of the node wrote holds (buildah's `--iidfile`).
     File(String),
@@ -39,7 +39,10 @@ impl Arg {
                 Part::Upstream {
                     reference,
                     platform,
-                } => format!("{{digest:{reference}@{platform}}}"),
+                } => match platform {
+                    Some(p) => format!("{{upstream:{reference}@{p}}}"),
+                    None => format!("{{upstream:{reference}}}"),
+                },
                 Part::File(path) => format!("{{file:{path}}}"),
             })
             .collect()

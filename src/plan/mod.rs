@@ -340,8 +340,9 @@ impl Builder<'_> {
 
     /// The upstream bases of a build of `ps`, each with the platform whose image is pinned: a
     /// `$BUILDPLATFORM` stage runs where the build does — this machine, or the native node of
-    /// the builder (`native`) that owns the platform. One base used on two platforms is pinned
-    /// for the target's (one build context per name).
+    /// the builder (`native`) that owns the platform. A base its stages use on two platforms
+    /// has one build context (one per name): it is pinned to the digest of the whole index,
+    /// from which each stage takes its own platform.
     fn bases(&self, ps: &PlatformSettings, native: bool) -> Vec<Base> {
         let mut out: Vec<Base> = Vec::new();
         for b in &ps.bases {
@@ -352,11 +353,11 @@ impl Builder<'_> {
                 BasePlatform::Fixed(p) => p.clone(),
             };
             match out.iter_mut().find(|o| o.reference == b.name) {
-                Some(o) if b.platform == BasePlatform::Target => o.platform = platform,
+                Some(o) if o.platform.as_deref() != Some(platform.as_str()) => o.platform = None,
                 Some(_) => {}
                 None => out.push(Base {
                     reference: b.name.clone(),
-                    platform,
+                    platform: Some(platform),
                 }),
             }
         }
@@ -539,5 +540,52 @@ pub fn build_id(v: &ImageVersion, platform: &Platform) -> NodeId {
     NodeId::Build {
         key: v.key.clone(),
         platform: platform.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diag::Source;
+    use crate::manifest::model::UpstreamBase;
+
+    /// A base the stages of a build use on two platforms is pinned to its whole index; one
+    /// used on the target's platform alone, to that platform's image.
+    #[test]
+    fn a_base_of_two_platforms_pins_the_index() {
+        let text = "profile \"p\" default=#true { registry \"r.example/x\"; }\n\
+                    image \"a\" { platforms \"linux/arm64\"; version \"1\"; }\n";
+        let source = Source::new("images.kdl".to_owned(), text.to_owned());
+        let mut model = crate::manifest::compile(&source, &Default::default()).expect("manifest");
+        let base = |name: &str, platform| UpstreamBase {
+            name: name.to_owned(),
+            platform,
+        };
+        model.versions[0].platforms[0].bases = vec![
+            base("golang:1", BasePlatform::Fixed("linux/amd64".to_owned())),
+            base("golang:1", BasePlatform::Target),
+            base("debian:12", BasePlatform::Target),
+        ];
+        let plan = plan(&model, &Selection::default()).expect("plan");
+        let build = plan.nodes[0].as_build().expect("a build");
+        assert_eq!(
+            build.bases,
+            [
+                Base {
+                    reference: "golang:1".to_owned(),
+                    platform: None
+                },
+                Base {
+                    reference: "debian:12".to_owned(),
+                    platform: Some("linux/arm64".to_owned())
+                },
+            ]
+        );
+        let json = serde_json::to_string(&plan.nodes[0]).unwrap();
+        assert!(
+            json.contains("golang:1=docker-image://golang:1@{upstream:golang:1}"),
+            "{json}"
+        );
+        assert!(json.contains("{upstream:debian:12@linux/arm64}"), "{json}");
     }
 }

@@ -113,11 +113,12 @@ pub struct BuildWork {
     pub bases: Vec<Base>,
 }
 
-/// An upstream base of a build, and the platform whose image of it the build pins.
+/// An upstream base of a build, and the platform whose image of it the build pins (`None`:
+/// the whole index, when the build's stages use it on more than one platform).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Base {
     pub reference: String,
-    pub platform: String,
+    pub platform: Option<String>,
 }
 
 /// The smoke test of one platform's build.

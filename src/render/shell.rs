@@ -26,11 +26,14 @@ fn arg(a: &Arg) -> String {
                 Part::Upstream {
                     reference,
                     platform,
-                } => format!(
-                    "\"$(crane digest --platform {} {})\"",
-                    quote(platform),
-                    quote(reference)
-                ),
+                } => match platform {
+                    Some(p) => format!(
+                        "\"$(crane digest --platform {} {})\"",
+                        quote(p),
+                        quote(reference)
+                    ),
+                    None => format!("\"$(crane digest {})\"", quote(reference)),
+                },
             })
             .collect();
     // An empty argument is still an argument: dropping it would shift every later one.
