@@ -3,7 +3,7 @@
 //! golang:1.22 AS build`) are read when the project is loaded, per platform (build args can
 //! differ), so the plan can pin each to its digest (`--build-context NAME=docker-image://…@…`)
 //! and the input hash can cover it. Stage names, `scratch` and the bases mab passes itself (a
-//! `from`'s build arg) are not upstream bases; a `FROM` whose variables have no value here is
+//! `from`'s build arg) are not upstream bases, nor is a reference pinned by digest already; a `FROM` whose variables have no value here is
 //! left to the builder, as it was.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -68,8 +68,10 @@ pub fn of(
         let Some(name) = expand(&from.image, &value) else {
             continue;
         };
+        // A reference with a digest is pinned already (and the Dockerfile is hashed).
         if name.is_empty()
             || name.contains('$')
+            || name.contains('@')
             || stages.contains(name.as_str())
             || name.eq_ignore_ascii_case("scratch")
             || crate::manifest::reference::reference_problem(&name).is_some()
@@ -164,7 +166,8 @@ mod tests {
                     FROM scratch\n\
                     FROM alpine:${REL:-3.20}\n\
                     FROM --platform=linux/amd64 busybox:1.36\n\
-                    FROM ${NOPE}\n";
+                    FROM ${NOPE}\n\
+                    FROM debian:12@sha256:0123456789012345678901234567890123456789012345678901234567890123\n";
         assert_eq!(
             bases(text, &[("TOOLS", "golang:1.23")], &["BASE"]),
             [

@@ -1566,35 +1566,8 @@ fn rebuilds_cost_what_changed() {
         (report_at(&env, &report), started.elapsed())
     };
     // The plan, asked of the registry, says what each build then does (`agree`).
-    let decisions = |env: &Env, extra: &[&str]| -> BTreeMap<String, (String, String)> {
-        let mut args = vec![
-            "--var",
-            var.as_str(),
-            "plan",
-            "--check-registry",
-            "--format",
-            "json",
-        ];
-        args.extend_from_slice(extra);
-        let (code, out, err) = env.mab(&args);
-        assert_eq!(code, 0, "{err}");
-        let plan: Value = serde_json::from_str(&out).unwrap();
-        plan["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|n| {
-                let id = n["id"].as_str().unwrap().to_owned();
-                (
-                    id,
-                    (
-                        n["decision"].as_str().unwrap().to_owned(),
-                        n["reason"].as_str().unwrap().to_owned(),
-                    ),
-                )
-            })
-            .collect()
-    };
+    let decisions =
+        |env: &Env, extra: &[&str]| check_decisions(env, &["--var", var.as_str()], extra);
     let planned = decisions(&env, &[]);
     let (first, cold) = build("first");
     agree(&planned, &first);
@@ -1755,6 +1728,35 @@ fn a_matrix_run_level_by_level_publishes_what_one_run_would() {
 }
 
 /// Move `repository:tag` (an index) to a new digest: the same children in reverse order.
+/// `plan --check-registry` with global flags `globals` and plan flags `extra`: each node's
+/// decision and reason.
+fn check_decisions(
+    env: &Env,
+    globals: &[&str],
+    extra: &[&str],
+) -> BTreeMap<String, (String, String)> {
+    let mut all = globals.to_vec();
+    all.extend(["plan", "--check-registry", "--format", "json"]);
+    all.extend_from_slice(extra);
+    let (code, out, err) = env.mab(&all);
+    assert_eq!(code, 0, "{err}");
+    let plan: Value = serde_json::from_str(&out).unwrap();
+    plan["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["id"].as_str().unwrap().to_owned(),
+                (
+                    n["decision"].as_str().unwrap().to_owned(),
+                    n["reason"].as_str().unwrap().to_owned(),
+                ),
+            )
+        })
+        .collect()
+}
+
 /// `skopeo copy --all` between two references of the test registry.
 fn copy_all(from: &str, to: &str) {
     let o = Command::new("skopeo")
@@ -2720,25 +2722,11 @@ image "other" { version "1"; }
     assert!(out.contains(&pin), "no pin `{pin}` in:\n{out}");
     let (code, out, err) = env.mab(&["build"]);
     assert_eq!(code, 0, "{out}\n{err}");
-    let decisions = || -> BTreeMap<String, (String, String)> {
-        let (code, out, err) = env.mab(&["plan", "--check-registry", "--format", "json"]);
-        assert_eq!(code, 0, "{err}");
-        let plan: Value = serde_json::from_str(&out).unwrap();
-        plan["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|n| n["kind"] == "build")
-            .map(|n| {
-                (
-                    n["id"].as_str().unwrap().to_owned(),
-                    (
-                        n["decision"].as_str().unwrap().to_owned(),
-                        n["reason"].as_str().unwrap().to_owned(),
-                    ),
-                )
-            })
-            .collect()
+    // The builds' decisions, as `plan --check-registry` reports them.
+    let decisions = || {
+        let mut all = check_decisions(&env, &[], &[]);
+        all.retain(|id, _| id.starts_with("build:"));
+        all
     };
     let before = decisions();
     assert!(

@@ -26,8 +26,8 @@ pub(super) async fn decide(node: &Node, ctx: &Context) -> Done {
     match node.kind() {
         Kind::Mirror => decide_mirror(node, ctx).await,
         Kind::Build => decide_build(node, ctx).await,
-        Kind::Test => match node.needs.first() {
-            Some(b) if reuse::was_reused(ctx, b) => decided(
+        Kind::Test => match node.id.build() {
+            Some(b) if reuse::was_reused(ctx, &b) => decided(
                 Done::with(super::report::Status::Reused, None),
                 "reuse",
                 "tested when it was published",

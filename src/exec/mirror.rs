@@ -78,18 +78,7 @@ async fn copy(
         ctx.registry
             .copy_image(source, node.reference(), &upstream)
             .await?;
-        if ctx.cancelled() {
-            return Ok(Done::cancelled("interrupted"));
-        }
-        ctx.registry
-            .put_manifest(
-                node.reference(),
-                &tag,
-                &upstream.bytes,
-                &upstream.media_type,
-            )
-            .await?;
-        return Ok(Done::ok(Some(upstream.digest)));
+        return tag_upstream(node, ctx, &tag, upstream).await;
     }
     let keep = keep_platforms(node, upstream.entries()?, &src)?;
     for child in &keep {
@@ -109,22 +98,29 @@ async fn copy(
             .copy_image(source, node.reference(), &m)
             .await?;
     }
-    if ctx.cancelled() {
-        return Ok(Done::cancelled("interrupted"));
-    }
     if node.platforms().is_empty() {
-        ctx.registry
-            .put_manifest(
-                node.reference(),
-                &tag,
-                &upstream.bytes,
-                &upstream.media_type,
-            )
-            .await?;
-        Ok(Done::ok(Some(upstream.digest)))
+        tag_upstream(node, ctx, &tag, upstream).await
+    } else if ctx.cancelled() {
+        Ok(Done::cancelled("interrupted"))
     } else {
         Ok(publish_index(node, ctx, log, &upstream.media_type, &keep).await)
     }
+}
+
+/// Put the upstream manifest itself, byte for byte, at the mirror's tag (unless interrupted).
+async fn tag_upstream(
+    node: &Node,
+    ctx: &Context,
+    tag: &str,
+    upstream: registry::Manifest,
+) -> Result<Done, Failure> {
+    if ctx.cancelled() {
+        return Ok(Done::cancelled("interrupted"));
+    }
+    ctx.registry
+        .put_manifest(node.reference(), tag, &upstream.bytes, &upstream.media_type)
+        .await?;
+    Ok(Done::ok(Some(upstream.digest)))
 }
 
 /// The entries of upstream index `entries` a mirror copies: all of them, or the platforms
