@@ -167,6 +167,38 @@ fn manifest_changes(
     Some(changed)
 }
 
+/// The image versions a lock file change moves: those built on a mirror tag or a base whose
+/// locked digests differ between `before` and `now`, with why.
+fn lock_changes(
+    model: &Model,
+    before: &crate::lock::Lock,
+    now: &crate::lock::Lock,
+    lock_name: &str,
+) -> Vec<(usize, String)> {
+    let mut changed = Vec::new();
+    for (i, v) in model.versions.iter().enumerate() {
+        let mirror = v.froms.iter().find_map(|f| match &f.dep {
+            Dep::Mirror(m, tag) => {
+                let key = format!("{}:{tag}", model.mirrors[*m].name);
+                (before.mirrors.get(&key) != now.mirrors.get(&key))
+                    .then(|| format!("its mirror `{key}` moved in `{lock_name}`"))
+            }
+            Dep::Image(_) => None,
+        });
+        let base = || {
+            v.platforms
+                .iter()
+                .flat_map(|p| &p.bases)
+                .find(|b| before.bases.get(&b.name) != now.bases.get(&b.name))
+                .map(|b| format!("its base `{}` moved in `{lock_name}`", b.name))
+        };
+        if let Some(why) = mirror.or_else(base) {
+            changed.push((i, why));
+        }
+    }
+    changed
+}
+
 pub fn since(
     model: &Model,
     manifest: &Path,
@@ -203,6 +235,22 @@ pub fn since(
                         format!("`{manifest_name}` changed (its version at `{git_ref}` does not resolve to compare)"),
                     );
                 }
+            }
+        }
+    }
+    let lock_name = crate::lock::path_for(Path::new(&manifest_name))
+        .display()
+        .to_string();
+    if files.contains(&lock_name) {
+        let at = |text: Option<String>| {
+            text.and_then(|t| serde_json::from_str::<crate::lock::Lock>(&t).ok())
+                .unwrap_or_default()
+        };
+        let before = at(manifest_at(dir, git_ref, &lock_name)?);
+        let now = at(std::fs::read_to_string(dir.join(&lock_name)).ok());
+        for (i, why) in lock_changes(model, &before, &now, &lock_name) {
+            if direct.insert(i) {
+                reasons.insert(model.versions[i].key.clone(), why);
             }
         }
     }

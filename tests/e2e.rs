@@ -2733,6 +2733,39 @@ image "other" { version "1"; }
         before.values().all(|(d, _)| d == "reuse"),
         "nothing moved: {before:?}"
     );
+    // The lock records every base for every platform (there is no mirror to run), and is
+    // committed: a later refresh is a reviewed diff that `--changed-since` reads.
+    let (code, out, err) = env.mab(&["mirror", "--update-lock"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let lock = || -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(env.path().join("images.lock")).unwrap())
+            .unwrap()
+    };
+    let locked = lock();
+    for (base, p) in [
+        ("base", "linux/amd64"),
+        ("base", "linux/arm64"),
+        ("other", "linux/arm64"),
+    ] {
+        let d = &locked["bases"][format!("{up}/{base}:1")][p];
+        assert!(
+            d.as_str().is_some_and(|d| d.starts_with("sha256:")),
+            "{locked}"
+        );
+    }
+    env.write(".gitignore", ".mab/\n*.json\n");
+    let git = |args: &[&str]| {
+        let o = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-C"])
+            .arg(env.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "lock"]);
     // Upstream moves the base of `app` (not `other`'s): a fixed image of every platform,
     // published there by a manifest of its own.
     env.write(
@@ -2760,6 +2793,51 @@ image "base" { version "1"; }
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // `--locked` builds what the lock pins, whatever the tag holds now: nothing moved.
+    let (code, out, err) = env.mab(&["build", "--locked", "--report", "r.json"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let r = report(&env.path().join("r.json"));
+    for n in r["nodes"].as_array().unwrap() {
+        if n["id"].as_str().unwrap().starts_with("build:") {
+            assert_eq!(n["status"], "reused", "{n}");
+        }
+    }
+    // Refreshing the lock records the move; `--changed-since` then names the base, and
+    // takes in exactly the images built on it.
+    let (code, out, err) = env.mab(&["mirror", "--update-lock"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let relocked = lock();
+    let key = format!("{up}/base:1");
+    assert_ne!(relocked["bases"][&key], locked["bases"][&key]);
+    assert_eq!(
+        relocked["bases"][format!("{up}/other:1")],
+        locked["bases"][format!("{up}/other:1")]
+    );
+    let (code, out, err) = env.mab(&["plan", "--changed-since", "HEAD", "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mut built: Vec<String> = plan["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["kind"] == "build")
+        .map(|n| n["id"].as_str().unwrap().to_owned())
+        .collect();
+    built.sort();
+    assert_eq!(
+        built,
+        [
+            "build:app:1@linux/amd64",
+            "build:app:1@linux/arm64",
+            "build:tool:1@linux/amd64",
+            "build:tool:1@linux/arm64"
+        ],
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("its base `{key}` moved in `images.lock`")),
+        "{out}"
+    );
     let moved = decisions();
     for p in ["linux/amd64", "linux/arm64"] {
         let (d, why) = &moved[&format!("build:app:1@{p}")];

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io::Write;
 
 use super::Project;
-use super::engine::{Session, execute, locked_digests, options, published_digests, verdict};
+use super::engine::{Session, execute, options, published_digests, read_lock, verdict};
 use crate::cli::BuildArgs;
 use crate::diag::{Diag, Diagnostics};
 use crate::exec::{self, report};
@@ -55,7 +55,7 @@ pub fn run(project: &Project, args: &BuildArgs, out: &mut dyn Write) -> Result<i
     opts.reuse = !args.no_reuse;
     opts.known_digests = external_digests(&session, &plan, args)?;
     if args.locked {
-        opts.locked = Some(locked_digests(project, &plan)?);
+        opts.locked = Some(read_lock(project)?);
     }
     execute(&session, model, &plan, &args.run, opts, out)
 }

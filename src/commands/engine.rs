@@ -270,28 +270,17 @@ pub(super) fn builders(model: &Model, plan: &Plan) -> Result<(), Diagnostics> {
     }
 }
 
-/// `--locked`: mirror node id → locked upstream digest, from the manifest's lock file.
-pub(super) fn locked_digests(
-    project: &Project,
-    plan: &Plan,
-) -> Result<HashMap<NodeId, String>, Diagnostics> {
+/// `--locked`: the manifest's lock file.
+pub(super) fn read_lock(project: &Project) -> Result<std::sync::Arc<lock::Lock>, Diagnostics> {
     let path = lock::path_for(&project.file);
-    let lock = lock::Lock::read(&path).map_err(|e| {
-        Diagnostics::from(
-            Diag::plain(e.to_string())
-                .help("write it with `mab mirror --update-lock`, and commit it"),
-        )
-    })?;
-    Ok(plan
-        .nodes
-        .iter()
-        .filter(|n| n.kind() == Kind::Mirror)
-        .filter_map(|n| {
-            lock.mirrors
-                .get(&lock::key(&n.id))
-                .map(|l| (n.id.clone(), l.digest.clone()))
+    lock::Lock::read(&path)
+        .map(std::sync::Arc::new)
+        .map_err(|e| {
+            Diagnostics::from(
+                Diag::plain(e.to_string())
+                    .help("write it with `mab mirror --update-lock`, and commit it"),
+            )
         })
-        .collect())
 }
 
 /// The digest of each external need at its tag (or of its platform's child of the index

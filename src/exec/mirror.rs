@@ -47,7 +47,11 @@ async fn copy(
     let source = node.as_mirror().map_or("", |m| m.source.as_str());
     let src = format!("{source}:{tag}");
     if let Some(locked) = &ctx.options.locked {
-        match locked.get(&node.id) {
+        match locked
+            .mirrors
+            .get(&crate::lock::key(&node.id))
+            .map(|l| &l.digest)
+        {
             None => return Err(Failure::NotLocked(crate::lock::key(&node.id))),
             Some(want) if *want != target.upstream => {
                 return Err(Failure::Moved {

@@ -50,8 +50,8 @@ pub struct Options {
     pub sleep_backend: bool,
     /// Digests known before the run (split-build metadata, mirrors already in the registry).
     pub known_digests: HashMap<NodeId, String>,
-    /// `--locked`: mirror node id → the upstream digest `images.lock` pins it to.
-    pub locked: Option<HashMap<NodeId, String>>,
+    /// `--locked`: the lock file, which pins every mirror's upstream and every base.
+    pub locked: Option<Arc<crate::lock::Lock>>,
     /// Reuse a published image whose input hash matches (off with `--no-reuse`).
     pub reuse: bool,
     /// What each node does: the real work, nothing, or the registry check.
@@ -172,6 +172,12 @@ impl Context {
                 .or_default()
                 .clone();
             cell.get_or_try_init(|| async {
+                if let Some(lock) = &self.options.locked {
+                    let platform = b.platform.as_deref();
+                    return lock.base(&b.reference, platform).cloned().ok_or_else(|| {
+                        failure::Failure::NotLocked(crate::lock::base_name(&b.reference, platform))
+                    });
+                }
                 let found = match &b.platform {
                     Some(p) => self.registry.platform_digest(&b.reference, p).await,
                     None => self.registry.digest(&b.reference).await,
