@@ -5,6 +5,7 @@ pub mod buildx;
 pub mod changes;
 pub mod check;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod diag;
 pub mod dockerfile;
@@ -95,6 +96,11 @@ fn execute(cli: &Cli, out: &mut dyn Write) -> Result<i32, Diagnostics> {
     if let Command::Completions { shell } = &cli.command {
         clap_complete::generate(*shell, &mut Cli::command(), "mab", out);
         return Ok(exit_code::SUCCESS);
+    }
+    if let Err(e) = clock::now() {
+        return Err(diag::Diag::plain(e)
+            .help("unset it to run at the present time")
+            .into());
     }
     commands::execute(cli, out)
 }

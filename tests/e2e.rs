@@ -2870,3 +2870,115 @@ fn undeclared_bases_are_inputs() {
 fn buildx_undeclared_bases_are_inputs() {
     undeclared_bases_are_inputs_on(true);
 }
+
+fn rebuild_after_rebuilds_old_images_without_the_cache_on(buildx: bool) {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = on(Env::empty("age"), buildx) else {
+        return;
+    };
+    env.write(
+        "images.kdl",
+        r#"var "local_registry" "127.0.0.1:5000"
+var "upstream" "docker.io"
+profile "local" { registry "${local_registry}/platform" insecure=#true; backend "buildx"; }
+profile "local-buildah" { inherits "local"; backend "buildah"; }
+defaults { platforms "linux/amd64"; rebuild-after "7d"; }
+image "old" { version "1"; }
+image "young" { version "1"; }
+image "never" { version "1"; rebuild-after #false; }
+"#,
+    );
+    for image in ["old", "young", "never"] {
+        env.write(
+            &format!("images/{image}/Dockerfile"),
+            &format!(
+                "FROM {}/library/alpine:3.15\nRUN date +%s%N > /built\n",
+                env.registry
+            ),
+        );
+    }
+    // `old` and `never` were published ten days ago (the run's clock says so), `young` now.
+    let ten_days_ago = mab::clock::format(chrono::Utc::now() - chrono::Duration::days(10));
+    let o = env
+        .command(&["build", "old", "never"])
+        .env("MAB_NOW", &ten_days_ago)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (code, out, err) = env.mab(&["build", "young"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let built = |image: &str| {
+        let index = raw(&format!("{}:1", env.repo(image))).unwrap();
+        let entry = index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["platform"]["architecture"] == "amd64")
+            .unwrap()
+            .clone();
+        let digest = entry["digest"].as_str().unwrap().to_owned();
+        let manifest = raw(&format!("{}@{digest}", env.repo(image))).unwrap();
+        (
+            entry["annotations"]["io.mab.built"]
+                .as_str()
+                .map(str::to_owned),
+            layers(&manifest).last().cloned().unwrap(),
+        )
+    };
+    let (old_time, old_layer) = built("old");
+    assert_eq!(old_time.as_deref(), Some(ten_days_ago.as_str()));
+    let (_, never_layer) = built("never");
+    // The check says why, and shows the command the run will run: without the cache.
+    let (code, out, err) = env.mab(&["plan", "--check-registry", "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let plan: Value = serde_json::from_str(&out).unwrap();
+    let build = |image: &str| {
+        plan["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == format!("build:{image}:1@linux/amd64"))
+            .unwrap()
+            .clone()
+    };
+    let old = build("old");
+    assert_eq!(old["decision"], "build", "{old}");
+    assert_eq!(
+        old["reason"], "published 10 days ago; rebuild-after 7d",
+        "{old}"
+    );
+    assert!(old["commands"].to_string().contains("--no-cache"), "{old}");
+    for image in ["young", "never"] {
+        let n = build(image);
+        assert_eq!(n["decision"], "reuse", "{n}");
+        assert!(!n["commands"].to_string().contains("--no-cache"), "{n}");
+    }
+    let (code, out, err) = env.mab(&["build", "--report", "r.json"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let r = report(&env.path().join("r.json"));
+    assert_eq!(node(&r, "build:old:1@linux/amd64")["status"], "ok");
+    assert_eq!(node(&r, "build:young:1@linux/amd64")["status"], "reused");
+    assert_eq!(node(&r, "build:never:1@linux/amd64")["status"], "reused");
+    // The `RUN` step ran again: with the layer cache, its layer would have come back.
+    let (new_time, new_layer) = built("old");
+    assert_ne!(new_layer, old_layer, "the RUN step was not executed again");
+    assert_ne!(new_time, old_time);
+    assert_eq!(built("never").1, never_layer);
+    // Young again: every build is reused.
+    let (code, out, err) = env.mab(&["plan", "--check-registry"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !out.contains(" build "),
+        "everything is reused after the rebuild:\n{out}"
+    );
+}
+
+#[test]
+fn rebuild_after_rebuilds_old_images_without_the_cache() {
+    rebuild_after_rebuilds_old_images_without_the_cache_on(false);
+}
+
+#[test]
+fn buildx_rebuild_after_rebuilds_old_images_without_the_cache() {
+    rebuild_after_rebuilds_old_images_without_the_cache_on(true);
+}

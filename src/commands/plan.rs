@@ -96,7 +96,14 @@ pub fn decide(project: &Project, plan: &mut Plan) -> Result<Checked, Diagnostics
     let mut diags = Diagnostics::new();
     for (node, result) in plan.nodes.iter_mut().zip(walk.nodes) {
         match result.decision {
-            Some(d) => node.decision = Some(Box::new(d)),
+            Some(d) => {
+                // The command shown is the one the run would run: rebuilt for its age,
+                // without the layer cache.
+                if let (true, crate::plan::Work::Build(b)) = (d.no_cache, &mut node.work) {
+                    b.no_cache = true;
+                }
+                node.decision = Some(Box::new(d));
+            }
             None if result.status == report::Status::Failed => diags.push(
                 Diag::plain(format!(
                     "`{}`: {}",

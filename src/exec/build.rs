@@ -195,6 +195,7 @@ async fn reuse_or_label(
             ctx.output(&node.id, &format!("building: {why}"));
             let mut labelled = node.clone();
             if let Work::Build(b) = &mut labelled.work {
+                b.no_cache = why.for_age();
                 b.labels.insert(inputs::INPUT_LABEL.to_owned(), input);
                 b.labels.insert(
                     inputs::INPUTS_LABEL.to_owned(),

@@ -16,6 +16,7 @@ fn decided(done: Done, decision: &str, reason: impl Into<String>, input: Option<
             decision: decision.to_owned(),
             reason: reason.into(),
             input_hash: input,
+            no_cache: false,
         }),
         ..done
     }
@@ -81,7 +82,11 @@ async fn decide_build(node: &Node, ctx: &Context) -> Done {
             Some(input),
         ),
         Ok(Reuse::Build { why, input, .. }) => {
-            decided(Done::planned(None), "build", why.to_string(), Some(input))
+            let mut done = decided(Done::planned(None), "build", why.to_string(), Some(input));
+            if let Some(d) = &mut done.decision {
+                d.no_cache = why.for_age();
+            }
+            done
         }
     }
 }

@@ -6,6 +6,7 @@ use tokio::io::AsyncWriteExt;
 use super::Context;
 use super::failure::Failure;
 use super::node::Done;
+use super::reuse;
 use crate::inputs::InputError;
 use crate::plan::{Node, NodeId};
 use crate::registry::{self, Descriptor, index_bytes};
@@ -42,10 +43,11 @@ pub(super) async fn index_of(
         let digest = ctx
             .digest(id)
             .ok_or_else(|| InputError::NoDigest(id.to_string()))?;
-        let entries = ctx
+        let mut entries = ctx
             .registry
             .platform_entries(node.reference(), &digest, platform, &published)
             .await?;
+        stamp_built(&mut entries, id, ctx, &published);
         children.extend(entries);
     }
     if children.is_empty() {
@@ -53,6 +55,30 @@ pub(super) async fn index_of(
     }
     let children = registry::images_first(children);
     Ok((registry::index_type_for(&children), children))
+}
+
+/// Say in the image's index entry when it was built (`io.mab.built`, for `rebuild-after`):
+/// now, when this run built it or the image is new to the index (a split build's merge);
+/// otherwise (reused) what the published index says of that image. The index is no input
+/// of anything, so the time never defeats reuse.
+fn stamp_built(
+    entries: &mut [Descriptor],
+    build: &NodeId,
+    ctx: &Context,
+    published: &[Descriptor],
+) {
+    let built_here =
+        !reuse::was_reused(ctx, build) && !ctx.options.known_digests.contains_key(build);
+    for e in entries.iter_mut().filter(|e| e.attests().is_none()) {
+        let time = match published.iter().find(|p| p.digest == e.digest) {
+            Some(p) if !built_here => p.annotations.get(reuse::BUILT_ANNOTATION).cloned(),
+            _ => Some(crate::clock::format(ctx.now)),
+        };
+        match time {
+            Some(t) => e.annotations.insert(reuse::BUILT_ANNOTATION.to_owned(), t),
+            None => e.annotations.remove(reuse::BUILT_ANNOTATION),
+        };
+    }
 }
 
 /// The builds a merge puts in its index, with their platforms.

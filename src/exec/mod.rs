@@ -94,6 +94,8 @@ pub struct Context {
     /// The digest of each upstream base (reference, platform), read once per run: the build
     /// pins what the input hash covered.
     pub upstream: Mutex<HashMap<(String, Option<String>), UpstreamDigest>>,
+    /// The run's time ([`crate::clock`]): when the images it builds were built.
+    pub now: chrono::DateTime<chrono::Utc>,
 }
 
 impl Context {
@@ -114,6 +116,7 @@ impl Context {
             context_hashes: Mutex::new(HashMap::new()),
             reused: Mutex::new(std::collections::HashSet::new()),
             upstream: Mutex::new(HashMap::new()),
+            now: crate::clock::now().unwrap_or_else(|_| chrono::Utc::now()),
             tested: plan
                 .nodes
                 .iter()

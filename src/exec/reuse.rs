@@ -26,7 +26,26 @@ pub enum NotReusable {
     /// Which inputs changed (`changed: files of the context, build arg `BASE``).
     #[error("{0}")]
     Changed(String),
+    /// Same inputs, but published longer ago than `rebuild-after`.
+    #[error("published {age} ago; rebuild-after {limit}")]
+    Aged { age: String, limit: String },
+    /// Same inputs, `rebuild-after` set, and nothing says when it was built.
+    #[error("its build time is unknown; rebuild-after {limit}")]
+    AgeUnknown { limit: String },
 }
+
+impl NotReusable {
+    /// Rebuilt for its age: then without the layer cache.
+    pub fn for_age(&self) -> bool {
+        matches!(
+            self,
+            NotReusable::Aged { .. } | NotReusable::AgeUnknown { .. }
+        )
+    }
+}
+
+/// The annotation of an index entry saying when mab built that image (RFC 3339, UTC).
+pub const BUILT_ANNOTATION: &str = "io.mab.built";
 
 /// What to do with a build.
 pub enum Reuse {
@@ -52,7 +71,7 @@ pub async fn decide(node: &Node, ctx: &Context) -> Result<Reuse, Failure> {
     // A registry that does not answer is a failure, not a reason to rebuild: the build
     // could not push either, and `plan --check-registry` must not call it "build".
     let found = if ctx.options.reuse {
-        reusable(node, &ctx.registry, &components).await?
+        reusable(node, build, ctx, &components).await?
     } else {
         Err(NotReusable::Off)
     };
@@ -125,17 +144,19 @@ async fn input_components(
 /// an error when the registry cannot say.
 async fn reusable(
     node: &Node,
-    registry: &Registry,
+    build: &BuildWork,
+    ctx: &Context,
     components: &BTreeMap<String, String>,
 ) -> Result<Result<String, NotReusable>, RegistryError> {
+    let registry: &Registry = &ctx.registry;
     let input = inputs::hash(components);
     let tag = node
         .key()
         .and_then(|k| k.split_once(':'))
         .map_or("", |k| k.1);
     let platform = node.platform().unwrap_or("");
-    let Some(child) = registry
-        .published_child(node.reference(), tag, platform)
+    let Some(entry) = registry
+        .published_entry(node.reference(), tag, platform)
         .await?
     else {
         return Ok(Err(NotReusable::NothingPublished {
@@ -144,9 +165,37 @@ async fn reusable(
             platform: platform.to_owned(),
         }));
     };
-    let labels = registry.labels(node.reference(), &child).await?;
+    let child = entry.digest.clone();
+    let config = registry.config(node.reference(), &child).await?;
+    let labels = &config.labels;
     Ok(match labels.get(inputs::INPUT_LABEL) {
-        Some(published) if *published == input => Ok(child),
+        Some(published) if *published == input => match &build.rebuild_after {
+            Some((seconds, limit)) => {
+                // When mab built it (the index says), else what the image says.
+                let built = entry
+                    .annotations
+                    .get(BUILT_ANNOTATION)
+                    .or(config.created.as_ref())
+                    .and_then(|t| crate::clock::parse(t));
+                match built {
+                    None => Err(NotReusable::AgeUnknown {
+                        limit: limit.clone(),
+                    }),
+                    Some(t) => {
+                        let age = (ctx.now - t).num_seconds();
+                        if age > i64::try_from(*seconds).unwrap_or(i64::MAX) {
+                            Err(NotReusable::Aged {
+                                age: crate::clock::age(age),
+                                limit: limit.clone(),
+                            })
+                        } else {
+                            Ok(child)
+                        }
+                    }
+                }
+            }
+            None => Ok(child),
+        },
         Some(_) => Err(NotReusable::Changed(inputs::describe_moves(
             &inputs::changed(
                 labels.get(inputs::INPUTS_LABEL).map_or("", String::as_str),

@@ -144,6 +144,8 @@ pub struct ImageVersion {
     pub platforms: Vec<PlatformSettings>,
     pub tags: Vec<String>,
     pub froms: Vec<From>,
+    /// `rebuild-after`: seconds, and the age as written (`7d`).
+    pub rebuild_after: Option<(u64, String)>,
     /// `${registry}/${image}`.
     pub repository: String,
     pub span: SourceSpan,

@@ -54,6 +54,8 @@ pub struct RawSettings {
     /// `attest "type=provenance,mode=max" "type=sbom"`; `attest #false` is an empty list.
     pub attest: Option<Spanned<Vec<Spanned<String>>>>,
     pub secrets: Vec<RawSecret>,
+    /// `rebuild-after "7d"` (seconds, as written); `rebuild-after #false` turns it off.
+    pub rebuild_after: Option<Spanned<Option<(u64, String)>>>,
 }
 
 #[derive(Clone, Debug)]

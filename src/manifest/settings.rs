@@ -194,6 +194,7 @@ pub(super) fn read_setting(node: &KdlNode, s: &mut RawSettings, diags: &mut Diag
         "secret" => secret_setting(node, s, diags),
         "attest" => attest_setting(node, s, diags),
         "cache" => cache_setting(node, s, diags),
+        "rebuild-after" => rebuild_after_setting(node, s, diags),
         _ => return false,
     }
     true
@@ -293,6 +294,61 @@ fn label_setting(node: &KdlNode, s: &mut RawSettings, diags: &mut Diagnostics) {
             s.labels.push(p);
         }
     }
+}
+
+/// `rebuild-after "7d"`: a published image older than this is rebuilt (`Nh`, `Nd` or `Nw`);
+/// `rebuild-after #false` turns an inherited one off.
+fn rebuild_after_setting(node: &KdlNode, s: &mut RawSettings, diags: &mut Diagnostics) {
+    check_props(node, &[], diags);
+    forbid_children(node, diags);
+    let entries: Vec<_> = args(node).collect();
+    let value = match entries.as_slice() {
+        [e] if matches!(e.value(), KdlValue::Bool(false)) => None,
+        [e] if e.value().is_string() => {
+            let text = e.value().as_string().unwrap_or_default();
+            match parse_age(text) {
+                Some(seconds) => Some((seconds, text.to_owned())),
+                None => {
+                    diags.push(
+                        Diag::error(e.span(), format!("`{}` is not an age", text.escape_debug()))
+                            .label("a whole number of hours, days or weeks")
+                            .help("e.g. `rebuild-after \"7d\"` (also `36h`, `2w`), or `rebuild-after #false`"),
+                    );
+                    return;
+                }
+            }
+        }
+        _ => {
+            diags.push(
+                Diag::error(head_span(node), "`rebuild-after` takes one age")
+                    .label("e.g. \"7d\"")
+                    .help("`rebuild-after \"7d\"` (also `36h`, `2w`), or `rebuild-after #false`"),
+            );
+            return;
+        }
+    };
+    set_once(
+        &mut s.rebuild_after,
+        Spanned::new(value, head_span(node)),
+        node,
+        diags,
+    );
+}
+
+/// `36h`, `7d`, `2w` → seconds (at least one hour, at most ten years).
+pub fn parse_age(text: &str) -> Option<u64> {
+    let unit = match text.chars().last()? {
+        'h' => 3_600,
+        'd' => 86_400,
+        'w' => 7 * 86_400,
+        _ => return None,
+    };
+    let n = &text[..text.len() - 1];
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let seconds = n.parse::<u64>().ok()?.checked_mul(unit)?;
+    (seconds > 0 && seconds <= 10 * 366 * 86_400).then_some(seconds)
 }
 
 /// `from`: a base: `IMAGE:VERSION` or `mirror:NAME:TAG`, and the build arg that receives it.

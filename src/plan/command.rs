@@ -116,6 +116,8 @@ fn build(node: &Node, b: &BuildWork) -> Steps {
 /// A build command's `--build-arg`, `--label`, `--secret` and `--build-context` flags: each
 /// upstream base is pinned to the digest the run resolved (and hashed) for it.
 fn with_build_flags(mut c: Command, b: &BuildWork, backend: Backend) -> Command {
+    // Rebuilt for its age: every step runs again (the bases are still pinned, and pulled).
+    c = c.when(b.no_cache, "--no-cache");
     for base in &b.bases {
         c = c.arg("--build-context").arg(Arg(vec![
             Part::Lit(format!("{0}=docker-image://{0}@", base.reference)),

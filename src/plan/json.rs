@@ -43,6 +43,8 @@ struct NodeJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     attest: Option<&'a [String]>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    rebuild_after: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     test: Option<&'a [String]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     decision: Option<&'a str>,
@@ -85,6 +87,7 @@ impl Serialize for Node {
             labels: build.and_then(|b| non_empty(&b.labels)),
             cache: build.and_then(|b| b.cache.as_ref()),
             attest: build.and_then(|b| b.attest.as_deref()),
+            rebuild_after: build.and_then(|b| b.rebuild_after.as_ref().map(|r| r.1.as_str())),
             test: match &self.work {
                 Work::Test(t) => Some(t.test.as_slice()),
                 _ => None,

@@ -462,6 +462,8 @@ impl Builder<'_> {
             attest: (model.profile.backend == Backend::Buildx).then(|| v.attest.clone()),
             secrets: v.secrets.clone(),
             bases: self.bases(ps, owner.is_some_and(|b| b.endpoint.is_some())),
+            rebuild_after: v.rebuild_after.clone(),
+            no_cache: false,
         };
         (needs, work)
     }

@@ -111,6 +111,11 @@ pub struct BuildWork {
     pub secrets: BTreeMap<String, SecretSource>,
     /// The Dockerfile's upstream bases, each pinned to its digest for `platform`.
     pub bases: Vec<Base>,
+    /// `rebuild-after`: a published image older than this (seconds; as written) is rebuilt.
+    pub rebuild_after: Option<(u64, String)>,
+    /// Build without the layer cache (`--no-cache`): set when the published image is rebuilt
+    /// for its age, so no cached `RUN` step (an `apt-get upgrade`) comes back.
+    pub no_cache: bool,
 }
 
 /// An upstream base of a build, and the platform whose image of it the build pins (`None`:
@@ -144,6 +149,9 @@ pub struct Decision {
     pub decision: String,
     pub reason: String,
     pub input_hash: Option<String>,
+    /// Rebuilt for its age (`rebuild-after`): its command gains `--no-cache`.
+    #[serde(skip)]
+    pub no_cache: bool,
 }
 
 impl Node {

@@ -64,6 +64,14 @@ impl Ref {
     }
 }
 
+/// What mab reads of an image's config: its labels and when it says it was created.
+#[derive(Clone, Debug, Default)]
+pub struct ImageConfig {
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// RFC 3339, as the builder wrote it.
+    pub created: Option<String>,
+}
+
 impl Registry {
     /// `insecure`: registries (host[:port]) spoken to over plain HTTP.
     pub fn new(insecure: &[String]) -> Registry {
@@ -264,14 +272,27 @@ impl Registry {
         platform: &str,
     ) -> Result<Option<String>> {
         Ok(self
+            .published_entry(repository, tag, platform)
+            .await?
+            .map(|c| c.digest))
+    }
+
+    /// The entry of the index at `repository:tag` for the image of `platform`, with its
+    /// annotations (mab's `io.mab.built`).
+    pub async fn published_entry(
+        &self,
+        repository: &str,
+        tag: &str,
+        platform: &str,
+    ) -> Result<Option<Descriptor>> {
+        Ok(self
             .index_entries(repository, tag)
             .await?
             .unwrap_or_default()
             .into_iter()
             .find(|c| {
                 c.attests().is_none() && c.platform.as_ref().is_some_and(|p| p.matches(platform))
-            })
-            .map(|c| c.digest))
+            }))
     }
 
     /// The digest of the image `reference` names for `platform`: the index's child for it, or
@@ -294,12 +315,8 @@ impl Registry {
             .map(|c| c.digest))
     }
 
-    /// The labels of the image at `repository@digest` (from its config blob).
-    pub async fn labels(
-        &self,
-        repository: &str,
-        digest: &str,
-    ) -> Result<std::collections::BTreeMap<String, String>> {
+    /// The labels and creation time of the image at `repository@digest` (its config blob).
+    pub async fn config(&self, repository: &str, digest: &str) -> Result<ImageConfig> {
         let manifest = self.manifest(&format!("{repository}@{digest}")).await?;
         let Some(config) = manifest
             .json()?
@@ -307,7 +324,7 @@ impl Registry {
             .and_then(|d| d.as_str())
             .map(str::to_owned)
         else {
-            return Ok(Default::default());
+            return Ok(ImageConfig::default());
         };
         let r = Ref::parse(&format!("{repository}@{config}"))?;
         let _slot = self.slot(&r.host).await;
@@ -342,15 +359,21 @@ impl Registry {
         }
         let json: serde_json::Value =
             serde_json::from_slice(&bytes).map_err(|e| err("reading an image config", e))?;
-        Ok(json
-            .pointer("/config/Labels")
-            .and_then(|l| l.as_object())
-            .map(|o| {
-                o.iter()
-                    .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
-                    .collect()
-            })
-            .unwrap_or_default())
+        Ok(ImageConfig {
+            labels: json
+                .pointer("/config/Labels")
+                .and_then(|l| l.as_object())
+                .map(|o| {
+                    o.iter()
+                        .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            created: json
+                .get("created")
+                .and_then(|c| c.as_str())
+                .map(str::to_owned),
+        })
     }
 
     /// The index entries that stand for one platform's build at `repository@digest`: its

@@ -110,6 +110,9 @@ fn describe(n: &Node) -> String {
             if let Some(t) = &b.target {
                 s.push_str(&format!(", target `{t}`"));
             }
+            if let Some((_, age)) = &b.rebuild_after {
+                s.push_str(&format!(", rebuilt when published over {age} ago"));
+            }
             s
         }
         Work::Test(t) => format!("runs `{}`", t.test.join(" ")),

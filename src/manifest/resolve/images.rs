@@ -185,6 +185,9 @@ impl<'a> Resolver<'a> {
             platforms: per_platform,
             tags,
             froms: Vec::new(),
+            rebuild_after: layers
+                .last(|b| b.rebuild_after.as_ref())
+                .and_then(|r| r.value.clone()),
             repository: format!("{}/{}", profile.registry, image.name.value),
             span,
             image_span: image.span,
