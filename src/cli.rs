@@ -55,6 +55,12 @@ pub enum Command {
     Seed(SeedArgs),
     /// Publish indexes and tags from the metadata of split builds
     Merge(MergeArgs),
+    /// Copy the exact indexes one profile published (children, attestations and signatures
+    /// by digest) to another profile's registry, tags last; nothing when a version is missing.
+    Promote(PromoteArgs),
+    /// Check that every published tag of the selected image versions (its index and each
+    /// platform image) carries a valid signature by the profile's key.
+    Verify(VerifyArgs),
     /// Validate the manifest, the files it names, and this machine
     Check {
         /// Skip the machine checks (backend tools, emulation)
@@ -204,6 +210,45 @@ pub struct SeedArgs {
 
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PromoteArgs {
+    /// Image versions to promote (`app`, `app:1.2`, `golang-*`); none: every one.
+    pub selectors: Vec<String>,
+
+    /// The profile whose published images are copied (default: the target's `promoted-from`).
+    #[arg(long, value_name = "PROFILE")]
+    pub from: Option<String>,
+
+    /// The profile they are copied to (default: `--profile`, or the default profile).
+    #[arg(long, value_name = "PROFILE")]
+    pub to: Option<String>,
+
+    /// Read the registries and print what would be copied; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// The output of `--dry-run`.
+    #[arg(long, value_enum, default_value_t = PromoteFormat::Text)]
+    pub format: PromoteFormat,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// Image versions (`app`, `app:1.2`, `golang-*`); none: every one.
+    pub selectors: Vec<String>,
+
+    /// The public key (PEM); default: the one of the profile's `sign` key.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PromoteFormat {
+    Text,
+    Json,
+    Markdown,
 }
 
 #[derive(Debug, clap::Args)]

@@ -18,8 +18,10 @@ pub mod inputs;
 pub mod lock;
 pub mod manifest;
 pub mod plan;
+pub mod promote;
 pub mod registry;
 pub mod render;
+pub mod sign;
 pub mod suggest;
 
 use std::ffi::OsString;

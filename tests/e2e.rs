@@ -2982,3 +2982,258 @@ fn rebuild_after_rebuilds_old_images_without_the_cache() {
 fn buildx_rebuild_after_rebuilds_old_images_without_the_cache() {
     rebuild_after_rebuilds_old_images_without_the_cache_on(true);
 }
+
+fn openssl(args: &[&str], dir: &Path) -> Output {
+    Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The blob `digest` of `repository` (`HOST/PATH`), read over plain HTTP by curl.
+fn blob(repository: &str, digest: &str) -> Vec<u8> {
+    let (host, path) = repository.split_once('/').unwrap();
+    let o = Command::new("curl")
+        .args(["-sfL", &format!("http://{host}/v2/{path}/blobs/{digest}")])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "curl {repository}@{digest}");
+    o.stdout
+}
+
+fn signed_promotion_on(buildx: bool) {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = on(Env::empty("promote"), buildx) else {
+        return;
+    };
+    let dir = env.path();
+    let genkey = |name: &str| {
+        let o = openssl(
+            &[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+                &format!("{name}.pem"),
+            ],
+            dir,
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let o = openssl(
+            &[
+                "pkey",
+                "-in",
+                &format!("{name}.pem"),
+                "-pubout",
+                "-out",
+                &format!("{name}.pub"),
+            ],
+            dir,
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        std::fs::read_to_string(dir.join(format!("{name}.pem"))).unwrap()
+    };
+    let key = genkey("key");
+    genkey("other");
+    env.write(
+        "images.kdl",
+        r#"var "local_registry" "127.0.0.1:5000"
+var "upstream" "docker.io"
+profile "local" { registry "${local_registry}/dev" insecure=#true; backend "buildx"; sign key="env:MAB_SIGNING_KEY"; }
+profile "local-buildah" { inherits "local"; backend "buildah"; }
+profile "prod" { registry "${local_registry}/prod" insecure=#true; promoted-from "local"; }
+defaults { platforms "linux/amd64" "linux/arm64"; }
+image "app" { version "1"; }
+image "late" { version "1"; }
+"#,
+    );
+    for image in ["app", "late"] {
+        env.write(
+            &format!("images/{image}/Dockerfile"),
+            &format!(
+                "FROM {}/library/alpine:3.15\nRUN date > /built\n",
+                env.registry
+            ),
+        );
+    }
+    let mab = |args: &[&str]| {
+        let mut c = env.command(args);
+        if args.first() == Some(&"--profile") {
+            // The target profile's own commands: the same flags, another profile.
+            c = Command::new(env!("CARGO_BIN_EXE_mab"));
+            c.current_dir(env.path())
+                .env("NO_COLOR", "1")
+                .env_remove("MAB_PROFILE")
+                .arg("--var")
+                .arg(format!("upstream={}", env.registry))
+                .arg("--var")
+                .arg(format!("local_registry={}/{}", env.registry, env.ns))
+                .args(args);
+        }
+        let o = c.env("MAB_SIGNING_KEY", &key).output().unwrap();
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = mab(&["build", "app"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let dev = format!("{}/{}/dev/app", env.registry, env.ns);
+    let prod = format!("{}/{}/prod/app", env.registry, env.ns);
+    // Every published tag verifies; another key does not.
+    let (code, out, err) = mab(&["verify", "app"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains(&format!("verified {dev}:1")), "{out}");
+    let (code, out, _) = mab(&["verify", "app", "--key", "other.pub"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("FAILED"), "{out}");
+    // An independent verifier: the payload and signature read back from the registry, checked
+    // by openssl against the public key; a flipped byte of the payload fails.
+    let index = raw(&format!("{dev}:1")).unwrap();
+    let digest = registry_digest(&format!("{dev}:1"));
+    let mut signed = vec![digest.clone()];
+    signed.extend(
+        index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["annotations"]["vnd.docker.reference.type"].is_null())
+            .map(|m| m["digest"].as_str().unwrap().to_owned()),
+    );
+    assert_eq!(signed.len(), 3, "{index}");
+    for d in &signed {
+        let sig = raw(&format!("{dev}:{}.sig", d.replacen(':', "-", 1))).expect("a signature tag");
+        let layer = &sig["layers"][0];
+        assert_eq!(
+            layer["mediaType"],
+            "application/vnd.dev.cosign.simplesigning.v1+json"
+        );
+        let payload = blob(&dev, layer["digest"].as_str().unwrap());
+        let p: Value = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(p["critical"]["image"]["docker-manifest-digest"], d.as_str());
+        use base64::Engine;
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(
+                layer["annotations"]["dev.cosignproject.cosign/signature"]
+                    .as_str()
+                    .unwrap(),
+            )
+            .unwrap();
+        std::fs::write(dir.join("sig.der"), der).unwrap();
+        std::fs::write(dir.join("payload"), &payload).unwrap();
+        let ok = openssl(
+            &[
+                "dgst",
+                "-sha256",
+                "-verify",
+                "key.pub",
+                "-signature",
+                "sig.der",
+                "payload",
+            ],
+            dir,
+        );
+        assert!(
+            ok.status.success(),
+            "openssl: {}",
+            String::from_utf8_lossy(&ok.stdout)
+        );
+        let mut flipped = payload.clone();
+        flipped[20] ^= 1;
+        std::fs::write(dir.join("payload"), &flipped).unwrap();
+        let bad = openssl(
+            &[
+                "dgst",
+                "-sha256",
+                "-verify",
+                "key.pub",
+                "-signature",
+                "sig.der",
+                "payload",
+            ],
+            dir,
+        );
+        assert!(!bad.status.success(), "a flipped byte verified");
+    }
+    // prod is only promoted into: it refuses to build.
+    let (code, _, err) = mab(&["--profile", "prod", "build"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("mab promote --from local --to prod"), "{err}");
+    // `late` was never built in dev: promoting everything refuses, and writes nothing.
+    let (code, out, err) = mab(&["promote", "--from", env.profile, "--to", "prod"]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("`late:1` is not published"), "{err}");
+    assert!(
+        raw(&format!("{prod}:1")).is_none(),
+        "app was promoted although late is missing"
+    );
+    let (code, out, err) = mab(&[
+        "promote",
+        "--from",
+        env.profile,
+        "--to",
+        "prod",
+        "app",
+        "--dry-run",
+        "--format",
+        "markdown",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!(
+            "| `app:1` | `{dev}:1` | `{prod}` | :1 | `{digest}` | copy |"
+        )),
+        "{out}"
+    );
+    let (code, out, err) = mab(&["promote", "--from", env.profile, "--to", "prod", "app"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    // Byte for byte: the same index at every tag, its children (attestations included) there.
+    assert_eq!(registry_digest(&format!("{prod}:1")), digest);
+    assert_eq!(raw(&format!("{prod}:1")).unwrap(), index);
+    for m in index["manifests"].as_array().unwrap() {
+        assert!(
+            raw(&format!("{prod}@{}", m["digest"].as_str().unwrap())).is_some(),
+            "{m}"
+        );
+    }
+    let (code, out, err) = mab(&["--profile", "prod", "verify", "app", "--key", "key.pub"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    // The second time there is nothing to do.
+    let (code, out, err) = mab(&["promote", "--from", env.profile, "--to", "prod", "app"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("1 of 1 image versions already promoted"),
+        "{out}"
+    );
+    assert!(!out.contains("promoted app"), "{out}");
+}
+
+/// The digest a tag holds, as skopeo reads it.
+fn registry_digest(reference: &str) -> String {
+    let o = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{reference}"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{reference}");
+    format!("sha256:{}", sha256_hex(&o.stdout))
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+#[test]
+fn promotion_copies_signed_indexes_byte_for_byte() {
+    signed_promotion_on(false);
+}
+
+#[test]
+fn buildx_promotion_copies_signed_indexes_byte_for_byte() {
+    signed_promotion_on(true);
+}

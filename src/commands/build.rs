@@ -50,8 +50,10 @@ pub fn run(project: &Project, args: &BuildArgs, out: &mut dyn Write) -> Result<i
         }
         return Ok(exit_code::SUCCESS);
     }
+    let signer = super::engine::signer(project)?;
     let session = Session::new(model, report::Reporter::detect())?;
     let mut opts = options(project, &args.run, args.metadata_dir.clone());
+    opts.signer = signer;
     opts.reuse = !args.no_reuse;
     opts.known_digests = external_digests(&session, &plan, args)?;
     if args.locked {

@@ -33,6 +33,14 @@ pub(super) struct Session {
 
 impl Session {
     pub fn new(model: &Model, reporter: report::Reporter) -> Result<Session, Diagnostics> {
+        Session::for_models(&[model], reporter)
+    }
+
+    /// A session that talks to the registries of every model in `models` (promotion).
+    pub fn for_models(
+        models: &[&Model],
+        reporter: report::Reporter,
+    ) -> Result<Session, Diagnostics> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -40,7 +48,7 @@ impl Session {
         let reporter = Arc::new(reporter);
         let notes = reporter.clone();
         let registry = Arc::new(Registry::with_observer(
-            &insecure_hosts(model),
+            &insecure_hosts(models),
             Box::new(move |m| {
                 use exec::events::{Event, Sink};
                 notes.event(Event::Note(&format!("registry: {m}")))
@@ -65,13 +73,15 @@ impl Session {
 }
 
 /// Registries (host[:port]) spoken to over plain HTTP.
-fn insecure_hosts(model: &Model) -> Vec<String> {
+fn insecure_hosts(models: &[&Model]) -> Vec<String> {
     let mut insecure: Vec<String> = Vec::new();
-    if model.profile.insecure {
-        insecure.push(host(&model.profile.registry).to_owned());
-    }
-    for m in model.mirrors.iter().filter(|m| m.insecure) {
-        insecure.push(host(&m.source).to_owned());
+    for model in models {
+        if model.profile.insecure {
+            insecure.push(host(&model.profile.registry).to_owned());
+        }
+        for m in model.mirrors.iter().filter(|m| m.insecure) {
+            insecure.push(host(&m.source).to_owned());
+        }
     }
     // What buildah, podman and skopeo (which mab runs) are told is plain HTTP.
     insecure.extend(crate::registry::transport::insecure_from_registries_conf(
@@ -99,6 +109,7 @@ pub(super) fn options(
             && std::env::var("MAB_TEST_BACKEND").is_ok_and(|v| v == "sleep"),
         known_digests: HashMap::new(),
         locked: None,
+        signer: None,
         reuse: true,
         mode: exec::Mode::Run,
     }
@@ -268,6 +279,27 @@ pub(super) fn builders(model: &Model, plan: &Plan) -> Result<(), Diagnostics> {
     } else {
         Ok(())
     }
+}
+
+/// `sign`: the profile's signing key, read before anything runs.
+pub(super) fn signer(
+    project: &Project,
+) -> Result<Option<std::sync::Arc<crate::sign::Signer>>, Diagnostics> {
+    project
+        .model
+        .profile
+        .sign
+        .as_ref()
+        .map(|k| {
+            crate::sign::Signer::load(k, &project.dir)
+                .map(std::sync::Arc::new)
+                .map_err(|e| {
+                    Diagnostics::from(Diag::plain(e.to_string()).help(
+                        "the profile's `sign key=…` names it; nothing was built or published",
+                    ))
+                })
+        })
+        .transpose()
 }
 
 /// `--locked`: the manifest's lock file.

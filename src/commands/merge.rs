@@ -88,6 +88,7 @@ pub fn run(project: &Project, args: &MergeArgs, out: &mut dyn Write) -> Result<i
         return Ok(exit_code::NODE_FAILED);
     }
     let mut opts = options(project, &args.run, None);
+    opts.signer = super::engine::signer(project)?;
     opts.known_digests = known;
     let session = Session::new(model, crate::exec::report::Reporter::detect())?;
     execute(&session, model, &plan, &args.run, opts, out)

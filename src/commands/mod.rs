@@ -8,7 +8,9 @@ mod inspect;
 pub mod merge;
 pub mod mirror;
 pub mod plan;
+pub mod promote;
 pub mod seed;
+pub mod verify;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -72,6 +74,16 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<i32, Diagnostics> {
             return Err(d);
         }
     }
+    if let (Command::Build(_) | Command::Seed(_) | Command::Merge(_), Some(from)) =
+        (&cli.command, &project.model.profile.promoted_from)
+    {
+        let to = &project.model.profile.name;
+        return Err(crate::diag::Diag::plain(format!(
+            "profile `{to}` is promoted from `{from}`: it builds nothing, it receives what `{from}` published and tested"
+        ))
+        .help(format!("`mab promote --from {from} --to {to}` copies those exact images"))
+        .into());
+    }
     let located = |d: Diagnostics| project.located(d);
     let code = match &cli.command {
         Command::Plan(args) => plan::run(&project, args, out, &timer),
@@ -79,6 +91,8 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<i32, Diagnostics> {
         Command::Mirror(args) => mirror::run(&project, args, out).map_err(located),
         Command::Seed(args) => seed::run(&project, args, out).map_err(located),
         Command::Merge(args) => merge::run(&project, args, out).map_err(located),
+        Command::Promote(args) => promote::run(&project, args, out),
+        Command::Verify(args) => verify::run(&project, args, out),
         Command::Check { manifest_only } => inspect::check(&project, *manifest_only, out),
         Command::Info { format } => inspect::info(&project, *format, out),
         Command::List { selectors, format } => inspect::list(&project, selectors, *format, out),

@@ -19,6 +19,9 @@ pub fn run(
     timer: &Timer,
 ) -> Result<i32, Diagnostics> {
     let model = &project.model;
+    if let Some(from) = &model.profile.promoted_from {
+        return promotion_plan(project, from, args, out);
+    }
     let selection = plan::Selection {
         selectors: args.selectors.clone(),
         platforms: args.platforms.clone(),
@@ -88,6 +91,7 @@ pub fn decide(project: &Project, plan: &mut Plan) -> Result<Checked, Diagnostics
         sleep_backend: false,
         known_digests: known,
         locked: None,
+        signer: None,
         reuse: true,
         mode: exec::Mode::Check,
     };
@@ -137,4 +141,44 @@ pub enum Checked {
     /// Nodes the registry could not answer for, one diagnostic each.
     Failed(Diagnostics),
     Interrupted,
+}
+
+/// The plan of a profile that is only promoted into: what `mab promote` copies.
+fn promotion_plan(
+    project: &Project,
+    from: &str,
+    args: &PlanArgs,
+    out: &mut dyn Write,
+) -> Result<i32, Diagnostics> {
+    let source = Project::load(
+        &project.file,
+        crate::manifest::Options {
+            profile: Some(from.to_owned()),
+            vars: project.options.vars.clone(),
+        },
+    )?;
+    if args.check_registry || args.changed_since.is_some() {
+        return Err(Diag::plain(format!(
+            "profile `{}` is promoted from `{from}`: its plan is a promotion",
+            project.model.profile.name
+        ))
+        .help("`mab promote --dry-run` reads the registries and says what would be copied")
+        .into());
+    }
+    let promotion = crate::promote::promotion(&source.model, &project.model, &args.selectors)?;
+    let text = match args.format {
+        PlanFormat::Text => promotion.text(),
+        PlanFormat::Markdown => promotion.markdown(),
+        PlanFormat::Json => serde_json::to_string_pretty(&promotion).unwrap_or_default() + "\n",
+        other => {
+            return Err(Diag::plain(format!(
+                "profile `{}` is promoted from `{from}`: its plan is a promotion, which has no {other:?} form",
+                project.model.profile.name
+            ))
+            .help("`--format text`, `markdown` or `json`; `mab promote --dry-run` reads the registries")
+            .into());
+        }
+    };
+    emit(out, &text);
+    Ok(exit_code::SUCCESS)
 }

@@ -9,6 +9,8 @@ pub enum Failure {
     #[error(transparent)]
     Registry(#[from] RegistryError),
     #[error(transparent)]
+    Sign(#[from] crate::sign::SignError),
+    #[error(transparent)]
     Inputs(#[from] InputError),
     /// A command of the node exited with a non-zero code.
     #[error("`{command}` exited with {code}")]

@@ -20,7 +20,46 @@ pub(super) async fn merge(node: &Node, ctx: &Context, log: &mut tokio::fs::File)
     };
     let repository = ctx.repository_lock(node.reference());
     let _writer = repository.lock().await;
+    if let Some(signer) = &ctx.options.signer
+        && let Err(e) = sign_all(node, ctx, signer, media_type, &children).await
+    {
+        return Done::failed(e);
+    }
     publish_index(node, ctx, log, media_type, &children).await
+}
+
+/// Sign every platform image of the index and the index itself (put by digest first), before
+/// any tag points at it. What is signed by this key already is not signed again.
+async fn sign_all(
+    node: &Node,
+    ctx: &Context,
+    signer: &crate::sign::Signer,
+    media_type: &str,
+    children: &[Descriptor],
+) -> Result<(), Failure> {
+    let repository = node.reference();
+    let bytes = index_bytes(media_type, children);
+    let digest = registry::digest_of(&bytes);
+    if ctx.cancelled() {
+        return Err(Failure::Internal("interrupted before signing".into()));
+    }
+    for c in children.iter().filter(|c| c.attests().is_none()) {
+        crate::sign::sign(&ctx.registry, signer, repository, &c.digest).await?;
+    }
+    if ctx
+        .registry
+        .digest(&format!("{repository}@{digest}"))
+        .await?
+        .is_none()
+    {
+        ctx.registry
+            .put_manifest(repository, &digest, &bytes, media_type)
+            .await?;
+    }
+    if crate::sign::sign(&ctx.registry, signer, repository, &digest).await? {
+        ctx.output(&node.id, &format!("signed {repository}@{digest}"));
+    }
+    Ok(())
 }
 
 /// The index merge `node` publishes: its media type and entries, images first. Every

@@ -50,6 +50,8 @@ pub struct Options {
     pub sleep_backend: bool,
     /// Digests known before the run (split-build metadata, mirrors already in the registry).
     pub known_digests: HashMap<NodeId, String>,
+    /// `sign`: the key every merged index and its platform images are signed with.
+    pub signer: Option<Arc<crate::sign::Signer>>,
     /// `--locked`: the lock file, which pins every mirror's upstream and every base.
     pub locked: Option<Arc<crate::lock::Lock>>,
     /// Reuse a published image whose input hash matches (off with `--no-reuse`).
@@ -430,6 +432,7 @@ mod tests {
             sleep_backend: true,
             known_digests: HashMap::new(),
             locked: None,
+            signer: None,
             reuse: true,
             mode,
         };

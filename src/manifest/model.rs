@@ -55,6 +55,17 @@ pub struct Profile {
     pub push: bool,
     /// Extra tags given to the newest version of each image (`latest`).
     pub extra_tags: Vec<String>,
+    /// `promoted-from`: the profile whose published images this one receives; it builds nothing.
+    pub promoted_from: Option<String>,
+    /// `sign key=…`: every manifest and index published is signed with this key.
+    pub sign: Option<SignKey>,
+}
+
+/// Where the signing key comes from: `env:NAME`, or a file (relative to the manifest).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SignKey {
+    Env(String),
+    File(String),
 }
 
 /// The registry cache of one build: `--cache-from`/`--cache-to` reference and mode.

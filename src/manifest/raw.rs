@@ -92,6 +92,10 @@ pub struct RawProfile {
     pub insecure: Option<Spanned<bool>>,
     pub backend: Option<Spanned<String>>,
     pub push: Option<Spanned<bool>>,
+    /// `promoted-from "dev"`: this profile only receives `dev`'s images (`mab promote`).
+    pub promoted_from: Option<Spanned<String>>,
+    /// `sign key="env:NAME"` / `sign key="PATH"`.
+    pub sign: Option<Spanned<String>>,
     pub tags: Vec<Spanned<String>>,
     pub inherits: Option<Spanned<String>>,
     pub vars: Vec<Pair>,

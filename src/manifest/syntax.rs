@@ -28,9 +28,18 @@ pub(super) const IMAGE_SETTINGS: &[&str] = &[
     "cache",
     "attest",
     "secret",
+    "rebuild-after",
 ];
 pub(super) const TOP_LEVEL: &[&str] = &["defaults", "profile", "var", "mirror", "image", "builder"];
-pub(super) const PROFILE_ONLY: &[&str] = &["registry", "backend", "push", "inherits", "var"];
+pub(super) const PROFILE_ONLY: &[&str] = &[
+    "registry",
+    "backend",
+    "push",
+    "inherits",
+    "var",
+    "promoted-from",
+    "sign",
+];
 pub(super) const PROFILE_SETTINGS: &[&str] = &[
     "registry",
     "backend",
@@ -42,6 +51,9 @@ pub(super) const PROFILE_SETTINGS: &[&str] = &[
     "cache",
     "attest",
     "secret",
+    "rebuild-after",
+    "promoted-from",
+    "sign",
     "inherits",
     "var",
 ];
@@ -343,6 +355,8 @@ fn read_profile(node: &KdlNode, diags: &mut Diagnostics) -> Option<RawProfile> {
         insecure: None,
         backend: None,
         push: None,
+        promoted_from: None,
+        sign: None,
         tags: Vec::new(),
         inherits: None,
         vars: Vec::new(),
@@ -414,7 +428,33 @@ fn read_profile(node: &KdlNode, diags: &mut Diagnostics) -> Option<RawProfile> {
                 }
             }
             "var" => p.vars.extend(read_pair(child, "a name and a value", diags)),
-            "platforms" | "arg" | "label" | "cache" | "attest" | "secret" => {
+            "sign" => {
+                check_props(child, &["key"], diags);
+                forbid_children(child, diags);
+                if args(child).next().is_some() {
+                    diags.push(
+                        Diag::error(head_span(child), "`sign` takes `key=` only").help(
+                            "`sign key=\"env:MAB_SIGNING_KEY\"` or `sign key=\"keys/cosign.key\"`",
+                        ),
+                    );
+                }
+                match prop(child, "key").and_then(|e| entry_string(e, "`key`", false, diags)) {
+                    Some(k) => set_once(&mut p.sign, k, child, diags),
+                    None => diags.push(
+                        Diag::error(head_span(child), "`sign` needs `key=`")
+                            .label("no key")
+                            .help("`sign key=\"env:MAB_SIGNING_KEY\"` (a PEM ECDSA P-256 private key) or `sign key=\"keys/cosign.key\"`"),
+                    ),
+                }
+            }
+            "promoted-from" => {
+                if let Some(i) =
+                    one_string(child, "the profile whose images this one receives", diags)
+                {
+                    set_once(&mut p.promoted_from, i, child, diags);
+                }
+            }
+            "platforms" | "arg" | "label" | "cache" | "attest" | "secret" | "rebuild-after" => {
                 read_setting(child, &mut p.settings, diags);
             }
             other => unknown_node(child, other, PROFILE_SETTINGS, "`profile`", diags),

@@ -201,6 +201,86 @@ impl Registry {
         Ok(())
     }
 
+    /// Upload `bytes` as a blob of `repository` (nothing when it is there); its digest.
+    pub async fn put_blob(&self, repository: &str, bytes: &[u8]) -> Result<String> {
+        let digest = digest_of(bytes);
+        let dst = Ref::parse(&format!("{repository}@{digest}"))?;
+        let _slot = self.slot(&dst.host).await;
+        if self.blob_exists(&dst, &digest).await? {
+            return Ok(digest);
+        }
+        let failed = |what: &str, status: reqwest::StatusCode| {
+            status_error(&format!("{what} a blob to {repository}"), status, "")
+        };
+        let start = self
+            .http
+            .send(
+                reqwest::Method::POST,
+                &dst.host,
+                &format!("/v2/{}/blobs/uploads/", dst.repository),
+                reqwest::header::HeaderMap::new(),
+                None,
+                &dst.push(),
+            )
+            .await
+            .map_err(Self::http_err)?;
+        if start.status() != reqwest::StatusCode::ACCEPTED {
+            return Err(failed("starting the upload of", start.status()));
+        }
+        let location = start
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| RegistryError::Invalid("the registry gave no upload location".into()))?;
+        let mut url = if location.starts_with("http://") || location.starts_with("https://") {
+            reqwest::Url::parse(location)
+        } else {
+            reqwest::Url::parse(&format!("{}{location}", self.http.base(&dst.host)))
+        }
+        .map_err(|e| RegistryError::Invalid(format!("bad upload location {location}: {e}")))?;
+        url.query_pairs_mut().append_pair("digest", &digest);
+        let body = Bytes::copy_from_slice(bytes);
+        let resp = self
+            .http
+            .send_stream(
+                reqwest::Method::PUT,
+                url.as_str(),
+                &dst.host,
+                http::header("content-type", "application/octet-stream"),
+                reqwest::Body::from(body),
+            )
+            .await
+            .map_err(Self::http_err)?;
+        if resp.status() != reqwest::StatusCode::CREATED {
+            return Err(failed("uploading", resp.status()));
+        }
+        Ok(digest)
+    }
+
+    /// Copy the manifest at `from@digest` and everything it references into `to`: an index's
+    /// children (images and attestation manifests) before the index, each by digest, byte
+    /// for byte. No tag is written. The manifest copied.
+    pub async fn copy_by_digest(&self, from: &str, to: &str, digest: &str) -> Result<Manifest> {
+        let m = self.manifest(&format!("{from}@{digest}")).await?;
+        if !m.is_index() {
+            self.copy_image(from, to, &m).await?;
+            return Ok(m);
+        }
+        for e in m.entries()? {
+            let child = self.manifest(&format!("{from}@{}", e.digest)).await?;
+            if child.is_index() {
+                return Err(RegistryError::Invalid(format!(
+                    "{from}@{digest} holds an index ({}) in an index",
+                    e.digest
+                )));
+            }
+            self.copy_image(from, to, &child).await?;
+        }
+        self.put_manifest(to, &m.digest, &m.bytes, &m.media_type)
+            .await?;
+        Ok(m)
+    }
+
     /// Copy the blobs of one image manifest (config and layers), then the manifest itself by digest.
     pub async fn copy_image(&self, from: &str, to: &str, manifest: &Manifest) -> Result<()> {
         let json = manifest.json()?;

@@ -315,6 +315,39 @@ impl Registry {
             .map(|c| c.digest))
     }
 
+    /// The blob `digest` of `repository`, checked against its digest.
+    pub async fn blob(&self, repository: &str, digest: &str) -> Result<Bytes> {
+        let r = Ref::parse(&format!("{repository}@{digest}"))?;
+        let _slot = self.slot(&r.host).await;
+        let resp = self
+            .http
+            .send(
+                reqwest::Method::GET,
+                &r.host,
+                &format!("/v2/{}/blobs/{digest}", r.repository),
+                reqwest::header::HeaderMap::new(),
+                None,
+                &r.pull(),
+            )
+            .await
+            .map_err(Self::http_err)?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| err("reading a blob", e))?;
+        if !status.is_success() {
+            return Err(status_error(
+                &format!("reading blob {digest} of {repository}"),
+                status,
+                "",
+            ));
+        }
+        if digest_of(&bytes) != digest {
+            return Err(RegistryError::DigestMismatch(format!(
+                "blob {digest} of {repository} does not match its digest"
+            )));
+        }
+        Ok(bytes)
+    }
+
     /// The labels and creation time of the image at `repository@digest` (its config blob).
     pub async fn config(&self, repository: &str, digest: &str) -> Result<ImageConfig> {
         let manifest = self.manifest(&format!("{repository}@{digest}")).await?;
@@ -326,37 +359,7 @@ impl Registry {
         else {
             return Ok(ImageConfig::default());
         };
-        let r = Ref::parse(&format!("{repository}@{config}"))?;
-        let _slot = self.slot(&r.host).await;
-        let resp = self
-            .http
-            .send(
-                reqwest::Method::GET,
-                &r.host,
-                &format!("/v2/{}/blobs/{config}", r.repository),
-                reqwest::header::HeaderMap::new(),
-                None,
-                &r.pull(),
-            )
-            .await
-            .map_err(Self::http_err)?;
-        let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| err("reading an image config", e))?;
-        if !status.is_success() {
-            return Err(status_error(
-                &format!("reading the config of {repository}@{digest}"),
-                status,
-                "",
-            ));
-        }
-        if digest_of(&bytes) != config {
-            return Err(RegistryError::DigestMismatch(format!(
-                "the config of {repository}@{digest} does not match its digest"
-            )));
-        }
+        let bytes = self.blob(repository, &config).await?;
         let json: serde_json::Value =
             serde_json::from_slice(&bytes).map_err(|e| err("reading an image config", e))?;
         Ok(ImageConfig {

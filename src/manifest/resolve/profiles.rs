@@ -270,6 +270,55 @@ impl Resolver<'_> {
                 }
             }
         }
+        let promoted_from = chosen.promoted_from.as_ref().and_then(|from| {
+            let known = self.raw.profiles.iter().any(|p| p.name.value == from.value);
+            let problem = if from.value == chosen.name.value {
+                Some("a profile cannot be promoted from itself".to_owned())
+            } else if !known {
+                Some(format!("no profile `{}`", from.value))
+            } else {
+                None
+            };
+            match problem {
+                Some(label) => {
+                    diags.push(
+                        Diag::error(from.span, format!("`promoted-from` names `{}`", from.value))
+                            .label(label)
+                            .help_opt(suggest::did_you_mean(
+                                &from.value,
+                                self.raw.profiles.iter().map(|p| p.name.value.as_str()),
+                            )),
+                    );
+                    None
+                }
+                None => Some(from.value.clone()),
+            }
+        });
+        let sign = first(&|p| p.sign.clone()).and_then(|k| {
+            let key = match k.value.strip_prefix("env:") {
+                Some(var) if crate::manifest::syntax::is_identifier(var) => {
+                    crate::manifest::model::SignKey::Env(var.to_owned())
+                }
+                Some(_) => {
+                    diags.push(
+                        Diag::error(k.span, format!("invalid key `{}`", k.value.escape_debug()))
+                            .label("not an environment variable name")
+                            .help("`env:NAME`: letters, digits and `_`, not starting with a digit"),
+                    );
+                    return None;
+                }
+                None if k.value.trim().is_empty() || k.value.chars().any(char::is_control) => {
+                    diags.push(
+                        Diag::error(k.span, "invalid key file")
+                            .label("empty, or a control character")
+                            .help("a PEM file, relative to the manifest"),
+                    );
+                    return None;
+                }
+                None => crate::manifest::model::SignKey::File(k.value.clone()),
+            };
+            Some(key)
+        });
         self.diags.extend(diags);
         self.registry = registry.clone();
         Profile {
@@ -283,6 +332,8 @@ impl Resolver<'_> {
             backend,
             push,
             extra_tags,
+            promoted_from,
+            sign,
         }
     }
 }

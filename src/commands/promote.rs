@@ -1,0 +1,217 @@
+//! `mab promote`: the indexes one profile published, copied byte for byte to another
+//! profile's registry. Everything is read first — a version the source lacks fails the
+//! command before anything is written — then each target repository is written by one
+//! writer: children and index by digest, signatures, and the tags last.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use super::Project;
+use super::engine::Session;
+use crate::cli::{PromoteArgs, PromoteFormat};
+use crate::diag::{Diag, Diagnostics};
+use crate::exit_code;
+use crate::promote::{self, Item};
+use crate::registry::{Registry, RegistryError};
+
+/// The source and target projects of a promotion, from the flags and `promoted-from`.
+fn projects(
+    project: &Project,
+    args: &PromoteArgs,
+) -> Result<(Project, Option<Project>), Diagnostics> {
+    let load = |name: &str| {
+        Project::load(
+            &project.file,
+            crate::manifest::Options {
+                profile: Some(name.to_owned()),
+                vars: project.options.vars.clone(),
+            },
+        )
+    };
+    let to = match &args.to {
+        Some(name) if *name != project.model.profile.name => Some(load(name)?),
+        _ => None,
+    };
+    let target = to.as_ref().map_or(&project.model, |p| &p.model);
+    let from_name = match (&args.from, &target.profile.promoted_from) {
+        (Some(f), _) => f.clone(),
+        (None, Some(f)) => f.clone(),
+        (None, None) => {
+            return Err(Diag::plain(format!(
+                "which profile does `{}` receive its images from?",
+                target.profile.name
+            ))
+            .help("say `--from PROFILE`, or set `promoted-from \"PROFILE\"` in the target profile")
+            .into());
+        }
+    };
+    if from_name == target.profile.name {
+        return Err(Diag::plain(format!(
+            "`--from {from_name}` and the target are the same profile"
+        ))
+        .into());
+    }
+    Ok((load(&from_name)?, to))
+}
+
+pub fn run(project: &Project, args: &PromoteArgs, out: &mut dyn Write) -> Result<i32, Diagnostics> {
+    let (from, to) = projects(project, args)?;
+    let target = to.as_ref().unwrap_or(project);
+    let mut promotion = promote::promotion(&from.model, &target.model, &args.selectors)?;
+    let session = Session::for_models(
+        &[&from.model, &target.model],
+        crate::exec::report::Reporter::detect(),
+    )?;
+    let registry = &session.registry;
+    // Read everything first: the source digest of every version, and what the target holds.
+    let read = session.rt.block_on(futures_util::future::join_all(
+        promotion.items.iter().map(|i| state(registry, i)),
+    ));
+    let mut diags = Diagnostics::new();
+    for (item, state) in promotion.items.iter_mut().zip(read) {
+        match state {
+            Ok(State::Missing) => {
+                item.decision = Some("missing".into());
+                diags.push(
+                    Diag::plain(format!(
+                        "`{}` is not published by profile `{}`: {} does not exist",
+                        item.version, promotion.from, item.source
+                    ))
+                    .help(format!(
+                        "build it with `mab build --profile {} {}` first; nothing was promoted",
+                        promotion.from, item.version
+                    )),
+                );
+            }
+            Ok(State::Current(d)) => {
+                item.digest = Some(d);
+                item.decision = Some("up-to-date".into());
+            }
+            Ok(State::Copy(d)) => {
+                item.digest = Some(d);
+                item.decision = Some("copy".into());
+            }
+            Err(e) => diags.push(Diag::plain(format!("`{}`: {e}", item.version))),
+        }
+    }
+    if args.dry_run || diags.has_errors() {
+        let text = match args.format {
+            PromoteFormat::Text => promotion.text(),
+            PromoteFormat::Markdown => promotion.markdown(),
+            PromoteFormat::Json => {
+                serde_json::to_string_pretty(&promotion).unwrap_or_default() + "\n"
+            }
+        };
+        if args.dry_run {
+            super::emit(out, &text);
+        }
+        if diags.has_errors() {
+            diags.eprint();
+            return Ok(exit_code::NODE_FAILED);
+        }
+        return Ok(exit_code::SUCCESS);
+    }
+    // One writer per target repository; repositories in parallel.
+    let mut by_repository: BTreeMap<&str, Vec<&Item>> = BTreeMap::new();
+    for item in promotion
+        .items
+        .iter()
+        .filter(|i| i.decision.as_deref() == Some("copy"))
+    {
+        by_repository
+            .entry(&item.repository)
+            .or_default()
+            .push(item);
+    }
+    let results = session.rt.block_on(futures_util::future::join_all(
+        by_repository.into_values().map(|items| async move {
+            let mut done = Vec::new();
+            for item in items {
+                done.push((item, copy(registry, item).await));
+            }
+            done
+        }),
+    ));
+    let mut failed = false;
+    for (item, result) in results.into_iter().flatten() {
+        match result {
+            Ok(()) => {
+                let _ = writeln!(
+                    out,
+                    "promoted {} {} -> {}:{}",
+                    item.version,
+                    item.digest.as_deref().unwrap_or_default(),
+                    item.repository,
+                    item.tags.join(",")
+                );
+            }
+            Err(e) => {
+                failed = true;
+                Diagnostics::from(Diag::plain(format!("`{}`: {e}", item.version))).eprint();
+            }
+        }
+    }
+    let current = promotion
+        .items
+        .iter()
+        .filter(|i| i.decision.as_deref() == Some("up-to-date"))
+        .count();
+    let _ = writeln!(
+        out,
+        "{} of {} image versions already promoted",
+        current,
+        promotion.items.len()
+    );
+    Ok(if failed {
+        exit_code::NODE_FAILED
+    } else {
+        exit_code::SUCCESS
+    })
+}
+
+enum State {
+    /// The source tag does not exist.
+    Missing,
+    /// Every target tag holds the source digest already.
+    Current(String),
+    Copy(String),
+}
+
+async fn state(registry: &Registry, item: &Item) -> Result<State, RegistryError> {
+    let Some(digest) = registry.digest(&item.source).await? else {
+        return Ok(State::Missing);
+    };
+    for tag in &item.tags {
+        let at = registry
+            .digest(&format!("{}:{tag}", item.repository))
+            .await?;
+        if at.as_deref() != Some(digest.as_str()) {
+            return Ok(State::Copy(digest));
+        }
+    }
+    Ok(State::Current(digest))
+}
+
+/// Copy one version: everything by digest, its signatures, then its tags.
+async fn copy(registry: &Registry, item: &Item) -> Result<(), RegistryError> {
+    let digest = item.digest.as_deref().unwrap_or_default();
+    let source = item
+        .source
+        .rsplit_once(':')
+        .map_or(item.source.as_str(), |(r, _)| r);
+    let index = registry
+        .copy_by_digest(source, &item.repository, digest)
+        .await?;
+    crate::sign::carry(registry, source, &item.repository, &index).await?;
+    for tag in &item.tags {
+        let at = registry
+            .digest(&format!("{}:{tag}", item.repository))
+            .await?;
+        if at.as_deref() != Some(digest) {
+            registry
+                .put_manifest(&item.repository, tag, &index.bytes, &index.media_type)
+                .await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,163 @@
+//! Promotion: the exact indexes one profile published, copied to another profile's
+//! registry — same digests, children, attestations and signatures — so what `prod` ships is
+//! what `dev` tested. The plan of it (`mab plan` on a `promoted-from` profile, `mab promote
+//! --dry-run`) and its renderings.
+
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::diag::{Diag, Diagnostics};
+use crate::manifest::Model;
+use crate::plan::{self, Kind, Selection};
+
+/// Every image version to promote, in plan order.
+#[derive(Clone, Debug, Serialize)]
+pub struct Promotion {
+    pub from: String,
+    pub to: String,
+    pub items: Vec<Item>,
+}
+
+/// One image version: the index at `source` copied into `repository`, then tagged `tags`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Item {
+    /// `image:version[-variant]`.
+    pub version: String,
+    /// `REPOSITORY:TAG` the source profile published it at.
+    pub source: String,
+    pub repository: String,
+    pub tags: Vec<String>,
+    /// Once read from the registry: the index digest at `source`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// Once read: `copy`, `up-to-date` or `missing`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<String>,
+}
+
+/// The promotion of the versions `selectors` pick in `to` (every version without any) from
+/// what `from` publishes. A version `from` does not build is an error.
+pub fn promotion(from: &Model, to: &Model, selectors: &[String]) -> Result<Promotion, Diagnostics> {
+    let picked = plan::select::pick(to, selectors)?;
+    let tags_of =
+        |model: &Model| -> Result<std::collections::HashMap<String, Vec<String>>, Diagnostics> {
+            Ok(plan::plan(model, &Selection::default())?
+                .nodes
+                .iter()
+                .filter(|n| n.kind() == Kind::Merge)
+                .filter_map(|n| Some((n.key()?.to_owned(), n.tags().to_vec())))
+                .collect())
+        };
+    let (source_tags, target_tags) = (tags_of(from)?, tags_of(to)?);
+    let mut items = Vec::new();
+    let mut diags = Diagnostics::new();
+    for &i in &picked.versions {
+        let v = &to.versions[i];
+        let Some(source) = from.versions.iter().find(|s| s.key == v.key) else {
+            diags.push(
+                Diag::plain(format!(
+                    "profile `{}` builds no `{}`: there is nothing to promote",
+                    from.profile.name, v.key
+                ))
+                .help("promote only what the source profile builds"),
+            );
+            continue;
+        };
+        let tag = source_tags
+            .get(&v.key)
+            .and_then(|t| t.first().cloned())
+            .unwrap_or_else(|| source.primary_tag());
+        items.push(Item {
+            version: v.key.clone(),
+            source: format!("{}:{tag}", source.repository),
+            repository: v.repository.clone(),
+            tags: target_tags
+                .get(&v.key)
+                .cloned()
+                .unwrap_or_else(|| v.tags.clone()),
+            digest: None,
+            decision: None,
+        });
+    }
+    if diags.has_errors() {
+        return Err(diags);
+    }
+    Ok(Promotion {
+        from: from.profile.name.clone(),
+        to: to.profile.name.clone(),
+        items,
+    })
+}
+
+impl Promotion {
+    pub fn text(&self) -> String {
+        let mut out = format!(
+            "promotion from profile `{}` to `{}`: {} image versions\n",
+            self.from,
+            self.to,
+            self.items.len()
+        );
+        for i in &self.items {
+            let _ = write!(
+                out,
+                "  {}  {} -> {} tags {}",
+                i.version,
+                i.source,
+                i.repository,
+                tags(i)
+            );
+            if let (Some(d), Some(digest)) = (&i.decision, &i.digest) {
+                let _ = write!(out, "  {d} {digest}");
+            } else if let Some(d) = &i.decision {
+                let _ = write!(out, "  {d}");
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    /// For the release pull request: a table of what is copied where.
+    pub fn markdown(&self) -> String {
+        let mut out = format!(
+            "### Promotion from `{}` to `{}`\n\n{} image versions are copied byte for byte (indexes, platform images, attestations and signatures, by digest), and tagged last.\n\n| version | from | to | tags |",
+            self.from,
+            self.to,
+            self.items.len()
+        );
+        let checked = self.items.iter().any(|i| i.decision.is_some());
+        out.push_str(if checked {
+            " digest | action |\n|---|---|---|---|---|---|\n"
+        } else {
+            "\n|---|---|---|---|\n"
+        });
+        for i in &self.items {
+            let _ = write!(
+                out,
+                "| `{}` | `{}` | `{}` | {} |",
+                i.version,
+                i.source,
+                i.repository,
+                tags(i)
+            );
+            if checked {
+                let _ = write!(
+                    out,
+                    " `{}` | {} |",
+                    i.digest.as_deref().unwrap_or("-"),
+                    i.decision.as_deref().unwrap_or("-")
+                );
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+fn tags(i: &Item) -> String {
+    i.tags
+        .iter()
+        .map(|t| format!(":{t}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
