@@ -937,3 +937,64 @@ fn a_node_job_shows_where_its_needs_come_from() {
     }
     assert!(!merge.contains("crane digest --platform"), "{merge}");
 }
+
+const RELEASE: &str = r#"profile "dev" default=#true { registry "r.example/dev"; sign key="env:MAB_TEST_NO_SUCH_KEY"; }
+profile "prod" { registry "r.example/prod"; promoted-from "dev"; tag "latest"; }
+defaults { platforms "linux/amd64"; }
+image "app" { version "1"; version "2"; }
+"#;
+
+/// A profile only promoted into plans a promotion, refuses to build, and a signing key that
+/// is not there stops a build before anything runs.
+#[test]
+fn a_promoted_profile_plans_a_promotion_and_builds_nothing() {
+    let dir = project(RELEASE, &[("images/app/Dockerfile", "FROM scratch\n")]);
+    let run = |args: &[&str]| crate::support::mab_in(dir.path(), args);
+    let r = run(&["--profile", "prod", "plan"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout
+            .starts_with("promotion from profile `dev` to `prod`: 2 image versions"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("app:2  r.example/dev/app:2 -> r.example/prod/app tags :2 :latest"),
+        "{}",
+        r.stdout
+    );
+    let r = run(&["--profile", "prod", "plan", "app:1", "--format", "markdown"]);
+    assert!(
+        r.stdout
+            .contains("| `app:1` | `r.example/dev/app:1` | `r.example/prod/app` | :1 |"),
+        "{}",
+        r.stdout
+    );
+    let r = run(&["--profile", "prod", "plan", "--format", "dot"]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    let r = run(&["--profile", "prod", "build"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("`mab promote --from dev --to prod`"),
+        "{}",
+        r.stderr
+    );
+    let r = run(&["build"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr
+            .contains("environment variable MAB_TEST_NO_SUCH_KEY is not set"),
+        "{}",
+        r.stderr
+    );
+    let wrong = RELEASE.replace("promoted-from \"dev\"", "promoted-from \"prd\"");
+    std::fs::write(dir.path().join("images.kdl"), wrong).unwrap();
+    let r = run(&["--profile", "prod", "plan"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("`promoted-from` names `prd`"),
+        "{}",
+        r.stderr
+    );
+}
