@@ -94,6 +94,49 @@ impl Registry {
         }
     }
 
+    /// Open an upload session at `dst`: the URL to PUT the blob `digest` to.
+    async fn start_upload(
+        &self,
+        dst: &Ref,
+        digest: &str,
+    ) -> std::result::Result<reqwest::Url, http::HttpError> {
+        let fatal = |m: String| http::HttpError {
+            message: m,
+            retryable: false,
+        };
+        let start = self
+            .http
+            .send(
+                reqwest::Method::POST,
+                &dst.host,
+                &format!("/v2/{}/blobs/uploads/", dst.repository),
+                reqwest::header::HeaderMap::new(),
+                None,
+                &dst.push(),
+            )
+            .await?;
+        let status = start.status();
+        if status != reqwest::StatusCode::ACCEPTED {
+            return Err(http::HttpError {
+                message: format!("starting an upload: {status}"),
+                retryable: http::retryable_status(status),
+            });
+        }
+        let location = start
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| fatal("the registry gave no upload location".into()))?;
+        let mut url = if location.starts_with("http://") || location.starts_with("https://") {
+            reqwest::Url::parse(location)
+        } else {
+            reqwest::Url::parse(&format!("{}{location}", self.http.base(&dst.host)))
+        }
+        .map_err(|e| fatal(format!("bad upload location {location}: {e}")))?;
+        url.query_pairs_mut().append_pair("digest", digest);
+        Ok(url)
+    }
+
     /// One try of a blob copy: GET from `src`, streamed into a new upload session at `dst`.
     async fn transfer(
         &self,
@@ -126,36 +169,7 @@ impl Registry {
             });
         }
         let length = size.or(download.content_length());
-        let start = self
-            .http
-            .send(
-                reqwest::Method::POST,
-                &dst.host,
-                &format!("/v2/{}/blobs/uploads/", dst.repository),
-                reqwest::header::HeaderMap::new(),
-                None,
-                &dst.push(),
-            )
-            .await?;
-        let status = start.status();
-        if status != reqwest::StatusCode::ACCEPTED {
-            return Err(http::HttpError {
-                message: format!("starting an upload: {status}"),
-                retryable: http::retryable_status(status),
-            });
-        }
-        let location = start
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| fatal("the registry gave no upload location".into()))?;
-        let mut url = if location.starts_with("http://") || location.starts_with("https://") {
-            reqwest::Url::parse(location)
-        } else {
-            reqwest::Url::parse(&format!("{}{location}", self.http.base(&dst.host)))
-        }
-        .map_err(|e| fatal(format!("bad upload location {location}: {e}")))?;
-        url.query_pairs_mut().append_pair("digest", digest);
+        let url = self.start_upload(dst, digest).await?;
         let chunks = download
             .bytes_stream()
             .map(|c| c.map_err(|e| std::io::Error::other(e.to_string())));
@@ -209,36 +223,10 @@ impl Registry {
         if self.blob_exists(&dst, &digest).await? {
             return Ok(digest);
         }
-        let failed = |what: &str, status: reqwest::StatusCode| {
-            status_error(&format!("{what} a blob to {repository}"), status, "")
-        };
-        let start = self
-            .http
-            .send(
-                reqwest::Method::POST,
-                &dst.host,
-                &format!("/v2/{}/blobs/uploads/", dst.repository),
-                reqwest::header::HeaderMap::new(),
-                None,
-                &dst.push(),
-            )
+        let url = self
+            .start_upload(&dst, &digest)
             .await
             .map_err(Self::http_err)?;
-        if start.status() != reqwest::StatusCode::ACCEPTED {
-            return Err(failed("starting the upload of", start.status()));
-        }
-        let location = start
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| RegistryError::Invalid("the registry gave no upload location".into()))?;
-        let mut url = if location.starts_with("http://") || location.starts_with("https://") {
-            reqwest::Url::parse(location)
-        } else {
-            reqwest::Url::parse(&format!("{}{location}", self.http.base(&dst.host)))
-        }
-        .map_err(|e| RegistryError::Invalid(format!("bad upload location {location}: {e}")))?;
-        url.query_pairs_mut().append_pair("digest", &digest);
         let body = Bytes::copy_from_slice(bytes);
         let resp = self
             .http
@@ -252,7 +240,11 @@ impl Registry {
             .await
             .map_err(Self::http_err)?;
         if resp.status() != reqwest::StatusCode::CREATED {
-            return Err(failed("uploading", resp.status()));
+            return Err(status_error(
+                &format!("uploading a blob to {repository}"),
+                resp.status(),
+                "",
+            ));
         }
         Ok(digest)
     }
