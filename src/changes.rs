@@ -107,8 +107,10 @@ fn manifest_at(dir: &Path, git_ref: &str, name: &str) -> Result<Option<String>, 
 fn resolved(model: &Model) -> Option<HashMap<String, Vec<serde_json::Value>>> {
     // Upstream bases come from the Dockerfiles, whose changes are the context's: compared
     // without them, as the manifest at the old revision is read without its files.
+    // `rebuild-after` is no input either: adding it rebuilds nothing by itself.
     let mut model = model.clone();
     for v in &mut model.versions {
+        v.rebuild_after = None;
         for p in &mut v.platforms {
             p.bases.clear();
         }

@@ -24,8 +24,9 @@ pub struct Promotion {
 pub struct Item {
     /// `image:version[-variant]`.
     pub version: String,
-    /// `REPOSITORY:TAG` the source profile published it at.
-    pub source: String,
+    /// The repository and tag the source profile published it at.
+    pub from_repository: String,
+    pub from_tag: String,
     pub repository: String,
     pub tags: Vec<String>,
     /// Once read from the registry: the index digest at `source`.
@@ -70,7 +71,8 @@ pub fn promotion(from: &Model, to: &Model, selectors: &[String]) -> Result<Promo
             .unwrap_or_else(|| source.primary_tag());
         items.push(Item {
             version: v.key.clone(),
-            source: format!("{}:{tag}", source.repository),
+            from_repository: source.repository.clone(),
+            from_tag: tag,
             repository: v.repository.clone(),
             tags: target_tags
                 .get(&v.key)
@@ -103,7 +105,7 @@ impl Promotion {
                 out,
                 "  {}  {} -> {} tags {}",
                 i.version,
-                i.source,
+                i.source(),
                 i.repository,
                 tags(i)
             );
@@ -136,7 +138,7 @@ impl Promotion {
                 out,
                 "| `{}` | `{}` | `{}` | {} |",
                 i.version,
-                i.source,
+                i.source(),
                 i.repository,
                 tags(i)
             );
@@ -151,6 +153,13 @@ impl Promotion {
             out.push('\n');
         }
         out
+    }
+}
+
+impl Item {
+    /// `REPOSITORY:TAG` of the source.
+    pub fn source(&self) -> String {
+        format!("{}:{}", self.from_repository, self.from_tag)
     }
 }
 

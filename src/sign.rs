@@ -192,10 +192,11 @@ pub async fn signed_by(
     digest: &str,
 ) -> Result<bool, SignError> {
     let tag = format!("{repository}:{}", signature_tag(digest));
-    if registry.digest(&tag).await?.is_none() {
-        return Ok(false);
-    }
-    let manifest = registry.manifest(&tag).await?;
+    let manifest = match registry.manifest(&tag).await {
+        Ok(m) => m,
+        Err(e) if e.is_not_found() => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
     let json = manifest.json()?;
     for layer in json["layers"].as_array().into_iter().flatten() {
         let (Some(blob), Some(signature)) = (

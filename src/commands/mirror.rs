@@ -51,7 +51,15 @@ pub fn run(project: &Project, args: &MirrorArgs, out: &mut dyn Write) -> Result<
         Some((plan, report))
     };
     if args.update_lock {
-        let bases = read_bases(project, &session)?;
+        // A base that cannot be read fails the refresh as a node would: exit 1, nothing written.
+        let bases = match read_bases(project, &session) {
+            Ok(b) => b,
+            Err(d) => {
+                d.eprint();
+                let _ = writeln!(out, "the lock was not written");
+                return Ok(exit_code::NODE_FAILED);
+            }
+        };
         write_lock(project, model, mirrored.as_ref(), bases)
             .map_err(|e| Diag::plain(e.to_string()))?;
         let _ = writeln!(out, "wrote {}", lock::path_for(&project.file).display());

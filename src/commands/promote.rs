@@ -75,7 +75,9 @@ pub fn run(project: &Project, args: &PromoteArgs, out: &mut dyn Write) -> Result
                 diags.push(
                     Diag::plain(format!(
                         "`{}` is not published by profile `{}`: {} does not exist",
-                        item.version, promotion.from, item.source
+                        item.version,
+                        promotion.from,
+                        item.source()
                     ))
                     .help(format!(
                         "build it with `mab build --profile {} {}` first; nothing was promoted",
@@ -178,7 +180,7 @@ enum State {
 }
 
 async fn state(registry: &Registry, item: &Item) -> Result<State, RegistryError> {
-    let Some(digest) = registry.digest(&item.source).await? else {
+    let Some(digest) = registry.digest(&item.source()).await? else {
         return Ok(State::Missing);
     };
     for tag in &item.tags {
@@ -195,10 +197,7 @@ async fn state(registry: &Registry, item: &Item) -> Result<State, RegistryError>
 /// Copy one version: everything by digest, its signatures, then its tags.
 async fn copy(registry: &Registry, item: &Item) -> Result<(), RegistryError> {
     let digest = item.digest.as_deref().unwrap_or_default();
-    let source = item
-        .source
-        .rsplit_once(':')
-        .map_or(item.source.as_str(), |(r, _)| r);
+    let source = item.from_repository.as_str();
     let index = registry
         .copy_by_digest(source, &item.repository, digest)
         .await?;

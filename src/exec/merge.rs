@@ -20,10 +20,13 @@ pub(super) async fn merge(node: &Node, ctx: &Context, log: &mut tokio::fs::File)
     };
     let repository = ctx.repository_lock(node.reference());
     let _writer = repository.lock().await;
-    if let Some(signer) = &ctx.options.signer
-        && let Err(e) = sign_all(node, ctx, signer, media_type, &children).await
-    {
-        return Done::failed(e);
+    if let Some(signer) = &ctx.options.signer {
+        if ctx.cancelled() {
+            return Done::cancelled("interrupted before signing");
+        }
+        if let Err(e) = sign_all(node, ctx, signer, media_type, &children).await {
+            return Done::failed(e);
+        }
     }
     publish_index(node, ctx, log, media_type, &children).await
 }
@@ -40,9 +43,6 @@ async fn sign_all(
     let repository = node.reference();
     let bytes = index_bytes(media_type, children);
     let digest = registry::digest_of(&bytes);
-    if ctx.cancelled() {
-        return Err(Failure::Internal("interrupted before signing".into()));
-    }
     for c in children.iter().filter(|c| c.attests().is_none()) {
         crate::sign::sign(&ctx.registry, signer, repository, &c.digest).await?;
     }

@@ -140,6 +140,34 @@ async fn input_components(
     )?)
 }
 
+/// Why an image with unchanged inputs is rebuilt all the same: built longer ago than the
+/// build's `rebuild-after` (when mab built it, as its index entry says; else the image's
+/// `created`), or at an unknown time. `None`: young enough, or no `rebuild-after`.
+fn too_old(
+    build: &BuildWork,
+    entry: &crate::registry::Descriptor,
+    created: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<NotReusable> {
+    let (seconds, limit) = build.rebuild_after.as_ref()?;
+    let built = entry
+        .annotations
+        .get(BUILT_ANNOTATION)
+        .map(String::as_str)
+        .or(created)
+        .and_then(crate::clock::parse);
+    let Some(built) = built else {
+        return Some(NotReusable::AgeUnknown {
+            limit: limit.clone(),
+        });
+    };
+    let age = (now - built).num_seconds();
+    (age > i64::try_from(*seconds).unwrap_or(i64::MAX)).then(|| NotReusable::Aged {
+        age: crate::clock::age(age),
+        limit: limit.clone(),
+    })
+}
+
 /// The digest of the image published for `node` when it has the same inputs, else why not;
 /// an error when the registry cannot say.
 async fn reusable(
@@ -169,33 +197,12 @@ async fn reusable(
     let config = registry.config(node.reference(), &child).await?;
     let labels = &config.labels;
     Ok(match labels.get(inputs::INPUT_LABEL) {
-        Some(published) if *published == input => match &build.rebuild_after {
-            Some((seconds, limit)) => {
-                // When mab built it (the index says), else what the image says.
-                let built = entry
-                    .annotations
-                    .get(BUILT_ANNOTATION)
-                    .or(config.created.as_ref())
-                    .and_then(|t| crate::clock::parse(t));
-                match built {
-                    None => Err(NotReusable::AgeUnknown {
-                        limit: limit.clone(),
-                    }),
-                    Some(t) => {
-                        let age = (ctx.now - t).num_seconds();
-                        if age > i64::try_from(*seconds).unwrap_or(i64::MAX) {
-                            Err(NotReusable::Aged {
-                                age: crate::clock::age(age),
-                                limit: limit.clone(),
-                            })
-                        } else {
-                            Ok(child)
-                        }
-                    }
-                }
+        Some(published) if *published == input => {
+            match too_old(build, &entry, config.created.as_deref(), ctx.now) {
+                Some(why) => Err(why),
+                None => Ok(child),
             }
-            None => Ok(child),
-        },
+        }
         Some(_) => Err(NotReusable::Changed(inputs::describe_moves(
             &inputs::changed(
                 labels.get(inputs::INPUTS_LABEL).map_or("", String::as_str),
@@ -206,4 +213,57 @@ async fn reusable(
         ))),
         None => Err(NotReusable::NoInputHash),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{Options, compile};
+    use crate::plan::{Selection, plan};
+
+    #[test]
+    fn age_is_read_from_the_index_entry_before_the_image() {
+        let source = crate::diag::Source::new(
+            "images.kdl".to_owned(),
+            r#"profile "dev" { registry "r.example/team"; }
+defaults { platforms "linux/amd64"; }
+image "a" { version "1"; rebuild-after "7d"; }
+"#
+            .to_owned(),
+        );
+        let model = compile(&source, &Options::default()).expect("manifest");
+        let plan = plan(&model, &Selection::default()).expect("plan");
+        let build = plan
+            .nodes
+            .iter()
+            .find_map(|n| n.as_build())
+            .expect("a build");
+        let now = crate::clock::parse("2026-11-25T00:00:00Z").unwrap();
+        let mut entry = crate::registry::Descriptor {
+            media_type: String::new(),
+            digest: "sha256:0".into(),
+            size: 0,
+            platform: None,
+            annotations: Default::default(),
+        };
+        // Nothing says when: rebuilt.
+        assert!(matches!(
+            too_old(build, &entry, None, now),
+            Some(NotReusable::AgeUnknown { .. })
+        ));
+        // The image's own `created` (a SOURCE_DATE_EPOCH, say) is old; mab's stamp is young.
+        let old = Some("2026-01-01T00:00:00Z");
+        assert!(too_old(build, &entry, old, now).is_some());
+        entry
+            .annotations
+            .insert(BUILT_ANNOTATION.into(), "2026-11-20T00:00:00Z".into());
+        assert!(too_old(build, &entry, old, now).is_none());
+        entry
+            .annotations
+            .insert(BUILT_ANNOTATION.into(), "2026-11-15T00:00:00Z".into());
+        assert_eq!(
+            too_old(build, &entry, old, now).map(|w| w.to_string()),
+            Some("published 10 days ago; rebuild-after 7d".to_owned())
+        );
+    }
 }

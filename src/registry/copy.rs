@@ -4,6 +4,14 @@
 use super::verify::CheckedStream;
 use super::*;
 
+/// A transfer error another try would not mend.
+fn fatal(message: String) -> http::HttpError {
+    http::HttpError {
+        message,
+        retryable: false,
+    }
+}
+
 impl Registry {
     async fn blob_exists(&self, r: &Ref, digest: &str) -> Result<bool> {
         let path = format!("/v2/{}/blobs/{digest}", r.repository);
@@ -100,10 +108,6 @@ impl Registry {
         dst: &Ref,
         digest: &str,
     ) -> std::result::Result<reqwest::Url, http::HttpError> {
-        let fatal = |m: String| http::HttpError {
-            message: m,
-            retryable: false,
-        };
         let start = self
             .http
             .send(
@@ -146,10 +150,6 @@ impl Registry {
         size: Option<u64>,
     ) -> std::result::Result<(), http::HttpError> {
         use futures_util::StreamExt;
-        let fatal = |m: String| http::HttpError {
-            message: m,
-            retryable: false,
-        };
         let download = self
             .http
             .send(
