@@ -111,6 +111,9 @@ pub fn components(
     {
         c.insert(format!("label:{k}"), v.clone());
     }
+    for (k, v) in &build.annotations {
+        c.insert(format!("annotation:{k}"), v.clone());
+    }
     Ok(c)
 }
 

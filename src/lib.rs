@@ -17,6 +17,7 @@ pub mod info;
 pub mod inputs;
 pub mod lock;
 pub mod manifest;
+pub mod origin;
 pub mod plan;
 pub mod promote;
 pub mod registry;
@@ -69,6 +70,7 @@ pub fn manifest_options(cli: &Cli) -> manifest::Options {
         // `MAB_PROFILE=` (set, but empty) means no profile was asked for.
         profile: cli.profile.clone().filter(|p| !p.is_empty()),
         vars: cli.vars.clone(),
+        now: clock::now().ok(),
     }
 }
 
@@ -102,6 +104,11 @@ fn execute(cli: &Cli, out: &mut dyn Write) -> Result<i32, Diagnostics> {
     if let Err(e) = clock::now() {
         return Err(diag::Diag::plain(e)
             .help("unset it to run at the present time")
+            .into());
+    }
+    if let Err(e) = origin::epoch_from_env() {
+        return Err(diag::Diag::plain(e)
+            .help("unset it to take the time of the checked-out commit")
             .into());
     }
     commands::execute(cli, out)

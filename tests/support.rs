@@ -53,6 +53,13 @@ pub fn mab_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
         .env_remove("MAB_PROFILE")
         .env("NO_COLOR", "1")
         .args(args);
+    if dir == root() {
+        // Snapshots of the shipped manifests: the same on every commit of this repository,
+        // clean or not. The commit's part (revision, time) is tested where a test commits.
+        c.env("GIT_DIR", "/nonexistent/mab-tests")
+            .env("SOURCE_DATE_EPOCH", "1764000000")
+            .env("MAB_NOW", "2026-11-25T10:00:00Z");
+    }
     for (k, v) in env {
         c.env(k, v);
     }

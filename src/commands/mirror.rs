@@ -90,7 +90,7 @@ fn base_pins(project: &Project) -> (BTreeSet<(String, Option<String>)>, bool) {
         }
         let options = crate::manifest::Options {
             profile: Some(p.clone()),
-            vars: project.options.vars.clone(),
+            ..project.options.clone()
         };
         complete &= Project::load(&project.file, options).is_ok_and(|other| add(&other.model));
     }

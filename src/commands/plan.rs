@@ -154,7 +154,7 @@ fn promotion_plan(
         &project.file,
         crate::manifest::Options {
             profile: Some(from.to_owned()),
-            vars: project.options.vars.clone(),
+            ..project.options.clone()
         },
     )?;
     if args.check_registry || args.changed_since.is_some() {

@@ -24,7 +24,7 @@ fn projects(
             &project.file,
             crate::manifest::Options {
                 profile: Some(name.to_owned()),
-                vars: project.options.vars.clone(),
+                ..project.options.clone()
             },
         )
     };

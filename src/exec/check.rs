@@ -8,7 +8,6 @@ use super::node::Done;
 use super::reuse::{self, Reuse};
 use super::{Context, merge, mirror};
 use crate::plan::{Decision, Kind, Node};
-use crate::registry;
 
 fn decided(done: Done, decision: &str, reason: impl Into<String>, input: Option<String>) -> Done {
     Done {
@@ -100,11 +99,14 @@ async fn decide_merge(node: &Node, ctx: &Context) -> Done {
             None,
         );
     }
-    let (media_type, children) = match merge::index_of(node, ctx).await {
-        Ok(index) => index,
+    let digest = match merge::index_of(node, ctx).await {
+        Ok(index) => index.digest(),
         Err(e) => return Done::failed(e),
     };
-    let digest = registry::digest_of(&registry::index_bytes(media_type, &children));
+    // What the run would refuse, the check refuses too.
+    if let Err(e) = merge::dated_tags_free(node, ctx, &digest).await {
+        return Done::failed(e);
+    }
     match merge::stale_tag(node, ctx, &digest).await {
         Err(e) => Done::failed(e),
         Ok(None) => decided(

@@ -58,6 +58,16 @@ pub enum Failure {
         reference: String,
         platform: Option<String>,
     },
+    /// A tag made from the run's date or time already names another index.
+    #[error(
+        "{reference}:{tag} already holds {current}: a dated tag is written once and never moved; \
+         no tag of this version was moved (use `${{time}}` in the tag for more than one release a day)"
+    )]
+    DatedTagTaken {
+        reference: String,
+        tag: String,
+        current: String,
+    },
     #[error("`{0}` is not in the lock file; run `mab mirror --update-lock`")]
     NotLocked(String),
     #[error(

@@ -8,27 +8,31 @@ use super::failure::Failure;
 use super::node::Done;
 use super::reuse;
 use crate::inputs::InputError;
-use crate::plan::{Node, NodeId};
-use crate::registry::{self, Descriptor, index_bytes};
+use crate::plan::{Node, NodeId, Work};
+use crate::registry::{self, Descriptor, NewIndex};
 
 /// Push the index of every platform's image (with its attestation manifests), then its
 /// tags, unless interrupted.
 pub(super) async fn merge(node: &Node, ctx: &Context, log: &mut tokio::fs::File) -> Done {
-    let (media_type, children) = match index_of(node, ctx).await {
+    let index = match index_of(node, ctx).await {
         Ok(index) => index,
         Err(e) => return Done::failed(e),
     };
     let repository = ctx.repository_lock(node.reference());
     let _writer = repository.lock().await;
+    // Nothing is written, not even a signature, when a dated tag would have to move.
+    if let Err(e) = dated_tags_free(node, ctx, &index.digest()).await {
+        return Done::failed(e);
+    }
     if let Some(signer) = &ctx.options.signer {
         if ctx.cancelled() {
             return Done::cancelled("interrupted before signing");
         }
-        if let Err(e) = sign_all(node, ctx, signer, media_type, &children).await {
+        if let Err(e) = sign_all(node, ctx, signer, &index).await {
             return Done::failed(e);
         }
     }
-    publish_index(node, ctx, log, media_type, &children).await
+    publish_index(node, ctx, log, &index).await
 }
 
 /// Sign every platform image of the index and the index itself (put by digest first), before
@@ -37,13 +41,12 @@ async fn sign_all(
     node: &Node,
     ctx: &Context,
     signer: &crate::sign::Signer,
-    media_type: &str,
-    children: &[Descriptor],
+    index: &NewIndex,
 ) -> Result<(), Failure> {
     let repository = node.reference();
-    let bytes = index_bytes(media_type, children);
+    let bytes = index.bytes();
     let digest = registry::digest_of(&bytes);
-    for c in children.iter().filter(|c| c.attests().is_none()) {
+    for c in index.manifests.iter().filter(|c| c.attests().is_none()) {
         crate::sign::sign(&ctx.registry, signer, repository, &c.digest).await?;
     }
     if ctx
@@ -53,7 +56,7 @@ async fn sign_all(
         .is_none()
     {
         ctx.registry
-            .put_manifest(repository, &digest, &bytes, media_type)
+            .put_manifest(repository, &digest, &bytes, &index.media_type)
             .await?;
     }
     if crate::sign::sign(&ctx.registry, signer, repository, &digest).await? {
@@ -62,12 +65,9 @@ async fn sign_all(
     Ok(())
 }
 
-/// The index merge `node` publishes: its media type and entries, images first. Every
+/// The index merge `node` publishes: its entries, images first, and its annotations. Every
 /// platform's build must have published its digest.
-pub(super) async fn index_of(
-    node: &Node,
-    ctx: &Context,
-) -> Result<(&'static str, Vec<Descriptor>), Failure> {
+pub(super) async fn index_of(node: &Node, ctx: &Context) -> Result<NewIndex, Failure> {
     // A reused image was published with its attestations: they are in the index at the tag.
     let published = match node.tags().first() {
         Some(tag) => ctx
@@ -92,8 +92,14 @@ pub(super) async fn index_of(
     if children.is_empty() {
         return Err(Failure::NothingToMerge);
     }
-    let children = registry::images_first(children);
-    Ok((registry::index_type_for(&children), children))
+    let annotations = match &node.work {
+        Work::Merge(m) => m.annotations.clone(),
+        _ => Default::default(),
+    };
+    Ok(NewIndex::annotated(
+        registry::images_first(children),
+        annotations,
+    ))
 }
 
 /// Say in the image's index entry when it was built (`io.mab.built`, for `rebuild-after`):
@@ -146,15 +152,40 @@ pub(super) async fn stale_tag(
     Ok(None)
 }
 
-/// PUT an index (of `media_type`) of `children` at every tag of `node`.
+/// Fail when a dated tag of `node` (`${date}`, `${time}`) already holds an index other than
+/// `digest`: such a tag is written once. Asked before any tag moves.
+pub(super) async fn dated_tags_free(
+    node: &Node,
+    ctx: &Context,
+    digest: &str,
+) -> Result<(), Failure> {
+    let Work::Merge(m) = &node.work else {
+        return Ok(());
+    };
+    for tag in &m.dated_tags {
+        let current = ctx
+            .registry
+            .digest(&format!("{}:{tag}", node.reference()))
+            .await?;
+        if let Some(current) = current.filter(|c| c != digest) {
+            return Err(Failure::DatedTagTaken {
+                reference: node.reference().to_owned(),
+                tag: tag.clone(),
+                current,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// PUT `index` at every tag of `node`.
 pub(super) async fn publish_index(
     node: &Node,
     ctx: &Context,
     log: &mut tokio::fs::File,
-    media_type: &str,
-    children: &[Descriptor],
+    index: &NewIndex,
 ) -> Done {
-    let bytes = index_bytes(media_type, children);
+    let bytes = index.bytes();
     let digest = registry::digest_of(&bytes);
     let mut pushed = false;
     for tag in node.tags() {
@@ -175,7 +206,7 @@ pub(super) async fn publish_index(
             .await;
         if let Err(e) = ctx
             .registry
-            .put_manifest(node.reference(), tag, &bytes, media_type)
+            .put_manifest(node.reference(), tag, &bytes, &index.media_type)
             .await
         {
             return Done::failed(e);

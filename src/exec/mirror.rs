@@ -8,7 +8,7 @@ use super::failure::Failure;
 use super::merge::publish_index;
 use super::node::Done;
 use crate::plan::Node;
-use crate::registry::{self, Descriptor, index_bytes};
+use crate::registry::{self, Descriptor, NewIndex};
 
 /// Copy `source:tag` to `ref:tag`: the whole index, or the selected platforms only.
 pub(super) async fn mirror(node: &Node, ctx: &Context, log: &mut tokio::fs::File) -> Done {
@@ -107,7 +107,8 @@ async fn copy(
     } else if ctx.cancelled() {
         Ok(Done::cancelled("interrupted"))
     } else {
-        Ok(publish_index(node, ctx, log, &upstream.media_type, &keep).await)
+        let index = NewIndex::new(upstream.media_type.clone(), keep);
+        Ok(publish_index(node, ctx, log, &index).await)
     }
 }
 
@@ -202,7 +203,7 @@ pub(super) async fn target(node: &Node, ctx: &Context) -> Result<Target, Failure
         .await?;
     let wanted = if upstream.is_index() {
         let keep = keep_platforms(node, upstream.entries()?, &src)?;
-        registry::digest_of(&index_bytes(&upstream.media_type, &keep))
+        NewIndex::new(upstream.media_type.clone(), keep).digest()
     } else {
         upstream.digest.clone()
     };

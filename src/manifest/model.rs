@@ -61,6 +61,35 @@ pub struct Profile {
     pub sign: Option<SignKey>,
 }
 
+/// Where an `annotation` is written: the index, each platform's image manifest, or both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnnotationLevel {
+    Index,
+    Manifest,
+    Both,
+}
+
+impl AnnotationLevel {
+    pub const NAMES: &'static [&'static str] = &["index", "manifest", "both"];
+
+    pub fn parse(s: &str) -> Option<AnnotationLevel> {
+        match s {
+            "index" => Some(AnnotationLevel::Index),
+            "manifest" => Some(AnnotationLevel::Manifest),
+            "both" => Some(AnnotationLevel::Both),
+            _ => None,
+        }
+    }
+
+    pub fn index(self) -> bool {
+        self != AnnotationLevel::Manifest
+    }
+
+    pub fn manifest(self) -> bool {
+        self != AnnotationLevel::Index
+    }
+}
+
 /// Where the signing key comes from: `env:NAME`, or a file (relative to the manifest).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SignKey {
@@ -157,6 +186,13 @@ pub struct ImageVersion {
     pub froms: Vec<From>,
     /// `rebuild-after`: seconds, and the age as written (`7d`).
     pub rebuild_after: Option<(u64, String)>,
+    /// `annotation … level="index"` (the default) and the standard
+    /// `org.opencontainers.image.*` ones: written on the index at merge, no input.
+    pub index_annotations: BTreeMap<String, String>,
+    /// `annotation … level="manifest"`: on every platform's image manifest, an input.
+    pub manifest_annotations: BTreeMap<String, String>,
+    /// Tags made from the run's time (`${date}`, `${time}`): written once, never moved.
+    pub dated_tags: Vec<String>,
     /// `${registry}/${image}`.
     pub repository: String,
     pub span: SourceSpan,
@@ -201,6 +237,8 @@ pub struct Builder {
 #[derive(Clone, Debug)]
 pub struct Model {
     pub profile: Profile,
+    /// `SOURCE_DATE_EPOCH` of the builds: the environment's, else the commit's time.
+    pub epoch: Option<i64>,
     pub profiles: Vec<String>,
     pub vars: BTreeMap<String, String>,
     pub mirrors: Vec<Mirror>,

@@ -36,6 +36,14 @@ pub enum RawCache {
     },
 }
 
+/// `annotation "KEY" "VALUE" level="index"|"manifest"|"both"`.
+#[derive(Clone, Debug)]
+pub struct RawAnnotation {
+    pub key: Spanned<String>,
+    pub value: Spanned<String>,
+    pub level: crate::manifest::model::AnnotationLevel,
+}
+
 /// Image settings as written in one block (`defaults`, `profile`, `image`, `version` or `variant`).
 #[derive(Clone, Debug, Default)]
 pub struct RawSettings {
@@ -45,6 +53,8 @@ pub struct RawSettings {
     pub platforms: Option<Spanned<Vec<Spanned<String>>>>,
     pub args: Vec<Pair>,
     pub labels: Vec<Pair>,
+    /// `annotation KEY VALUE level=…`, in the order written.
+    pub annotations: Vec<RawAnnotation>,
     pub tags: Option<Vec<Spanned<String>>>,
     pub froms: Vec<RawFrom>,
     pub test: Option<Spanned<Vec<String>>>,

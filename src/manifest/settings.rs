@@ -10,6 +10,7 @@ use super::kdl_node::{
 use super::raw::*;
 use super::syntax::*;
 use crate::diag::{Diag, Diagnostics};
+use crate::manifest::model::AnnotationLevel;
 
 /// A build-arg name that BuildKit's `SecretsUsedInArgOrEnv` check would flag: one of its
 /// `_`-separated words names a credential.
@@ -182,6 +183,7 @@ pub(super) fn read_setting(node: &KdlNode, s: &mut RawSettings, diags: &mut Diag
         }
         "arg" => arg_setting(node, s, diags),
         "label" => label_setting(node, s, diags),
+        "annotation" => annotation_setting(node, s, diags),
         "tag" => {
             check_props(node, &[], diags);
             forbid_children(node, diags);
@@ -293,6 +295,79 @@ fn label_setting(node: &KdlNode, s: &mut RawSettings, diags: &mut Diagnostics) {
         } else {
             s.labels.push(p);
         }
+    }
+}
+
+/// Why `key` cannot be an annotation key, if it cannot: it reaches `--annotation KEY=VALUE`
+/// (buildx reads a `TYPE:` prefix before the key) and mab's own `io.mab.*` keys.
+pub(super) fn annotation_key_problem(key: &str) -> Option<&'static str> {
+    if key.is_empty()
+        || !key.starts_with(|c: char| c.is_ascii_alphanumeric())
+        || !key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'))
+    {
+        Some("letters, digits, `.`, `_`, `-` and `/`, starting with a letter or digit")
+    } else if key.starts_with("io.mab.") {
+        Some("`io.mab.*` annotations are mab's own")
+    } else {
+        None
+    }
+}
+
+/// `annotation "KEY" "VALUE" level="index"|"manifest"|"both"`: index annotations (the
+/// default) are written at merge and are no input; manifest ones are on every platform's image.
+fn annotation_setting(node: &KdlNode, s: &mut RawSettings, diags: &mut Diagnostics) {
+    check_props(node, &["level"], diags);
+    forbid_children(node, diags);
+    let Some(mut a) = string_args(
+        node,
+        2,
+        Some(2),
+        "an annotation key and its value",
+        true,
+        diags,
+    ) else {
+        return;
+    };
+    let (Some(value), Some(key)) = (a.pop(), a.pop()) else {
+        return;
+    };
+    let level = match prop(node, "level").and_then(|e| entry_string(e, "`level`", false, diags)) {
+        None => AnnotationLevel::Index,
+        Some(l) => match AnnotationLevel::parse(&l.value) {
+            Some(level) => level,
+            None => {
+                diags.push(
+                    Diag::error(l.span, format!("unknown annotation level `{}`", l.value.escape_debug()))
+                        .label("expected \"index\", \"manifest\" or \"both\"")
+                        .help("`index` (the default) is written on the image index at merge; `manifest` on every platform's image, where it is an input of the build"),
+                );
+                return;
+            }
+        },
+    };
+    if let Some(problem) = annotation_key_problem(&key.value) {
+        diags.push(
+            Diag::error(
+                key.span,
+                format!("invalid annotation key `{}`", key.value.escape_debug()),
+            )
+            .label(problem)
+            .help("e.g. `annotation \"org.opencontainers.image.description\" \"…\"`"),
+        );
+    } else if let Some(first) = s.annotations.iter().find(|a| a.key.value == key.value) {
+        diags.push(
+            Diag::error(
+                key.span,
+                format!("`annotation {}` is set twice in the same block", key.value),
+            )
+            .label("set again here")
+            .also(first.key.span, "first set here")
+            .help("keep one of the two; `level=\"both\"` writes it on the index and the manifests"),
+        );
+    } else {
+        s.annotations.push(RawAnnotation { key, value, level });
     }
 }
 

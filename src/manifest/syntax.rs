@@ -22,6 +22,7 @@ pub(super) const IMAGE_SETTINGS: &[&str] = &[
     "target",
     "arg",
     "label",
+    "annotation",
     "tag",
     "from",
     "test",
@@ -48,6 +49,7 @@ pub(super) const PROFILE_SETTINGS: &[&str] = &[
     "platforms",
     "arg",
     "label",
+    "annotation",
     "cache",
     "attest",
     "secret",
@@ -454,7 +456,8 @@ fn read_profile(node: &KdlNode, diags: &mut Diagnostics) -> Option<RawProfile> {
                     set_once(&mut p.promoted_from, i, child, diags);
                 }
             }
-            "platforms" | "arg" | "label" | "cache" | "attest" | "secret" | "rebuild-after" => {
+            "platforms" | "arg" | "label" | "annotation" | "cache" | "attest" | "secret"
+            | "rebuild-after" => {
                 read_setting(child, &mut p.settings, diags);
             }
             other => unknown_node(child, other, PROFILE_SETTINGS, "`profile`", diags),

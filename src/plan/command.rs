@@ -135,6 +135,29 @@ fn with_build_flags(mut c: Command, b: &BuildWork, backend: Backend) -> Command 
     for (k, l) in &b.labels {
         c = c.arg("--label").arg(format!("{k}={l}"));
     }
+    // buildx reads a `TYPE:` before the key; the key itself has no `:` or `=`.
+    let level = if backend == Backend::Buildx {
+        "manifest:"
+    } else {
+        ""
+    };
+    for (k, a) in &b.annotations {
+        c = c.arg("--annotation").arg(format!("{level}{k}={a}"));
+    }
+    // The commit's time: image `created`, history and (buildah; buildx with
+    // `rewrite-timestamp`) file times, so a rebuild of the same inputs gives the same bytes.
+    // The manifest's own `arg SOURCE_DATE_EPOCH` wins.
+    if let Some(epoch) = b
+        .epoch
+        .filter(|_| !b.args.contains_key(crate::origin::EPOCH_VAR))
+    {
+        c = match backend {
+            Backend::Buildx => c
+                .arg("--build-arg")
+                .arg(format!("{}={epoch}", crate::origin::EPOCH_VAR)),
+            Backend::Buildah | Backend::Podman => c.arg("--timestamp").arg(epoch.to_string()),
+        };
+    }
     // Where each secret comes from, never its value: the builder reads it.
     for (id, source) in &b.secrets {
         let spec = match (source, backend) {
@@ -193,8 +216,13 @@ fn buildx_build(node: &Node, b: &BuildWork) -> Steps {
     let output = if p.cache_only {
         "type=cacheonly".to_owned()
     } else if p.push {
+        let rewrite = if b.epoch.is_some() || b.args.contains_key(crate::origin::EPOCH_VAR) {
+            ",rewrite-timestamp=true"
+        } else {
+            ""
+        };
         format!(
-            "type=image,name={},push-by-digest=true,name-canonical=true,push=true{insecure}",
+            "type=image,name={},push-by-digest=true,name-canonical=true,push=true{rewrite}{insecure}",
             b.image.repository
         )
     } else {
@@ -415,6 +443,14 @@ fn merge(node: &Node, m: &MergeWork) -> (Vec<Command>, DigestOut) {
         c = c.arg("--manifest").arg(pinned(reference, b));
     }
     let mut cmds = vec![c.arg("--tag").arg(first.clone())];
+    if !m.annotations.is_empty() {
+        // The index's own annotations (mab writes them with the index, before any tag).
+        let mut a = crane(node).arg("mutate");
+        for (k, v) in &m.annotations {
+            a = a.arg("--annotation").arg(format!("{k}={v}"));
+        }
+        cmds.push(a.arg("--tag").arg(first.clone()).arg(first.clone()));
+    }
     for t in m.tags.iter().skip(1) {
         cmds.push(crane(node).arg("tag").arg(first.clone()).arg(t.clone()));
     }

@@ -39,6 +39,12 @@ struct NodeJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     labels: Option<&'a BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    annotations: Option<&'a BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source_date_epoch: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dated_tags: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     cache: Option<&'a Cache>,
     #[serde(skip_serializing_if = "Option::is_none")]
     attest: Option<&'a [String]>,
@@ -85,6 +91,16 @@ impl Serialize for Node {
             target: build.and_then(|b| b.target.as_deref()),
             args: build.and_then(|b| non_empty(&b.args)),
             labels: build.and_then(|b| non_empty(&b.labels)),
+            annotations: match &self.work {
+                Work::Build(b) => non_empty(&b.annotations),
+                Work::Merge(m) => non_empty(&m.annotations),
+                _ => None,
+            },
+            source_date_epoch: build.and_then(|b| b.epoch),
+            dated_tags: match &self.work {
+                Work::Merge(m) if !m.dated_tags.is_empty() => Some(m.dated_tags.as_slice()),
+                _ => None,
+            },
             cache: build.and_then(|b| b.cache.as_ref()),
             attest: build.and_then(|b| b.attest.as_deref()),
             rebuild_after: build.and_then(|b| b.rebuild_after.as_ref().map(|r| r.1.as_str())),

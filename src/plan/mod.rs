@@ -419,6 +419,8 @@ impl Builder<'_> {
                 image,
                 platforms: platforms.iter().map(|p| p.platform.to_string()).collect(),
                 tags: v.tags.clone(),
+                dated_tags: v.dated_tags.clone(),
+                annotations: v.index_annotations.clone(),
             });
             let node = self.node(NodeId::Merge { key: v.key.clone() }, merge_needs, work);
             self.push(node);
@@ -458,6 +460,8 @@ impl Builder<'_> {
             target: v.target.clone(),
             args,
             labels: ps.labels.clone(),
+            annotations: v.manifest_annotations.clone(),
+            epoch: model.epoch,
             cache: ps.cache.clone(),
             attest: (model.profile.backend == Backend::Buildx).then(|| v.attest.clone()),
             secrets: v.secrets.clone(),

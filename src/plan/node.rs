@@ -104,6 +104,11 @@ pub struct BuildWork {
     /// Build args; a base is pinned with a digest placeholder.
     pub args: BTreeMap<String, Arg>,
     pub labels: BTreeMap<String, String>,
+    /// Manifest-level annotations (`--annotation`): an input, as labels are.
+    pub annotations: BTreeMap<String, String>,
+    /// `SOURCE_DATE_EPOCH` (buildx `--build-arg`, buildah/podman `--timestamp`): no input, so
+    /// a new commit with the same inputs reuses the image.
+    pub epoch: Option<i64>,
     pub cache: Option<Cache>,
     /// buildx builds: the attestation requests (`--attest`); empty turns provenance off.
     pub attest: Option<Vec<String>>,
@@ -141,6 +146,10 @@ pub struct MergeWork {
     /// The platforms in the index.
     pub platforms: Vec<String>,
     pub tags: Vec<String>,
+    /// Tags made from the run's date or time: written once, never moved to another index.
+    pub dated_tags: Vec<String>,
+    /// Annotations of the index itself: written at merge, no input of anything.
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// What a run would do with a node, as the registry says today.

@@ -150,23 +150,53 @@ pub fn images_first(entries: Vec<Descriptor>) -> Vec<Descriptor> {
     images
 }
 
-#[derive(Serialize)]
-struct Index<'a> {
+/// An image index mab writes: its type, its entries in order and its own annotations.
+#[derive(Clone, Debug, Serialize)]
+pub struct NewIndex {
     #[serde(rename = "schemaVersion")]
     schema_version: u32,
     #[serde(rename = "mediaType")]
-    media_type: &'a str,
-    manifests: &'a [Descriptor],
+    pub media_type: String,
+    pub manifests: Vec<Descriptor>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
 }
 
-/// The bytes of an OCI index of `children`, in the order given (deterministic).
-pub fn index_bytes(media_type: &str, children: &[Descriptor]) -> Vec<u8> {
-    let index = Index {
-        schema_version: 2,
-        media_type,
-        manifests: children,
-    };
-    serde_json::to_vec(&index).unwrap_or_default()
+impl NewIndex {
+    pub fn new(media_type: impl Into<String>, manifests: Vec<Descriptor>) -> NewIndex {
+        NewIndex {
+            schema_version: 2,
+            media_type: media_type.into(),
+            manifests,
+            annotations: BTreeMap::new(),
+        }
+    }
+
+    /// An index of `manifests` with `annotations`: an OCI index when there are any (a Docker
+    /// manifest list has no annotations), else the type [`index_type_for`] chooses.
+    pub fn annotated(
+        manifests: Vec<Descriptor>,
+        annotations: BTreeMap<String, String>,
+    ) -> NewIndex {
+        let media_type = if annotations.is_empty() {
+            index_type_for(&manifests)
+        } else {
+            OCI_INDEX
+        };
+        NewIndex {
+            annotations,
+            ..NewIndex::new(media_type, manifests)
+        }
+    }
+
+    /// The bytes, in the order given (deterministic).
+    pub fn bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn digest(&self) -> String {
+        digest_of(&self.bytes())
+    }
 }
 
 /// The index type for `children`: a Docker manifest list when every child is a Docker
@@ -242,7 +272,7 @@ mod tests {
         let digests: Vec<&str> = merged.iter().map(|d| d.digest.as_str()).collect();
         assert_eq!(digests, ["a", "b", "c", "d"]);
         // The annotations survive a round trip through an index exactly.
-        let bytes = index_bytes(OCI_INDEX, &merged);
+        let bytes = NewIndex::new(OCI_INDEX, merged).bytes();
         let back: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(
             back["manifests"][3]["annotations"][REFERENCE_DIGEST],
@@ -260,12 +290,33 @@ mod tests {
             platform: Some(PlatformSpec::parse("linux/arm/v7")),
             annotations: BTreeMap::new(),
         };
-        let bytes = index_bytes(OCI_INDEX, std::slice::from_ref(&child));
-        assert_eq!(bytes, index_bytes(OCI_INDEX, &[child]));
+        let docker = Descriptor {
+            media_type: DOCKER_MANIFEST.into(),
+            ..child.clone()
+        };
+        let bytes = NewIndex::new(OCI_INDEX, vec![child.clone()]).bytes();
+        assert_eq!(
+            bytes,
+            NewIndex::annotated(vec![child], BTreeMap::new()).bytes()
+        );
         let text = String::from_utf8(bytes).unwrap();
         assert!(text.starts_with(r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"#), "{text}");
         assert!(
             text.contains(r#""platform":{"architecture":"arm","os":"linux","variant":"v7"}"#),
+            "{text}"
+        );
+        assert!(!text.contains("annotations"), "{text}");
+        // Docker images make a Docker manifest list, unless the index has annotations.
+        let plain = NewIndex::annotated(vec![docker.clone()], BTreeMap::new());
+        assert_eq!(plain.media_type, DOCKER_LIST);
+        let annotated = NewIndex::annotated(
+            vec![docker],
+            BTreeMap::from([(String::from("k"), String::from("a \"b\"\n"))]),
+        );
+        assert_eq!(annotated.media_type, OCI_INDEX);
+        let text = String::from_utf8(annotated.bytes()).unwrap();
+        assert!(
+            text.ends_with(r#"],"annotations":{"k":"a \"b\"\n"}}"#),
             "{text}"
         );
     }

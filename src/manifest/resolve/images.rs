@@ -120,6 +120,7 @@ impl<'a> Resolver<'a> {
             registry: Some(&profile.registry),
             image: Some((&image.name.value, &version.value, vname)),
             platform: None,
+            clock: None,
         };
         let (context, dockerfile, outside_ok) =
             build_files(&scope, layers, image, version, &mut diags);
@@ -153,7 +154,12 @@ impl<'a> Resolver<'a> {
             }
         };
 
-        let tags = tags(&scope, layers, version, &suffix, &mut diags);
+        let tag_scope = Scope {
+            clock: Some((&self.clock.0, &self.clock.1)),
+            ..scope
+        };
+        let (tags, dated_tags) = tags(&tag_scope, layers, version, &suffix, &mut diags);
+        let (index_annotations, manifest_annotations) = annotations(&scope, layers, &mut diags);
 
         let per_platform: Vec<PlatformSettings> = platforms
             .iter()
@@ -184,6 +190,9 @@ impl<'a> Resolver<'a> {
             secrets,
             platforms: per_platform,
             tags,
+            dated_tags,
+            index_annotations,
+            manifest_annotations,
             froms: Vec::new(),
             rebuild_after: layers
                 .last(|b| b.rebuild_after.as_ref())
@@ -243,6 +252,7 @@ impl<'a> Resolver<'a> {
                 registry: Some(&self.registry),
                 image: Some((&v.image, &v.version, v.variant.as_deref().unwrap_or(""))),
                 platform: None,
+                clock: None,
             };
             let mut diags = Diagnostics::new();
             for f in froms {
@@ -413,15 +423,43 @@ fn attestations(scope: &Scope, layers: &Layers, diags: &mut Diagnostics) -> Vec<
     }
 }
 
+/// The annotations of a version, index-level and manifest-level: a later block replaces a key
+/// (and its level).
+fn annotations(
+    scope: &Scope,
+    layers: &Layers,
+    diags: &mut Diagnostics,
+) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+    let mut all: BTreeMap<&str, &super::super::raw::RawAnnotation> = BTreeMap::new();
+    for b in &layers.blocks {
+        for a in &b.annotations {
+            all.insert(&a.key.value, a);
+        }
+    }
+    let (mut index, mut manifest) = (BTreeMap::new(), BTreeMap::new());
+    for (key, a) in all {
+        let Some(value) = scope.interp(&a.value, diags) else {
+            continue;
+        };
+        if a.level.manifest() {
+            manifest.insert(key.to_owned(), value.clone());
+        }
+        if a.level.index() {
+            index.insert(key.to_owned(), value);
+        }
+    }
+    (index, manifest)
+}
+
 /// The tags of a version: the last block that declares any wins; inherited ones get the
-/// variant suffix.
+/// variant suffix. Second, those made from the run's `${date}` or `${time}`.
 fn tags(
     scope: &Scope,
     layers: &Layers,
     version: &Spanned<String>,
     suffix: &str,
     diags: &mut Diagnostics,
-) -> Vec<String> {
+) -> (Vec<String>, Vec<String>) {
     let tag_block = layers
         .blocks
         .iter()
@@ -429,22 +467,25 @@ fn tags(
         .rev()
         .find_map(|(i, b)| b.tags.as_ref().map(|t| (i, t)));
     match tag_block {
-        None => vec![format!("{}{suffix}", version.value)],
+        None => (vec![format!("{}{suffix}", version.value)], Vec::new()),
         Some((i, list)) => {
             let literal = i >= layers.variant_from;
-            let mut tags = Vec::new();
+            let (mut tags, mut dated) = (Vec::new(), Vec::new());
             for t in list {
-                let Some(v) = scope.interp(t, diags) else {
+                let Some((v, is_dated)) = scope.interp_dated(t, diags) else {
                     continue;
                 };
                 let v = if literal { v } else { format!("{v}{suffix}") };
                 if let Some(problem) = tag_problem(&v) {
                     diags.push(Diag::error(t.span, format!("invalid tag `{v}`")).label(problem));
                 } else if !tags.contains(&v) {
+                    if is_dated {
+                        dated.push(v.clone());
+                    }
                     tags.push(v);
                 }
             }
-            tags
+            (tags, dated)
         }
     }
 }
@@ -547,6 +588,62 @@ image "a" {
             ("defaults".into(), "image".into(), "version".into())
         );
         assert_eq!(args(1), ("defaults".into(), "image".into(), "image".into()));
+    }
+
+    #[test]
+    fn annotations_cascade_by_key_and_level_and_dated_tags_are_known() {
+        let m = resolve(
+            r#"defaults {
+    annotation "org.opencontainers.image.vendor" "Acme"
+    annotation "org.opencontainers.image.licenses" "MIT" level="both"
+}
+image "a" {
+    annotation "org.opencontainers.image.licenses" "Apache-2.0" level="manifest"
+    annotation "org.opencontainers.image.title" "${image} ${version}, \"quoted\", a\nb"
+    tag "${version}" "${version}-${date}" "${version}-${date}.${time}"
+    version "1"
+    version "2" { annotation "org.opencontainers.image.vendor" "Acme, Inc." level="both"; }
+}"#,
+            None,
+            &[],
+        )
+        .unwrap();
+        let [one, two] = &m.versions[..] else {
+            panic!("two versions")
+        };
+        // A later block replaces the key and its level: the licence is manifest-only.
+        assert_eq!(
+            one.index_annotations.keys().collect::<Vec<_>>(),
+            [
+                "org.opencontainers.image.title",
+                "org.opencontainers.image.vendor"
+            ]
+        );
+        assert_eq!(
+            one.manifest_annotations["org.opencontainers.image.licenses"],
+            "Apache-2.0"
+        );
+        assert_eq!(
+            one.index_annotations["org.opencontainers.image.title"],
+            "a 1, \"quoted\", a\nb"
+        );
+        assert_eq!(
+            two.manifest_annotations["org.opencontainers.image.vendor"],
+            "Acme, Inc."
+        );
+        assert_eq!(
+            two.index_annotations["org.opencontainers.image.vendor"],
+            "Acme, Inc."
+        );
+        // `${date}` and `${time}` are the run's, in UTC; only those tags are dated.
+        assert_eq!(one.tags[0], "1");
+        assert_eq!(&one.dated_tags, &one.tags[1..]);
+        assert!(one.tags[1].len() == "1-20261125".len(), "{:?}", one.tags);
+        assert!(
+            one.tags[2].len() == "1-20261125.103000".len(),
+            "{:?}",
+            one.tags
+        );
     }
 
     #[test]

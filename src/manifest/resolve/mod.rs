@@ -26,6 +26,8 @@ use scope::*;
 pub struct Options {
     pub profile: Option<String>,
     pub vars: Vec<(String, String)>,
+    /// The run's time, for `${date}` and `${time}` in tags (`None`: the present).
+    pub now: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Resolve the raw manifest for one profile (`None`: the `default=#true` one), stage by
@@ -38,6 +40,11 @@ pub fn resolve(raw: &RawManifest, src: &str, options: &Options) -> Result<Model,
     let chain = choose_profile(raw, profile, &mut diags)?;
     let chain_broken = diags.len() > errors_before;
     let mut r = Resolver::new(raw, src, chain, chain_broken, diags);
+    let now = options.now.unwrap_or_else(chrono::Utc::now);
+    r.clock = (
+        now.format("%Y%m%d").to_string(),
+        now.format("%H%M%S").to_string(),
+    );
     r.resolve_vars(&options.vars);
     let profile = r.resolve_profile();
     let mirrors = r.resolve_mirrors(&profile.registry);
@@ -58,6 +65,7 @@ pub fn resolve(raw: &RawManifest, src: &str, options: &Options) -> Result<Model,
     let profiles = raw.profiles.iter().map(|p| p.name.value.clone()).collect();
     Ok(Model {
         profile,
+        epoch: None,
         profiles,
         vars: r.vars,
         mirrors,
@@ -120,6 +128,8 @@ struct Resolver<'a> {
     /// An `inherits` could not be followed; a missing registry is then its echo, not news.
     chain_broken: bool,
     diags: Diagnostics,
+    /// `${date}` and `${time}` of a tag: the run's, in UTC (`20261125`, `103000`).
+    clock: (String, String),
 }
 
 /// The cascade of setting blocks for one image version, lowest priority first.
@@ -166,6 +176,7 @@ impl<'a> Resolver<'a> {
             registry: String::new(),
             chain_broken,
             diags,
+            clock: Default::default(),
         }
     }
 
@@ -177,6 +188,7 @@ impl<'a> Resolver<'a> {
             registry: None,
             image: None,
             platform: None,
+            clock: None,
         }
     }
 }
@@ -203,6 +215,7 @@ profile "prod" { inherits "dev"; registry "r.example/prod"; tag "latest"; }
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
+            now: None,
         };
         compile(
             &Source::new("images.kdl".to_owned(), format!("{HEAD}{body}")),

@@ -13,11 +13,12 @@ use crate::diag::{Diag, Diagnostics};
 use crate::suggest;
 
 pub(super) const BUILTINS: &[&str] = &[
-    "version", "image", "variant", "registry", "profile", "platform", "os", "arch",
+    "version", "image", "variant", "registry", "profile", "platform", "os", "arch", "date", "time",
 ];
 pub(super) const PER_PLATFORM: &str =
     "it is known only per platform: use it in `arg`, `label`, `test` or `cache`";
 pub(super) const PER_IMAGE: &str = "it is known only in the settings of an `image`";
+pub(super) const IN_TAGS: &str = "the run's date and time are known only in the `tag` of an image, version or variant: anywhere else they would change the image every day";
 
 /// Where a string is interpolated: which variables have values there.
 #[derive(Clone, Copy)]
@@ -28,6 +29,8 @@ pub(super) struct Scope<'a> {
     pub(super) registry: Option<&'a str>,
     pub(super) image: Option<(&'a str, &'a str, &'a str)>,
     pub(super) platform: Option<&'a Platform>,
+    /// `${date}` and `${time}`: set only where tags are read.
+    pub(super) clock: Option<(&'a str, &'a str)>,
 }
 
 impl Scope<'_> {
@@ -55,12 +58,32 @@ impl Scope<'_> {
                 }),
                 None => Lookup::NotHere(PER_PLATFORM),
             },
+            "date" | "time" => match self.clock {
+                Some((date, time)) => found(if name == "date" { date } else { time }),
+                None => Lookup::NotHere(IN_TAGS),
+            },
             other => self.vars.get(other).map_or(Lookup::Unknown, |v| found(v)),
         }
     }
 
     pub(super) fn interp(&self, s: &Spanned<String>, diags: &mut Diagnostics) -> Option<String> {
-        match interpolate(&s.value, &|n| self.lookup(n)) {
+        self.interp_dated(s, diags).map(|(v, _)| v)
+    }
+
+    /// [`Scope::interp`], and whether the string used the run's `${date}` or `${time}`.
+    pub(super) fn interp_dated(
+        &self,
+        s: &Spanned<String>,
+        diags: &mut Diagnostics,
+    ) -> Option<(String, bool)> {
+        let dated = std::cell::Cell::new(false);
+        let lookup = |n: &str| {
+            if matches!(n, "date" | "time") {
+                dated.set(true);
+            }
+            self.lookup(n)
+        };
+        match interpolate(&s.value, &lookup).map(|v| (v, dated.get())) {
             Ok(v) => Some(v),
             Err(e) => {
                 diags.push(self.error(s, e));
