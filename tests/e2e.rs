@@ -3220,3 +3220,174 @@ fn promotion_copies_signed_indexes_byte_for_byte() {
 fn buildx_promotion_copies_signed_indexes_byte_for_byte() {
     signed_promotion_on(true);
 }
+
+/// Annotations and the commit's metadata are on the index, manifest-level ones on each
+/// platform's image; a new commit reuses every platform image (the index alone says which
+/// commit published it); a dated tag is written once and never moved.
+fn annotations_and_dated_tags_on(buildx: bool) {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = on(Env::empty("annotate"), buildx) else {
+        return;
+    };
+    let description = "Runtime, \"quoted\", ünïcode\nsecond line";
+    env.write(
+        "images.kdl",
+        &format!(
+            r#"var "local_registry" "127.0.0.1:5000"
+var "upstream" "docker.io"
+profile "local" {{ registry "${{local_registry}}/platform" insecure=#true; backend "buildx"; }}
+profile "local-buildah" {{ inherits "local"; backend "buildah"; }}
+defaults {{
+    platforms "linux/amd64" "linux/arm64"
+    annotation "org.opencontainers.image.description" {}
+    annotation "org.opencontainers.image.licenses" "MIT" level="manifest"
+}}
+image "app" {{ tag "${{version}}" "${{version}}-${{date}}"; version "1"; }}
+"#,
+            serde_json::to_string(description).unwrap()
+        ),
+    );
+    env.write(
+        "images/app/Dockerfile",
+        &format!("FROM {}/library/alpine:3.15\nCOPY hello /hello\n", env.registry),
+    );
+    env.write("images/app/hello", "hello\n");
+    env.write(".gitignore", ".mab/\n*.json\n");
+    let commit = |message: &str, date: &str| {
+        env.write("NOTES", message);
+        let o = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-C"])
+            .arg(env.path())
+            .args(["add", "-A"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let o = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-C"])
+            .arg(env.path())
+            .args(["commit", "-qm", message])
+            .env("GIT_COMMITTER_DATE", date)
+            .env("GIT_AUTHOR_DATE", date)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let o = std::process::Command::new("git")
+            .arg("-C")
+            .arg(env.path())
+            .args(["rev-parse", "HEAD"])
+            .output()
+            .unwrap();
+        String::from_utf8(o.stdout).unwrap().trim().to_owned()
+    };
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &[
+            "remote",
+            "add",
+            "origin",
+            "https://ci:secret-token-123@git.example.com/acme/images.git",
+        ],
+    ] {
+        let o = std::process::Command::new("git")
+            .arg("-C")
+            .arg(env.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let first = commit("first", "2026-11-20T08:00:00Z");
+    let build = |now: &str| {
+        let o = env
+            .command(&["build", "--report", "r.json"])
+            .env("MAB_NOW", now)
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+        )
+    };
+    let (code, out) = build("2026-11-25T10:00:00Z");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("secret-token"), "{out}");
+    let repo = env.repo("app");
+    let index = raw(&format!("{repo}:1")).unwrap();
+    let a = &index["annotations"];
+    assert_eq!(a["org.opencontainers.image.description"], description, "{index}");
+    assert_eq!(a["org.opencontainers.image.source"], "https://git.example.com/acme/images");
+    assert_eq!(a["org.opencontainers.image.revision"], first.as_str());
+    assert_eq!(a["org.opencontainers.image.created"], "2026-11-20T08:00:00Z");
+    assert_eq!(a["org.opencontainers.image.version"], "1");
+    assert!(!index.to_string().contains("secret"), "{index}");
+    assert!(a.get("org.opencontainers.image.licenses").is_none(), "{index}");
+    // Each platform's image: the manifest-level annotation, and the commit's time.
+    let children: BTreeMap<String, String> = ["amd64", "arm64"]
+        .iter()
+        .map(|arch| (arch.to_string(), child(&index, arch)))
+        .collect();
+    for digest in children.values() {
+        let manifest = raw(&format!("{repo}@{digest}")).unwrap();
+        assert_eq!(
+            manifest["annotations"]["org.opencontainers.image.licenses"], "MIT",
+            "{manifest}"
+        );
+        let config: Value =
+            serde_json::from_slice(&blob(&repo, manifest["config"]["digest"].as_str().unwrap()))
+                .unwrap();
+        assert_eq!(config["created"], "2026-11-20T08:00:00Z", "{config}");
+    }
+    let dated = registry_digest(&format!("{repo}:1-20261125"));
+    assert_eq!(dated, registry_digest(&format!("{repo}:1")));
+
+    // Another commit, the next day: every platform image is reused; only the index is new.
+    let second = commit("second", "2026-11-26T08:00:00Z");
+    let (code, out) = build("2026-11-26T10:00:00Z");
+    assert_eq!(code, Some(0), "{out}");
+    let r = report(&env.path().join("r.json"));
+    for arch in ["amd64", "arm64"] {
+        assert_eq!(
+            node(&r, &format!("build:app:1@linux/{arch}"))["status"],
+            "reused"
+        );
+    }
+    let index = raw(&format!("{repo}:1")).unwrap();
+    assert_eq!(index["annotations"]["org.opencontainers.image.revision"], second.as_str());
+    assert_eq!(
+        index["annotations"]["org.opencontainers.image.created"],
+        "2026-11-26T08:00:00Z"
+    );
+    for (arch, digest) in &children {
+        assert_eq!(&child(&index, arch), digest, "{arch} was rebuilt");
+    }
+    let moving = registry_digest(&format!("{repo}:1"));
+    assert_eq!(registry_digest(&format!("{repo}:1-20261126")), moving);
+    assert_eq!(registry_digest(&format!("{repo}:1-20261125")), dated, "a dated tag moved");
+
+    // A third commit the same day would move `1-20261126`: the check and the run refuse,
+    // and no tag moves.
+    commit("third", "2026-11-26T09:00:00Z");
+    let o = env
+        .command(&["plan", "--check-registry"])
+        .env("MAB_NOW", "2026-11-26T11:00:00Z")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("1-20261126 already holds"), "{err}");
+    let (code, out) = build("2026-11-26T11:00:00Z");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("never moved"), "{out}");
+    assert_eq!(registry_digest(&format!("{repo}:1")), moving, "the moving tag moved");
+    assert_eq!(registry_digest(&format!("{repo}:1-20261126")), moving);
+}
+
+#[test]
+fn annotations_and_dated_tags() {
+    annotations_and_dated_tags_on(false);
+}
+
+#[test]
+fn buildx_annotations_and_dated_tags() {
+    annotations_and_dated_tags_on(true);
+}
