@@ -227,8 +227,21 @@ pub async fn carry(
     if index.is_index() {
         digests.extend(index.entries()?.into_iter().map(|e| e.digest));
     }
+    carry_digests(registry, from, to, &digests).await?;
+    Ok(())
+}
+
+/// Carry the signatures of `digests` from `from` to `to`, those that exist; a signature the
+/// target already holds is not copied again. Returns how many were copied.
+pub async fn carry_digests(
+    registry: &Registry,
+    from: &str,
+    to: &str,
+    digests: &[String],
+) -> Result<usize, RegistryError> {
+    let mut copied = 0;
     for digest in digests {
-        let tag = signature_tag(&digest);
+        let tag = signature_tag(digest);
         let Some(sig) = registry.digest(&format!("{from}:{tag}")).await? else {
             continue;
         };
@@ -239,8 +252,9 @@ pub async fn carry(
         registry
             .put_manifest(to, &tag, &m.bytes, &m.media_type)
             .await?;
+        copied += 1;
     }
-    Ok(())
+    Ok(copied)
 }
 
 #[cfg(test)]

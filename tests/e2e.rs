@@ -3249,7 +3249,10 @@ image "app" {{ tag "${{version}}" "${{version}}-${{date}}"; version "1"; }}
     );
     env.write(
         "images/app/Dockerfile",
-        &format!("FROM {}/library/alpine:3.15\nCOPY hello /hello\n", env.registry),
+        &format!(
+            "FROM {}/library/alpine:3.15\nCOPY hello /hello\n",
+            env.registry
+        ),
     );
     env.write("images/app/hello", "hello\n");
     env.write(".gitignore", ".mab/\n*.json\n");
@@ -3314,13 +3317,25 @@ image "app" {{ tag "${{version}}" "${{version}}-${{date}}"; version "1"; }}
     let repo = env.repo("app");
     let index = raw(&format!("{repo}:1")).unwrap();
     let a = &index["annotations"];
-    assert_eq!(a["org.opencontainers.image.description"], description, "{index}");
-    assert_eq!(a["org.opencontainers.image.source"], "https://git.example.com/acme/images");
+    assert_eq!(
+        a["org.opencontainers.image.description"], description,
+        "{index}"
+    );
+    assert_eq!(
+        a["org.opencontainers.image.source"],
+        "https://git.example.com/acme/images"
+    );
     assert_eq!(a["org.opencontainers.image.revision"], first.as_str());
-    assert_eq!(a["org.opencontainers.image.created"], "2026-11-20T08:00:00Z");
+    assert_eq!(
+        a["org.opencontainers.image.created"],
+        "2026-11-20T08:00:00Z"
+    );
     assert_eq!(a["org.opencontainers.image.version"], "1");
     assert!(!index.to_string().contains("secret"), "{index}");
-    assert!(a.get("org.opencontainers.image.licenses").is_none(), "{index}");
+    assert!(
+        a.get("org.opencontainers.image.licenses").is_none(),
+        "{index}"
+    );
     // Each platform's image: the manifest-level annotation, and the commit's time.
     let children: BTreeMap<String, String> = ["amd64", "arm64"]
         .iter()
@@ -3352,7 +3367,10 @@ image "app" {{ tag "${{version}}" "${{version}}-${{date}}"; version "1"; }}
         );
     }
     let index = raw(&format!("{repo}:1")).unwrap();
-    assert_eq!(index["annotations"]["org.opencontainers.image.revision"], second.as_str());
+    assert_eq!(
+        index["annotations"]["org.opencontainers.image.revision"],
+        second.as_str()
+    );
     assert_eq!(
         index["annotations"]["org.opencontainers.image.created"],
         "2026-11-26T08:00:00Z"
@@ -3362,7 +3380,11 @@ image "app" {{ tag "${{version}}" "${{version}}-${{date}}"; version "1"; }}
     }
     let moving = registry_digest(&format!("{repo}:1"));
     assert_eq!(registry_digest(&format!("{repo}:1-20261126")), moving);
-    assert_eq!(registry_digest(&format!("{repo}:1-20261125")), dated, "a dated tag moved");
+    assert_eq!(
+        registry_digest(&format!("{repo}:1-20261125")),
+        dated,
+        "a dated tag moved"
+    );
 
     // A third commit the same day would move `1-20261126`: the check and the run refuse,
     // and no tag moves.
@@ -3378,7 +3400,11 @@ image "app" {{ tag "${{version}}" "${{version}}-${{date}}"; version "1"; }}
     let (code, out) = build("2026-11-26T11:00:00Z");
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("never moved"), "{out}");
-    assert_eq!(registry_digest(&format!("{repo}:1")), moving, "the moving tag moved");
+    assert_eq!(
+        registry_digest(&format!("{repo}:1")),
+        moving,
+        "the moving tag moved"
+    );
     assert_eq!(registry_digest(&format!("{repo}:1-20261126")), moving);
 }
 
@@ -3390,4 +3416,84 @@ fn annotations_and_dated_tags() {
 #[test]
 fn buildx_annotations_and_dated_tags() {
     annotations_and_dated_tags_on(true);
+}
+
+/// `mab mirror` carries the upstream's cosign signatures: of the index when copied whole, of
+/// each platform image copied; before the tag, byte for byte.
+#[test]
+fn mirrors_carry_upstream_signatures() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = Env::empty("mirror-sig") else {
+        return;
+    };
+    let o = openssl(
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            "key.pem",
+        ],
+        env.path(),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let key = std::fs::read_to_string(env.path().join("key.pem")).unwrap();
+    // The upstream: an image this test signs, in its own repository.
+    env.write(
+        "images.kdl",
+        r#"var "local_registry" "127.0.0.1:5000"
+var "upstream" "docker.io"
+profile "local" { registry "${local_registry}/platform" insecure=#true; }
+profile "local-buildah" { inherits "local"; backend "buildah"; sign key="env:MAB_SIGNING_KEY"; }
+defaults { platforms "linux/amd64" "linux/arm64"; }
+mirror "whole" from="${local_registry}/platform/app" insecure=#true { tags "1"; }
+mirror "amd64" from="${local_registry}/platform/app" insecure=#true {
+    tags "1"
+    platforms "linux/amd64"
+}
+image "app" { version "1"; }
+"#,
+    );
+    env.write(
+        "images/app/Dockerfile",
+        &format!(
+            "FROM {}/library/alpine:3.15\nCOPY hello /hello\n",
+            env.registry
+        ),
+    );
+    env.write("images/app/hello", "hello\n");
+    let o = env
+        .command(&["build", "app"])
+        .env("MAB_SIGNING_KEY", &key)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let upstream = env.repo("app");
+    let index = raw(&format!("{upstream}:1")).unwrap();
+    let index_digest = registry_digest(&format!("{upstream}:1"));
+    let sig = |repo: &str, digest: &str| {
+        let reference = format!("{repo}:sha256-{}.sig", digest.trim_start_matches("sha256:"));
+        raw(&reference).map(|_| registry_digest(&reference))
+    };
+    let (amd64, arm64) = (child(&index, "amd64"), child(&index, "arm64"));
+    for d in [&index_digest, &amd64, &arm64] {
+        assert!(
+            sig(&upstream, d).is_some(),
+            "the upstream is not signed: {d}"
+        );
+    }
+    // `mab mirror` needs no key: it copies the signatures that exist.
+    let (code, out, err) = env.mab(&["mirror"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let whole = format!("{}/{}/platform/thirdparty/whole", env.registry, env.ns);
+    let filtered = format!("{}/{}/platform/thirdparty/amd64", env.registry, env.ns);
+    assert_eq!(registry_digest(&format!("{whole}:1")), index_digest);
+    for d in [&index_digest, &amd64, &arm64] {
+        assert_eq!(sig(&whole, d), sig(&upstream, d), "{d}");
+    }
+    assert_eq!(sig(&filtered, &amd64), sig(&upstream, &amd64));
+    assert!(sig(&filtered, &arm64).is_none(), "arm64 was not mirrored");
+    assert!(sig(&filtered, &index_digest).is_none());
 }

@@ -82,6 +82,14 @@ async fn copy(
         ctx.registry
             .copy_image(source, node.reference(), &upstream)
             .await?;
+        carry_signatures(
+            node,
+            ctx,
+            log,
+            source,
+            std::slice::from_ref(&upstream.digest),
+        )
+        .await?;
         return tag_upstream(node, ctx, &tag, upstream).await;
     }
     let keep = keep_platforms(node, upstream.entries()?, &src)?;
@@ -102,6 +110,13 @@ async fn copy(
             .copy_image(source, node.reference(), &m)
             .await?;
     }
+    // The upstream's signatures come along, before the tag: of the index when it is copied
+    // whole, of each platform image copied (a filtered index is a new one, unsigned).
+    let mut signed: Vec<String> = keep.iter().map(|c| c.digest.clone()).collect();
+    if node.platforms().is_empty() {
+        signed.push(upstream.digest.clone());
+    }
+    carry_signatures(node, ctx, log, source, &signed).await?;
     if node.platforms().is_empty() {
         tag_upstream(node, ctx, &tag, upstream).await
     } else if ctx.cancelled() {
@@ -110,6 +125,24 @@ async fn copy(
         let index = NewIndex::new(upstream.media_type.clone(), keep);
         Ok(publish_index(node, ctx, log, &index).await)
     }
+}
+
+/// Copy the upstream's cosign signatures (`sha256-<hex>.sig`) of `digests`, those it has.
+async fn carry_signatures(
+    node: &Node,
+    ctx: &Context,
+    log: &mut tokio::fs::File,
+    source: &str,
+    digests: &[String],
+) -> Result<(), Failure> {
+    let copied =
+        crate::sign::carry_digests(&ctx.registry, source, node.reference(), digests).await?;
+    if copied > 0 {
+        let _ = log
+            .write_all(format!("copied {copied} signature(s) from {source}\n").as_bytes())
+            .await;
+    }
+    Ok(())
 }
 
 /// Put the upstream manifest itself, byte for byte, at the mirror's tag (unless interrupted).
