@@ -116,15 +116,21 @@ fn describe(n: &Node) -> String {
             s
         }
         Work::Test(t) => format!("runs `{}`", t.test.join(" ")),
-        Work::Merge(_) => format!(
-            "{} tags {} ({})",
-            n.reference(),
-            n.tags()
-                .iter()
-                .map(|t| format!(":{t}"))
-                .collect::<Vec<_>>()
-                .join(" "),
-            n.platforms().join(", ")
-        ),
+        Work::Merge(m) => {
+            let mut s = format!(
+                "{} tags {} ({})",
+                n.reference(),
+                n.tags()
+                    .iter()
+                    .map(|t| format!(":{t}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                n.platforms().join(", ")
+            );
+            if !m.dated_tags.is_empty() {
+                s.push_str(&format!(", never moving :{}", m.dated_tags.join(" :")));
+            }
+            s
+        }
     }
 }
