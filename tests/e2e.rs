@@ -117,6 +117,19 @@ impl Env {
         std::fs::write(p, text).unwrap();
     }
 
+    /// `images/IMAGE`: a Dockerfile that copies one file onto alpine (no `RUN`, so no
+    /// emulation).
+    fn copy_image(&self, image: &str) {
+        self.write(
+            &format!("images/{image}/Dockerfile"),
+            &format!(
+                "FROM {}/library/alpine:3.15\nCOPY hello /hello\n",
+                self.registry
+            ),
+        );
+        self.write(&format!("images/{image}/hello"), "hello\n");
+    }
+
     /// The registry root of the `local` profile in this test.
     fn repo(&self, image: &str) -> String {
         format!("{}/{}/platform/{image}", self.registry, self.ns)
@@ -2991,6 +3004,37 @@ fn openssl(args: &[&str], dir: &Path) -> Output {
         .unwrap()
 }
 
+/// A new ECDSA P-256 key in `DIR/NAME.pem` (and its public key in `NAME.pub`), by openssl;
+/// returns the private key's PEM.
+fn genkey(dir: &Path, name: &str) -> String {
+    let o = openssl(
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            &format!("{name}.pem"),
+        ],
+        dir,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = openssl(
+        &[
+            "pkey",
+            "-in",
+            &format!("{name}.pem"),
+            "-pubout",
+            "-out",
+            &format!("{name}.pub"),
+        ],
+        dir,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::read_to_string(dir.join(format!("{name}.pem"))).unwrap()
+}
+
 /// The blob `digest` of `repository` (`HOST/PATH`), read over plain HTTP by curl.
 fn blob(repository: &str, digest: &str) -> Vec<u8> {
     let (host, path) = repository.split_once('/').unwrap();
@@ -3008,34 +3052,7 @@ fn signed_promotion_on(buildx: bool) {
         return;
     };
     let dir = env.path();
-    let genkey = |name: &str| {
-        let o = openssl(
-            &[
-                "genpkey",
-                "-algorithm",
-                "EC",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-out",
-                &format!("{name}.pem"),
-            ],
-            dir,
-        );
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let o = openssl(
-            &[
-                "pkey",
-                "-in",
-                &format!("{name}.pem"),
-                "-pubout",
-                "-out",
-                &format!("{name}.pub"),
-            ],
-            dir,
-        );
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        std::fs::read_to_string(dir.join(format!("{name}.pem"))).unwrap()
-    };
+    let genkey = |name: &str| genkey(dir, name);
     let key = genkey("key");
     genkey("other");
     env.write(
@@ -3247,14 +3264,7 @@ image "app" {{ tag "${{version}}" "${{version}}-${{date}}"; version "1"; }}
             serde_json::to_string(description).unwrap()
         ),
     );
-    env.write(
-        "images/app/Dockerfile",
-        &format!(
-            "FROM {}/library/alpine:3.15\nCOPY hello /hello\n",
-            env.registry
-        ),
-    );
-    env.write("images/app/hello", "hello\n");
+    env.copy_image("app");
     env.write(".gitignore", ".mab/\n*.json\n");
     let commit = |message: &str, date: &str| {
         env.write("NOTES", message);
@@ -3426,20 +3436,7 @@ fn mirrors_carry_upstream_signatures() {
     let Some(env) = Env::empty("mirror-sig") else {
         return;
     };
-    let o = openssl(
-        &[
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-out",
-            "key.pem",
-        ],
-        env.path(),
-    );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let key = std::fs::read_to_string(env.path().join("key.pem")).unwrap();
+    let key = genkey(env.path(), "key");
     // The upstream: an image this test signs, in its own repository.
     env.write(
         "images.kdl",
@@ -3456,14 +3453,7 @@ mirror "amd64" from="${local_registry}/platform/app" insecure=#true {
 image "app" { version "1"; }
 "#,
     );
-    env.write(
-        "images/app/Dockerfile",
-        &format!(
-            "FROM {}/library/alpine:3.15\nCOPY hello /hello\n",
-            env.registry
-        ),
-    );
-    env.write("images/app/hello", "hello\n");
+    env.copy_image("app");
     let o = env
         .command(&["build", "app"])
         .env("MAB_SIGNING_KEY", &key)
