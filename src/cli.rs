@@ -61,6 +61,8 @@ pub enum Command {
     /// Check that every published tag of the selected image versions (its index and each
     /// platform image) carries a valid signature by the profile's key.
     Verify(VerifyArgs),
+    /// Write a CI pipeline that runs the plan level by level across runners
+    Ci(CiArgs),
     /// Validate the manifest, the files it names, and this machine
     Check {
         /// Skip the machine checks (backend tools, emulation)
@@ -249,6 +251,42 @@ pub enum PromoteFormat {
     Text,
     Json,
     Markdown,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CiArgs {
+    #[command(subcommand)]
+    pub engine: CiEngine,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CiEngine {
+    /// A GitHub Actions workflow: a matrix job per level, then its merges
+    Github(GithubArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GithubArgs {
+    /// The composite action that installs mab in every job: `OWNER/mab@v1`, or `./` in
+    /// mab's own repository
+    #[arg(long, value_name = "REF")]
+    pub action: String,
+
+    /// The workflow's name (also its concurrency group)
+    #[arg(long, default_value = "images")]
+    pub name: String,
+
+    /// The branch whose pushes build and publish
+    #[arg(long, default_value = "main")]
+    pub branch: String,
+
+    /// When the scheduled rebuild runs (cron, UTC)
+    #[arg(long, default_value = crate::ci::github::SCHEDULE)]
+    pub schedule: String,
+
+    /// Write the workflow here (`.github/workflows/images.yml`) instead of standard output
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

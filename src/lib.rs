@@ -4,6 +4,7 @@ pub mod bases;
 pub mod buildx;
 pub mod changes;
 pub mod check;
+pub mod ci;
 pub mod cli;
 pub mod clock;
 pub mod commands;

@@ -49,7 +49,8 @@ pub fn epoch_from_env() -> Result<Option<i64>, String> {
     }
 }
 
-fn git(dir: &Path, args: &[&str]) -> Option<String> {
+/// `git -C DIR ARGS…`: its output, trimmed; `None` when git fails or is missing.
+pub(crate) fn git(dir: &Path, args: &[&str]) -> Option<String> {
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)

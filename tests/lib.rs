@@ -7,6 +7,7 @@ mod e2e;
 mod errors;
 mod fault_proxy;
 mod formats;
+mod pipelines;
 mod plan_is_the_run;
 mod schema;
 mod selectors;

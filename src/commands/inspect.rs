@@ -15,6 +15,8 @@ pub fn check(
     let model = &project.model;
     let mut diags = plan::graph::check_cycles(model).in_source(&project.source);
     diags.extend(check::files(model, &project.source, &project.base));
+    // A checked-in pipeline written from this manifest must still be what mab writes.
+    diags.extend(crate::ci::stale(project));
     if !manifest_only {
         diags.extend(check::machine(model));
         diags.extend(check::secrets(model, &project.base));

@@ -95,6 +95,7 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<i32, Diagnostics> {
         Command::Merge(args) => merge::run(&project, args, out).map_err(located),
         Command::Promote(args) => promote::run(&project, args, out),
         Command::Verify(args) => verify::run(&project, args, out),
+        Command::Ci(args) => ci(&project, args, out),
         Command::Check { manifest_only } => inspect::check(&project, *manifest_only, out),
         Command::Info { format } => inspect::info(&project, *format, out),
         Command::List { selectors, format } => inspect::list(&project, selectors, *format, out),
@@ -103,6 +104,35 @@ pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<i32, Diagnostics> {
     // Large plans: freeing every node one by one only delays the exit.
     std::mem::forget(project);
     code
+}
+
+/// `mab ci github`: the workflow, on standard output or written to `--output`.
+fn ci(
+    project: &Project,
+    args: &crate::cli::CiArgs,
+    out: &mut dyn Write,
+) -> Result<i32, Diagnostics> {
+    let crate::cli::CiEngine::Github(args) = &args.engine;
+    let text = crate::ci::github_workflow(project, args)?;
+    match &args.output {
+        None => emit(out, &text),
+        Some(path) => {
+            let write = || -> std::io::Result<()> {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)?;
+                }
+                std::fs::write(path, &text)
+            };
+            write().map_err(|e| {
+                Diagnostics::from(crate::diag::Diag::plain(format!(
+                    "cannot write {}: {e}",
+                    path.display()
+                )))
+            })?;
+            emit(out, &format!("wrote {}\n", path.display()));
+        }
+    }
+    Ok(exit_code::SUCCESS)
 }
 
 /// Write errors (a closed pipe) end the output; they are not the manifest's fault.

