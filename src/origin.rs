@@ -1,10 +1,7 @@
 //! Where the images come from: the commit the manifest is checked out at. It gives the
-//! builds their `SOURCE_DATE_EPOCH` and the index its standard `org.opencontainers.image.*`
-//! annotations (`source`, `revision`, `created`, `version`), unless the manifest sets them.
-//!
-//! None of it is an input of a build: a new commit with the same inputs reuses every
-//! platform image, and only the index (written at merge) says which commit it was published
-//! from.
+//! builds their `SOURCE_DATE_EPOCH` (no input: a new commit with the same inputs reuses every
+//! image), and the index its standard `org.opencontainers.image.version` annotation unless
+//! the manifest sets it.
 
 use std::path::Path;
 use std::process::Command;
@@ -131,24 +128,19 @@ pub fn public_url(remote: &str) -> Option<String> {
 }
 
 /// Give `model` its `SOURCE_DATE_EPOCH` (`epoch` from the environment, else the commit's
-/// time) and every version the standard index annotations it does not set itself.
+/// time) and every version the standard `version` index annotation unless it sets it.
+///
+/// The commit's `source`, `revision` and `created` are not written on the index yet: a
+/// dependent pins its base by the index digest, so an index that changes with every commit
+/// would rebuild every dependent on every commit. They come once a dependent's input is its
+/// base's image for the platform built rather than the whole index.
 pub fn fill(model: &mut Model, commit: Option<&Commit>, epoch: Option<i64>) {
     model.epoch = epoch.or(commit.map(|c| c.time));
-    let created = model
-        .epoch
-        .and_then(|s| DateTime::from_timestamp(s, 0))
-        .map(crate::clock::format);
     for v in &mut model.versions {
-        let mut standard = vec![(VERSION, Some(v.primary_tag())), (CREATED, created.clone())];
-        if let Some(c) = commit {
-            standard.push((SOURCE, c.source.clone()));
-            standard.push((REVISION, c.clean.then(|| c.revision.clone())));
-        }
-        for (key, value) in standard {
-            if let Some(value) = value {
-                v.index_annotations.entry(key.to_owned()).or_insert(value);
-            }
-        }
+        let version = v.primary_tag();
+        v.index_annotations
+            .entry(VERSION.to_owned())
+            .or_insert(version);
     }
 }
 
