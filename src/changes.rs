@@ -107,19 +107,12 @@ fn manifest_at(dir: &Path, git_ref: &str, name: &str) -> Result<Option<String>, 
 fn resolved(model: &Model) -> Option<HashMap<String, Vec<serde_json::Value>>> {
     // Upstream bases come from the Dockerfiles, whose changes are the context's: compared
     // without them, as the manifest at the old revision is read without its files.
-    // `rebuild-after` is no input either: adding it rebuilds nothing by itself. Nor is what
-    // the commit gives (its time, revision and address), which the old text has no part in.
+    // `rebuild-after` is no input either: adding it rebuilds nothing by itself. Nor is the
+    // commit's time (`SOURCE_DATE_EPOCH`), which the old text has no part in.
     let mut model = model.clone();
     model.epoch = None;
     for v in &mut model.versions {
         v.rebuild_after = None;
-        for key in [
-            crate::origin::SOURCE,
-            crate::origin::REVISION,
-            crate::origin::CREATED,
-        ] {
-            v.index_annotations.remove(key);
-        }
         for p in &mut v.platforms {
             p.bases.clear();
         }
@@ -154,8 +147,8 @@ fn manifest_changes(
         options,
     )
     .ok()?;
-    // The standard annotations the manifest does not set, as the project's load gives them.
-    crate::origin::fill(&mut old, None, None);
+    // The standard annotation the manifest does not set, as the project's load gives it.
+    crate::origin::annotate(&mut old);
     let (before, now) = (resolved(&old)?, resolved(model)?);
     let mut changed = BTreeMap::new();
     for (i, v) in model.versions.iter().enumerate() {

@@ -13,23 +13,7 @@ use crate::manifest::Model;
 /// The reproducible-builds variable: when set, it wins over the commit's time.
 pub const EPOCH_VAR: &str = "SOURCE_DATE_EPOCH";
 
-pub const SOURCE: &str = "org.opencontainers.image.source";
-pub const REVISION: &str = "org.opencontainers.image.revision";
-pub const CREATED: &str = "org.opencontainers.image.created";
 pub const VERSION: &str = "org.opencontainers.image.version";
-
-/// The checked-out commit of the manifest's repository.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Commit {
-    pub revision: String,
-    /// Committer time, seconds since the epoch.
-    pub time: i64,
-    /// `remote.origin.url` as a public address: no credentials, no query.
-    pub source: Option<String>,
-    /// No change to tracked or untracked files under the manifest's directory (`.mab/` aside):
-    /// only then does the revision name what is built.
-    pub clean: bool,
-}
 
 /// `SOURCE_DATE_EPOCH` from the environment: `Ok(None)` when unset or empty; an error when it
 /// is not a whole number of seconds, never ignored.
@@ -61,124 +45,28 @@ pub(crate) fn git(dir: &Path, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim_end().to_owned())
 }
 
-/// The commit `dir` is checked out at; `None` outside a repository (or without git, or
-/// before the first commit).
-pub fn commit(dir: &Path) -> Option<Commit> {
-    let head = git(dir, &["log", "-1", "--format=%H %ct"])?;
-    let (revision, time) = head.split_once(' ')?;
-    let time = time.parse().ok()?;
-    let source = git(dir, &["config", "--get", "remote.origin.url"])
-        .as_deref()
-        .and_then(public_url);
-    let clean = git(dir, &["status", "--porcelain", "--", ".", ":(exclude).mab"])
-        .is_some_and(|s| s.is_empty());
-    Some(Commit {
-        revision: revision.to_owned(),
-        time,
-        source,
-        clean,
-    })
+/// The committer time of the commit `dir` is checked out at; `None` outside a repository
+/// (or without git, or before the first commit).
+pub fn commit_time(dir: &Path) -> Option<i64> {
+    git(dir, &["log", "-1", "--format=%ct"])?.parse().ok()
 }
 
-/// A remote's address as it may be published: `https://host/path`, without user, password,
-/// query or `.git`; SSH addresses (`git@host:o/r.git`, `ssh://git@host/o/r`) as their HTTPS
-/// form. A local path or `file://` is not published (it would print the machine's paths).
-pub fn public_url(remote: &str) -> Option<String> {
-    let remote = remote.trim();
-    let (host, path) = if let Ok(mut url) = reqwest::Url::parse(remote)
-        && url.has_host()
-    {
-        match url.scheme() {
-            "https" | "http" => {
-                let _ = url.set_username("");
-                let _ = url.set_password(None);
-                url.set_query(None);
-                url.set_fragment(None);
-                let host = match url.port() {
-                    Some(port) => format!("{}:{port}", url.host_str()?),
-                    None => url.host_str()?.to_owned(),
-                };
-                (host, url.path().to_owned())
-            }
-            "ssh" | "git" | "git+ssh" | "ssh+git" => {
-                (url.host_str()?.to_owned(), url.path().to_owned())
-            }
-            _ => return None,
-        }
-    } else {
-        // scp-like: `[user@]host:path`, with a domain name (an SSH alias names no public host).
-        let (left, path) = remote.split_once(':')?;
-        let host = left.rsplit_once('@').map_or(left, |(_, h)| h);
-        if !host.contains('.') || host.contains('/') || path.starts_with("//") {
-            return None;
-        }
-        (
-            host.to_owned(),
-            format!("/{}", path.trim_start_matches('/')),
-        )
-    };
-    let path = path.trim_end_matches('/');
-    let path = path.strip_suffix(".git").unwrap_or(path);
-    let ok = |s: &str| {
-        !s.is_empty()
-            && s.chars()
-                .all(|c| c.is_ascii_graphic() && !matches!(c, '@' | '?' | '#' | '"' | '\\'))
-    };
-    (ok(&host) && ok(path)).then(|| format!("https://{host}{path}"))
+/// The builds' `SOURCE_DATE_EPOCH`: the environment's (validated when the run starts), else
+/// the time of the commit `dir` is checked out at — git runs only then.
+pub fn epoch(dir: &Path) -> Option<i64> {
+    epoch_from_env().ok().flatten().or_else(|| commit_time(dir))
 }
 
-/// Give `model` its `SOURCE_DATE_EPOCH` (`epoch` from the environment, else the commit's
-/// time) and every version the standard `version` index annotation unless it sets it.
+/// Give every version the standard `version` index annotation unless it sets it.
 ///
-/// The commit's `source`, `revision` and `created` are not written on the index yet: a
-/// dependent pins its base by the index digest, so an index that changes with every commit
-/// would rebuild every dependent on every commit. They come once a dependent's input is its
-/// base's image for the platform built rather than the whole index.
-pub fn fill(model: &mut Model, commit: Option<&Commit>, epoch: Option<i64>) {
-    model.epoch = epoch.or(commit.map(|c| c.time));
+/// The commit's `source`, `revision` and `created` are not written on the index: a dependent
+/// pins its base by the index digest, so an index that changed with every commit would
+/// rebuild every dependent on every commit.
+pub fn annotate(model: &mut Model) {
     for v in &mut model.versions {
         let version = v.primary_tag();
         v.index_annotations
             .entry(VERSION.to_owned())
             .or_insert(version);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn remotes_are_published_without_credentials_or_local_paths() {
-        let cases = [
-            (
-                "https://x-access-token:ghs_secret@github.com/acme/images.git",
-                Some("https://github.com/acme/images"),
-            ),
-            (
-                "https://github.com/acme/images?token=abc#frag",
-                Some("https://github.com/acme/images"),
-            ),
-            (
-                "git@github.com:acme/images.git",
-                Some("https://github.com/acme/images"),
-            ),
-            (
-                "ssh://git@gitlab.example:2222/group/sub/images.git",
-                Some("https://gitlab.example/group/sub/images"),
-            ),
-            (
-                "http://127.0.0.1:8080/acme/images/",
-                Some("https://127.0.0.1:8080/acme/images"),
-            ),
-            ("/srv/git/images.git", None),
-            ("file:///srv/git/images.git", None),
-            ("C:/repos/images", None),
-            ("github-work:acme/images", None),
-            ("../images", None),
-        ];
-        for (remote, want) in cases {
-            assert_eq!(public_url(remote).as_deref(), want, "{remote}");
-        }
     }
 }

@@ -998,3 +998,41 @@ fn a_promoted_profile_plans_a_promotion_and_builds_nothing() {
         r.stderr
     );
 }
+
+/// `SOURCE_DATE_EPOCH` from the environment reaches every build (buildx as a build arg,
+/// buildah as `--timestamp`); one that is not a number of seconds, or `MAB_NOW` that is not a
+/// time, is a usage error before anything is read.
+#[test]
+fn the_build_clock_comes_from_the_environment_or_is_refused() {
+    let dir = crate::support::root_copy();
+    let with = |env: &[(&str, &str)], args: &[&str]| crate::support::mab_env(dir.path(), args, env);
+    let r = with(
+        &[("SOURCE_DATE_EPOCH", "1700000000")],
+        &["plan", "--format", "shell"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout
+            .contains("--build-arg SOURCE_DATE_EPOCH=1700000000"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("rewrite-timestamp=true"), "{}", r.stdout);
+    let r = with(
+        &[("SOURCE_DATE_EPOCH", "1700000000")],
+        &["--profile", "local-buildah", "plan", "--format", "shell"],
+    );
+    assert!(r.stdout.contains("--timestamp 1700000000"), "{}", r.stdout);
+    // Not a git checkout and no variable: no epoch at all.
+    let r = with(&[], &["plan", "--format", "shell"]);
+    assert!(!r.stdout.contains("SOURCE_DATE_EPOCH"), "{}", r.stdout);
+    for (var, value) in [
+        ("SOURCE_DATE_EPOCH", "yesterday"),
+        ("SOURCE_DATE_EPOCH", "-1"),
+        ("MAB_NOW", "2026-13-01"),
+    ] {
+        let r = with(&[(var, value)], &["plan"]);
+        assert_eq!(r.code, 2, "{var}={value}: {}", r.stderr);
+        assert!(r.stderr.contains(var), "{}", r.stderr);
+    }
+}

@@ -46,8 +46,8 @@ impl Project {
         let dir = std::fs::canonicalize(&base).unwrap_or_else(|_| base.clone());
         let mut model = loaded.model;
         crate::bases::fill(&mut model, &dir);
-        let epoch = crate::origin::epoch_from_env().ok().flatten();
-        crate::origin::fill(&mut model, crate::origin::commit(&dir).as_ref(), epoch);
+        crate::origin::annotate(&mut model);
+        model.epoch = crate::origin::epoch(&dir);
         Ok(Project {
             file: file.to_path_buf(),
             base,

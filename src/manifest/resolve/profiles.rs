@@ -159,6 +159,14 @@ impl Resolver<'_> {
             for (_, v) in block.args.iter().chain(&block.labels) {
                 scope.interp(v, &mut diags);
             }
+            // Annotations are per version, not per platform.
+            let unplatformed = Scope {
+                platform: None,
+                ..scope
+            };
+            for a in &block.annotations {
+                unplatformed.interp(&a.value, &mut diags);
+            }
             if let Some(list) = &block.platforms {
                 platform_list(&list.value, &mut diags);
             }
