@@ -29,10 +29,13 @@ pub struct Item {
     pub from_tag: String,
     pub repository: String,
     pub tags: Vec<String>,
+    /// The tags of `tags` made from the date (`${date}`): written once, never moved.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dated_tags: Vec<String>,
     /// Once read from the registry: the index digest at `source`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
-    /// Once read: `copy`, `up-to-date` or `missing`.
+    /// Once read: `copy`, `up-to-date`, `missing` or `refused` (a dated tag would move).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decision: Option<String>,
 }
@@ -78,6 +81,7 @@ pub fn promotion(from: &Model, to: &Model, selectors: &[String]) -> Result<Promo
                 .get(&v.key)
                 .cloned()
                 .unwrap_or_else(|| v.tags.clone()),
+            dated_tags: v.dated_tags.clone(),
             digest: None,
             decision: None,
         });

@@ -3063,7 +3063,7 @@ profile "local" { registry "${local_registry}/dev" insecure=#true; backend "buil
 profile "local-buildah" { inherits "local"; backend "buildah"; }
 profile "prod" { registry "${local_registry}/prod" insecure=#true; promoted-from "local"; }
 defaults { platforms "linux/amd64" "linux/arm64"; }
-image "app" { version "1"; }
+image "app" { tag "${version}" "${version}-${date}"; version "1"; }
 image "late" { version "1"; }
 "#,
     );
@@ -3090,7 +3090,11 @@ image "late" { version "1"; }
                 .arg(format!("local_registry={}/{}", env.registry, env.ns))
                 .args(args);
         }
-        let o = c.env("MAB_SIGNING_KEY", &key).output().unwrap();
+        let o = c
+            .env("MAB_SIGNING_KEY", &key)
+            .env("MAB_NOW", "2026-11-25T10:00:00Z")
+            .output()
+            .unwrap();
         (
             o.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -3185,7 +3189,7 @@ image "late" { version "1"; }
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains(&format!(
-            "| `app:1` | `{dev}:1` | `{prod}` | :1 | `{digest}` | copy |"
+            "| `app:1` | `{dev}:1` | `{prod}` | :1 :1-20261125 | `{digest}` | copy |"
         )),
         "{out}"
     );
@@ -3210,6 +3214,38 @@ image "late" { version "1"; }
         "{out}"
     );
     assert!(!out.contains("promoted app"), "{out}");
+    assert_eq!(
+        registry_digest(&format!("{prod}:1-20261125")),
+        digest,
+        "the dated tag"
+    );
+    // Dev publishes a new `app` the same day: promoting it would move prod's dated tag, so
+    // the promotion refuses and writes nothing.
+    env.write("images/app/extra", "new\n");
+    env.write(
+        "images/app/Dockerfile",
+        &format!(
+            "FROM {}/library/alpine:3.15\nRUN date > /built\nCOPY extra /extra\n",
+            env.registry
+        ),
+    );
+    let (code, out, err) = mab(&["build", "app"]);
+    assert_eq!(
+        code, 1,
+        "dev's own dated tag cannot move either:\n{out}\n{err}"
+    );
+    let o = env
+        .command(&["build", "app"])
+        .env("MAB_SIGNING_KEY", &key)
+        .env("MAB_NOW", "2026-11-26T10:00:00Z")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_ne!(registry_digest(&format!("{dev}:1")), digest);
+    let (code, out, err) = mab(&["promote", "--from", env.profile, "--to", "prod", "app"]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("1-20261125 already holds"), "{err}");
+    assert_eq!(registry_digest(&format!("{prod}:1")), digest, "a tag moved");
 }
 
 /// The digest a tag holds, as skopeo reads it.

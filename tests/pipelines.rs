@@ -172,39 +172,70 @@ fn the_example_workflow_is_current() {
 
 /// `mab check` fails while a checked-in workflow differs from what its header's command
 /// writes now — naming that command — and passes again once it is written again; an edit
-/// that changes nothing in the workflow does not make it stale.
+/// that changes nothing in the workflow does not make it stale. The manifest lies in a
+/// directory whose name has a space and non-ASCII letters, the workflow was written with a
+/// `--var`, and the checking shell has another `MAB_PROFILE`: none of it confuses the check.
 #[test]
 fn a_stale_workflow_fails_the_check() {
-    let dir = root_copy();
-    let git = |args: &[&str]| git_in(dir.path(), args);
-    git(&["init", "-q", "-b", "main"]);
+    let copy = root_copy();
+    let repo = tempfile::tempdir().unwrap();
+    let sub = repo.path().join("bilder für ci");
+    std::fs::rename(copy.path(), &sub)
+        .or_else(|_| {
+            Command::new("cp")
+                .arg("-r")
+                .arg(copy.path())
+                .arg(&sub)
+                .status()
+                .map(|_| ())
+        })
+        .unwrap();
+    // A variable only the pipeline's command line sets.
+    let manifest = sub.join("images.kdl");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, format!("var \"note\" \"\"\n{text}")).unwrap();
+    git_in(repo.path(), &["init", "-q", "-b", "main"]);
+    let manifest_arg = "bilder für ci/images.kdl";
     let output = ".github/workflows/images.yml";
-    let r = mab_in(
-        dir.path(),
-        &[
-            "ci",
-            "github",
-            "--action",
-            "acme/mab@v1",
-            "--output",
-            output,
-        ],
+    let write = || {
+        let r = mab_in(
+            repo.path(),
+            &[
+                "-f",
+                manifest_arg,
+                "--var",
+                "note=a, \"b\" ü",
+                "ci",
+                "github",
+                "--action",
+                "acme/mab@v1",
+                "--output",
+                output,
+            ],
+        );
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    };
+    write();
+    let text = std::fs::read_to_string(repo.path().join(output)).unwrap();
+    // Every job resolves the manifest as the generator did.
+    assert!(
+        text.contains("mab -f 'bilder für ci/images.kdl' --var 'note=a, \"b\" ü' build"),
+        "{text}"
     );
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let check = || mab_in(dir.path(), &["check", "--manifest-only"]);
+    let check = || {
+        crate::support::mab_env(
+            &sub,
+            &["check", "--manifest-only"],
+            &[("MAB_PROFILE", "prod")],
+        )
+    };
     let r = check();
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let manifest = dir.path().join("images.kdl");
     let original = std::fs::read_to_string(&manifest).unwrap();
-    // A label changes no job: still current.
-    std::fs::write(
-        &manifest,
-        original.replace(
-            "annotation \"org.opencontainers.image.vendor\" \"Platform team\"",
-            "annotation \"org.opencontainers.image.vendor\" \"Platform team, Inc.\"",
-        ),
-    )
-    .unwrap();
+    // An annotation changes no job: still current.
+    let edited = original.replace("\"Platform team\"", "\"Platform team, Inc.\"");
+    assert_ne!(edited, original);
+    std::fs::write(&manifest, edited).unwrap();
     let r = check();
     assert_eq!(r.code, 0, "{}", r.stderr);
     // An image on `odb` adds a level: stale, and the message names the command.
@@ -220,23 +251,12 @@ fn a_stale_workflow_fails_the_check() {
     assert!(
         said.contains("`.github/workflows/images.yml` is stale")
             && said.contains(
-                "mab -f images.kdl ci github --action acme/mab@v1 --output .github/workflows/images.yml"
+                "--profile dev ci github --action acme/mab@v1 --output .github/workflows/images.yml"
             ),
         "{}",
         r.stderr
     );
-    let r = mab_in(
-        dir.path(),
-        &[
-            "ci",
-            "github",
-            "--action",
-            "acme/mab@v1",
-            "--output",
-            output,
-        ],
-    );
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    write();
     let r = check();
     assert_eq!(r.code, 0, "{}", r.stderr);
 }

@@ -87,11 +87,7 @@ fn login(host: &str) -> Value {
 /// The workflow for `g`, as YAML (the header comment first).
 pub fn render(g: &Generated) -> String {
     let buildx = g.backend == crate::manifest::model::Backend::Buildx;
-    let mab = format!(
-        "mab -f {}",
-        shlex::try_quote(&g.manifest).unwrap_or_default()
-    );
-    let matrix = "${{ needs.plan.outputs.matrix }}";
+    let mab = &g.mab;
     let mut jobs = Mapping::new();
     let mut plan_steps = setup(g, false);
     plan_steps.push(run(
@@ -133,9 +129,7 @@ pub fn render(g: &Generated) -> String {
         ]),
     );
     for level in 0..g.levels {
-        let level_expr = format!("fromJSON({matrix}).levels[{level}]")
-            .replace("${{ ", "")
-            .replace(" }}", "");
+        let level_expr = format!("fromJSON(needs.plan.outputs.matrix).levels[{level}]");
         let prev = (level > 0).then(|| format!("merge-{}", level - 1));
         let mut needs = vec![s("plan")];
         if let Some(p) = &prev {

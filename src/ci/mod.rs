@@ -23,6 +23,8 @@ pub struct Generated {
     pub name: String,
     /// The manifest, relative to the repository's root (where jobs run).
     pub manifest: String,
+    /// How the jobs run mab: `mab -f MANIFEST [--var …]`, shell-quoted.
+    pub mab: String,
     pub profile: String,
     pub backend: Backend,
     /// The registry host the jobs log in to.
@@ -43,7 +45,8 @@ impl Generated {
     pub fn header(&self) -> String {
         format!(
             "{MARK} from `{}` (profile `{}`): do not edit.\n\
-             # After a change of the manifest, write it again (`mab check` fails until then):\n\
+             # After a change of the manifest, write it again from the repository's root\n\
+             # (`mab check` fails until then):\n\
              #   {}\n",
             self.manifest, self.profile, self.command
         )
@@ -57,10 +60,19 @@ pub fn repository_root(dir: &Path) -> PathBuf {
         .unwrap_or_else(|| dir.to_path_buf())
 }
 
-/// `path`, relative to `root`, with `/` separators.
+/// `path`, relative to `root`, with `/` separators (a file not written yet: by its directory).
 fn relative(path: &Path, root: &Path) -> String {
-    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    let canonical = |p: &Path| {
+        std::fs::canonicalize(p).ok().or_else(|| {
+            let dir = p
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            Some(std::fs::canonicalize(dir).ok()?.join(p.file_name()?))
+        })
+    };
+    let path = canonical(path).unwrap_or_else(|| path.to_path_buf());
+    let root = canonical(root).unwrap_or_else(|| root.to_path_buf());
     path.strip_prefix(&root)
         .unwrap_or(&path)
         .components()
@@ -69,12 +81,21 @@ fn relative(path: &Path, root: &Path) -> String {
         .join("/")
 }
 
-/// The command line that writes the pipeline: `mab -f M [--profile P] ci github …`.
-fn command_line(manifest: &str, profile: Option<&str>, args: &GithubArgs) -> String {
+/// The words every job's `mab` starts with: the manifest and the `--var`s the pipeline was
+/// written with, so the jobs resolve the manifest as the generator did.
+fn mab_words(manifest: &str, vars: &[(String, String)]) -> Vec<String> {
     let mut words = vec!["mab".to_owned(), "-f".to_owned(), manifest.to_owned()];
-    if let Some(p) = profile {
-        words.extend(["--profile".to_owned(), p.to_owned()]);
+    for (k, v) in vars {
+        words.extend(["--var".to_owned(), format!("{k}={v}")]);
     }
+    words
+}
+
+/// The command line that writes the pipeline again, from the repository's root. The profile
+/// is always named: `MAB_PROFILE` in a reader's shell must not change what it writes.
+fn command_line(mab: &[String], profile: &str, output: Option<&str>, args: &GithubArgs) -> String {
+    let mut words = mab.to_vec();
+    words.extend(["--profile".to_owned(), profile.to_owned()]);
     words.extend(["ci".to_owned(), "github".to_owned()]);
     words.extend(["--action".to_owned(), args.action.clone()]);
     for (flag, value, default) in [
@@ -86,31 +107,33 @@ fn command_line(manifest: &str, profile: Option<&str>, args: &GithubArgs) -> Str
             words.extend([flag.to_owned(), value.clone()]);
         }
     }
-    if let Some(o) = &args.output {
-        words.extend(["--output".to_owned(), o.to_string_lossy().into_owned()]);
+    if let Some(o) = output {
+        words.extend(["--output".to_owned(), o.to_owned()]);
     }
     shlex::try_join(words.iter().map(String::as_str)).unwrap_or_default()
 }
 
 /// The GitHub Actions workflow for `project` with `args`.
 pub fn github_workflow(project: &Project, args: &GithubArgs) -> Result<String, Diagnostics> {
-    let problem = |what: &str, value: &str| -> Diagnostics {
-        Diag::plain(format!("invalid {what} `{}`", value.escape_debug()))
-            .help("letters, digits and `-_./@:*, ` only: it is written into the workflow")
-            .into()
-    };
-    for (what, value) in [
-        ("--action", &args.action),
-        ("--name", &args.name),
-        ("--branch", &args.branch),
-        ("--schedule", &args.schedule),
+    // Each value is written into the workflow: no `${{` expression, quote or newline.
+    for (what, value, allowed) in [
+        ("--action", &args.action, "-_./@"),
+        ("--name", &args.name, "-_."),
+        ("--branch", &args.branch, "-_./*"),
+        ("--schedule", &args.schedule, " *,/-"),
     ] {
         let ok = !value.trim().is_empty()
             && value
                 .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_./@:*, ".contains(c));
+                .all(|c| c.is_ascii_alphanumeric() || allowed.contains(c));
         if !ok {
-            return Err(problem(what, value));
+            return Err(
+                Diag::plain(format!("invalid {what} `{}`", value.escape_debug()))
+                    .help(format!(
+                        "letters, digits and `{allowed}` only: it is written into the workflow"
+                    ))
+                    .into(),
+            );
         }
     }
     let root = repository_root(&project.dir);
@@ -129,9 +152,12 @@ pub fn github_workflow(project: &Project, args: &GithubArgs) -> Result<String, D
         .next()
         .unwrap_or_default()
         .to_owned();
+    let mab = mab_words(&manifest, &project.options.vars);
+    let output = args.output.as_deref().map(|o| relative(o, &root));
     let g = Generated {
         name: args.name.clone(),
-        command: command_line(&manifest, project.options.profile.as_deref(), args),
+        command: command_line(&mab, &model.profile.name, output.as_deref(), args),
+        mab: shlex::try_join(mab.iter().map(String::as_str)).unwrap_or_default(),
         manifest,
         profile: model.profile.name.clone(),
         backend: model.profile.backend,
@@ -175,7 +201,7 @@ pub fn stale(project: &Project) -> Diagnostics {
         let shown = relative(&path, &root);
         let Some(command) = text
             .lines()
-            .nth(2)
+            .nth(3)
             .and_then(|l| l.strip_prefix("#   "))
             .map(str::to_owned)
         else {

@@ -85,6 +85,16 @@ pub fn run(project: &Project, args: &PromoteArgs, out: &mut dyn Write) -> Result
                     )),
                 );
             }
+            Ok(State::DatedTaken { tag, current }) => {
+                item.decision = Some("refused".into());
+                diags.push(
+                    Diag::plain(format!(
+                        "`{}`: {}:{tag} already holds {current}: a dated tag is written once and never moved",
+                        item.version, item.repository
+                    ))
+                    .help("nothing was promoted; promote again another day, or use `${time}` in the tag"),
+                );
+            }
             Ok(State::Current(d)) => {
                 item.digest = Some(d);
                 item.decision = Some("up-to-date".into());
@@ -176,6 +186,11 @@ enum State {
     Missing,
     /// Every target tag holds the source digest already.
     Current(String),
+    /// A dated target tag holds another index: it cannot move.
+    DatedTaken {
+        tag: String,
+        current: String,
+    },
     Copy(String),
 }
 
@@ -183,15 +198,26 @@ async fn state(registry: &Registry, item: &Item) -> Result<State, RegistryError>
     let Some(digest) = registry.digest(&item.source()).await? else {
         return Ok(State::Missing);
     };
+    let mut copy = false;
     for tag in &item.tags {
         let at = registry
             .digest(&format!("{}:{tag}", item.repository))
             .await?;
-        if at.as_deref() != Some(digest.as_str()) {
-            return Ok(State::Copy(digest));
+        match at {
+            Some(current) if current != digest && item.dated_tags.contains(tag) => {
+                return Ok(State::DatedTaken {
+                    tag: tag.clone(),
+                    current,
+                });
+            }
+            at => copy |= at.as_deref() != Some(digest.as_str()),
         }
     }
-    Ok(State::Current(digest))
+    Ok(if copy {
+        State::Copy(digest)
+    } else {
+        State::Current(digest)
+    })
 }
 
 /// Copy one version: everything by digest, its signatures, then its tags.
