@@ -3274,9 +3274,10 @@ fn buildx_promotion_copies_signed_indexes_byte_for_byte() {
     signed_promotion_on(true);
 }
 
-/// Annotations and the commit's metadata are on the index, manifest-level ones on each
-/// platform's image; a new commit reuses every platform image (the index alone says which
-/// commit published it); a dated tag is written once and never moved.
+/// Annotations are on the index, manifest-level ones on each platform's image, and the
+/// commit's time is each image's `created`; a new commit reuses every image, dependents too,
+/// and writes the same index; a dated tag is written once and never moved. The remote has a
+/// token in its address: nothing of it may reach an output or an index.
 fn annotations_and_dated_tags_on(buildx: bool) {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let Some(env) = on(Env::empty("annotate"), buildx) else {
