@@ -108,10 +108,14 @@ fn resolved(model: &Model) -> Option<HashMap<String, Vec<serde_json::Value>>> {
     // Upstream bases come from the Dockerfiles, whose changes are the context's: compared
     // without them, as the manifest at the old revision is read without its files.
     // `rebuild-after` is no input either: adding it rebuilds nothing by itself. Nor is the
-    // commit's time (`SOURCE_DATE_EPOCH`), which the old text has no part in.
+    // commit's time (`SOURCE_DATE_EPOCH`) and the annotations mab takes from the commit,
+    // which the old text has no part in.
     let mut model = model.clone();
     model.epoch = None;
     for v in &mut model.versions {
+        for key in std::mem::take(&mut v.commit_annotations) {
+            v.index_annotations.remove(&key);
+        }
         v.rebuild_after = None;
         for p in &mut v.platforms {
             p.bases.clear();

@@ -904,7 +904,7 @@ fn the_lock_file_pins_upstream_and_names_a_moved_tag() {
     let (code, out, err) = mab(&["build", "--locked", "good"]);
     assert_eq!(code, 0, "{out}\n{err}");
 
-    // Upstream moves: a new index (same children, another order, so another digest).
+    // Upstream moves: a new index of new images.
     let moved = move_index(
         &env.registry,
         &format!("{}-up/library/alpine", env.ns),
@@ -1787,30 +1787,54 @@ fn copy_all(from: &str, to: &str) {
 }
 
 fn move_index(registry: &str, repository: &str, tag: &str) -> String {
-    let current = Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(format!("docker://{registry}/{repository}:{tag}"))
-        .output()
-        .unwrap();
-    let mut index: Value = serde_json::from_slice(&current.stdout).unwrap();
-    index["manifests"].as_array_mut().unwrap().reverse();
+    let raw = |reference: &str| {
+        let o = Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!("docker://{registry}/{repository}{reference}"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<Value>(&o.stdout).unwrap()
+    };
+    let mut index = raw(&format!(":{tag}"));
+    // Each platform's image gets a new digest (the same layers, one annotation more), as an
+    // upstream rebuild would give it: the index alone moving is no change of any image.
+    for entry in index["manifests"].as_array_mut().unwrap() {
+        let digest = entry["digest"].as_str().unwrap().to_owned();
+        let mut image = raw(&format!("@{digest}"));
+        let media_type = entry["mediaType"].as_str().unwrap().to_owned();
+        image["annotations"]["io.mab.test.moved-from"] = Value::from(digest);
+        let body = serde_json::to_vec(&image).unwrap();
+        let moved = mab::registry::digest_of(&body);
+        put_manifest(registry, repository, &moved, &media_type, &body);
+        entry["digest"] = Value::from(moved);
+        entry["size"] = Value::from(body.len());
+    }
     put_index(registry, repository, tag, &index)
 }
 
 /// PUT `index` (an OCI index) at `repository:tag`; returns its digest.
 fn put_index(registry: &str, repository: &str, tag: &str, index: &Value) -> String {
     let body = serde_json::to_vec(index).unwrap();
+    put_manifest(
+        registry,
+        repository,
+        tag,
+        "application/vnd.oci.image.index.v1+json",
+        &body,
+    );
+    mab::registry::digest_of(&body)
+}
+
+/// PUT manifest `body` of `media_type` at `repository:reference`.
+fn put_manifest(registry: &str, repository: &str, reference: &str, media_type: &str, body: &[u8]) {
     let put = Command::new("curl")
-        .args([
-            "-fsS",
-            "-X",
-            "PUT",
-            "-H",
-            "Content-Type: application/vnd.oci.image.index.v1+json",
-            "--data-binary",
-            "@-",
-        ])
-        .arg(format!("http://{registry}/v2/{repository}/manifests/{tag}"))
+        .args(["-fsS", "-X", "PUT", "-H"])
+        .arg(format!("Content-Type: {media_type}"))
+        .args(["--data-binary", "@-"])
+        .arg(format!(
+            "http://{registry}/v2/{repository}/manifests/{reference}"
+        ))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -1818,7 +1842,7 @@ fn put_index(registry: &str, repository: &str, tag: &str, index: &Value) -> Stri
         .unwrap();
     {
         use std::io::Write;
-        put.stdin.as_ref().unwrap().write_all(&body).unwrap();
+        put.stdin.as_ref().unwrap().write_all(body).unwrap();
     }
     let put = put.wait_with_output().unwrap();
     assert!(
@@ -1826,7 +1850,6 @@ fn put_index(registry: &str, repository: &str, tag: &str, index: &Value) -> Stri
         "{}",
         String::from_utf8_lossy(&put.stderr)
     );
-    mab::registry::digest_of(&body)
 }
 
 /// `docker buildx imagetools inspect REF --format '{{json .Provenance}}'`: what a buildx user
@@ -3375,13 +3398,16 @@ image "tool" {{ from "app:1" arg="BASE"; version "1"; }}
         "{index}"
     );
     assert_eq!(a["org.opencontainers.image.version"], "1");
-    // Not yet: the commit's own annotations would change the index, and so every dependent's
-    // pin, with every commit.
-    for key in ["source", "revision", "created"] {
-        let key = format!("org.opencontainers.image.{key}");
-        assert!(a.get(&key).is_none(), "{index}");
-    }
-    assert!(!first.is_empty());
+    // The commit's: the remote without its credentials, the revision, the commit's time.
+    assert_eq!(
+        a["org.opencontainers.image.source"], "https://git.example.com/acme/images",
+        "{index}"
+    );
+    assert_eq!(a["org.opencontainers.image.revision"], first.as_str());
+    assert_eq!(
+        a["org.opencontainers.image.created"],
+        "2026-11-20T08:00:00Z"
+    );
     assert!(!index.to_string().contains("secret"), "{index}");
     assert!(
         a.get("org.opencontainers.image.licenses").is_none(),
@@ -3424,6 +3450,11 @@ image "tool" {{ from "app:1" arg="BASE"; version "1"; }}
     }
     let moving = registry_digest(&format!("{repo}:1"));
     assert_eq!(moving, dated, "the index changed with the commit");
+    assert_eq!(
+        index["annotations"]["org.opencontainers.image.revision"],
+        first.as_str(),
+        "the index names the commit that first published its images"
+    );
     assert_eq!(registry_digest(&format!("{repo}:1-20261126")), moving);
     assert_eq!(
         registry_digest(&format!("{repo}:1-20261125")),
@@ -3435,7 +3466,7 @@ image "tool" {{ from "app:1" arg="BASE"; version "1"; }}
     // the run refuse, and no tag moves.
     let manifest = std::fs::read_to_string(env.path().join("images.kdl")).unwrap();
     env.write("images.kdl", &manifest.replace("second line", "2nd line"));
-    commit("third", "2026-11-26T09:00:00Z");
+    let third = commit("third", "2026-11-26T09:00:00Z");
     let o = env
         .command(&["plan", "--check-registry"])
         .env("MAB_NOW", "2026-11-26T11:00:00Z")
@@ -3453,6 +3484,37 @@ image "tool" {{ from "app:1" arg="BASE"; version "1"; }}
         "the moving tag moved"
     );
     assert_eq!(registry_digest(&format!("{repo}:1-20261126")), moving);
+
+    // The next day it publishes: new indexes naming the new commit, and still no platform
+    // image rebuilt — the dependent's input is its base's image, not the index around it.
+    let (code, out) = build("2026-11-27T10:00:00Z");
+    assert_eq!(code, Some(0), "{out}");
+    let r = report(&env.path().join("r.json"));
+    for image in ["app", "tool"] {
+        for arch in ["amd64", "arm64"] {
+            let id = format!("build:{image}:1@linux/{arch}");
+            assert_eq!(node(&r, &id)["status"], "reused", "{id}: {out}");
+        }
+        let index = raw(&format!("{}:1", env.repo(image))).unwrap();
+        let a = &index["annotations"];
+        assert_eq!(a["org.opencontainers.image.revision"], third.as_str());
+        assert_eq!(
+            a["org.opencontainers.image.created"],
+            "2026-11-26T09:00:00Z"
+        );
+        assert!(
+            a["org.opencontainers.image.description"]
+                .as_str()
+                .unwrap()
+                .ends_with("2nd line"),
+            "{index}"
+        );
+    }
+    let index = raw(&format!("{repo}:1")).unwrap();
+    for (arch, digest) in &children {
+        assert_eq!(&child(&index, arch), digest, "{arch} was rebuilt");
+    }
+    assert_ne!(registry_digest(&format!("{repo}:1")), moving);
 }
 
 #[test]

@@ -46,8 +46,7 @@ impl Project {
         let dir = std::fs::canonicalize(&base).unwrap_or_else(|_| base.clone());
         let mut model = loaded.model;
         crate::bases::fill(&mut model, &dir);
-        crate::origin::annotate(&mut model);
-        model.epoch = crate::origin::epoch(&dir);
+        crate::origin::fill(&mut model, crate::origin::commit(&dir).as_ref());
         Ok(Project {
             file: file.to_path_buf(),
             base,

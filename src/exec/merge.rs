@@ -68,13 +68,20 @@ async fn sign_all(
 /// The index merge `node` publishes: its entries, images first, and its annotations. Every
 /// platform's build must have published its digest.
 pub(super) async fn index_of(node: &Node, ctx: &Context) -> Result<NewIndex, Failure> {
-    // A reused image was published with its attestations: they are in the index at the tag.
-    let published = match node.tags().first() {
-        Some(tag) => ctx
-            .registry
-            .index_entries(node.reference(), tag)
-            .await?
-            .unwrap_or_default(),
+    let Work::Merge(merge) = &node.work else {
+        return Err(Failure::Internal(format!("`{}` is not a merge", node.id)));
+    };
+    // What is published at the first tag that is not today's: a reused image was published
+    // with its attestations, which are in that index.
+    let first = (merge.tags.iter())
+        .find(|t| !merge.dated_tags.contains(t))
+        .or(merge.tags.first());
+    let current = match first {
+        Some(tag) => ctx.registry.index_at(node.reference(), tag).await?,
+        None => None,
+    };
+    let published = match &current {
+        Some(index) => index.entries()?,
         None => Vec::new(),
     };
     let mut children: Vec<Descriptor> = Vec::new();
@@ -92,14 +99,37 @@ pub(super) async fn index_of(node: &Node, ctx: &Context) -> Result<NewIndex, Fai
     if children.is_empty() {
         return Err(Failure::NothingToMerge);
     }
-    let annotations = match &node.work {
-        Work::Merge(m) => m.annotations.clone(),
-        _ => Default::default(),
-    };
-    Ok(NewIndex::annotated(
-        registry::images_first(children),
-        annotations,
-    ))
+    let index = NewIndex::annotated(registry::images_first(children), merge.annotations.clone());
+    Ok(match current {
+        Some(current) => as_published(index, &current, &merge.commit_annotations),
+        None => index,
+    })
+}
+
+/// `index`, or the `published` index when the two differ only in the annotations taken from
+/// the commit (`commit_keys`): a new commit that changed nothing the index holds writes
+/// nothing, and the index keeps naming the commit that first published its images.
+fn as_published(
+    index: NewIndex,
+    published: &registry::Manifest,
+    commit_keys: &[String],
+) -> NewIndex {
+    if commit_keys.is_empty() {
+        return index;
+    }
+    let theirs = published.annotations();
+    let mut kept = index.clone();
+    for key in commit_keys {
+        match theirs.get(key) {
+            Some(value) => kept.annotations.insert(key.clone(), value.clone()),
+            None => kept.annotations.remove(key),
+        };
+    }
+    if kept.digest() == published.digest {
+        kept
+    } else {
+        index
+    }
 }
 
 /// Say in the image's index entry when it was built (`io.mab.built`, for `rebuild-after`):

@@ -98,6 +98,8 @@ pub struct Context {
     pub upstream: Mutex<HashMap<(String, Option<String>), UpstreamDigest>>,
     /// The run's time ([`crate::clock`]): when the images it builds were built.
     pub now: chrono::DateTime<chrono::Utc>,
+    /// The image for a platform of what a node published (node, platform), read once per run.
+    pub platform_images: Mutex<HashMap<(NodeId, String), String>>,
 }
 
 impl Context {
@@ -118,6 +120,7 @@ impl Context {
             context_hashes: Mutex::new(HashMap::new()),
             reused: Mutex::new(std::collections::HashSet::new()),
             upstream: Mutex::new(HashMap::new()),
+            platform_images: Mutex::new(HashMap::new()),
             now: crate::clock::now().unwrap_or_else(|_| chrono::Utc::now()),
             tested: plan
                 .nodes
@@ -164,6 +167,41 @@ impl Context {
             .unwrap_or_else(|p| p.into_inner())
             .get(&(reference.to_owned(), platform.map(str::to_owned)))
             .and_then(|c| c.get().cloned())
+    }
+
+    /// The digest of the image for `platform` in what node `id` published at `reference`
+    /// (`repository[:tag]@digest`): the index's child for it, or the manifest itself when it
+    /// is one image (a push of one platform without attestations). An index without that
+    /// platform stands for itself.
+    pub async fn platform_image(
+        &self,
+        id: &NodeId,
+        reference: &str,
+        platform: &str,
+    ) -> Result<String, failure::Failure> {
+        let key = (id.clone(), platform.to_owned());
+        if let Some(d) = self
+            .platform_images
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(d.clone());
+        }
+        let whole = reference
+            .rsplit_once('@')
+            .map_or(reference, |(_, d)| d)
+            .to_owned();
+        let image = self
+            .registry
+            .platform_digest(reference, platform)
+            .await?
+            .unwrap_or(whole);
+        self.platform_images
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, image.clone());
+        Ok(image)
     }
 
     /// Read the digest of every upstream base of `build` (once per run and base).

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use super::Context;
 use super::failure::Failure;
 use crate::inputs;
+use crate::plan::command::Part;
 use crate::plan::{BuildWork, Node, NodeId};
 use crate::registry::{Registry, RegistryError};
 
@@ -131,13 +132,25 @@ async fn input_components(
             h
         }
     };
-    Ok(inputs::components(
-        node,
-        build,
-        &context_hash,
-        &|id| ctx.digest(id),
-        &|r, p| ctx.upstream_digest(r, p),
-    )?)
+    let mut components =
+        inputs::components(node, build, &context_hash, &|id| ctx.digest(id), &|r, p| {
+            ctx.upstream_digest(r, p)
+        })?;
+    // A base mab publishes is an input by its image for this platform, not by the index
+    // (or the push) that holds it: a new index annotation, another platform's rebuild, or a
+    // split build that pins the platform's push instead of the merged index changes nothing
+    // this build sees.
+    let platform = node.platform().unwrap_or_default();
+    for (name, arg) in &build.args {
+        if let [Part::Lit(prefix), Part::Digest(id)] = arg.0.as_slice()
+            && prefix.ends_with('@')
+            && let Some(pinned) = components.get_mut(&format!("arg:{name}"))
+        {
+            let image = ctx.platform_image(id, pinned, platform).await?;
+            *pinned = format!("{prefix}{image}");
+        }
+    }
+    Ok(components)
 }
 
 /// Why an image with unchanged inputs is rebuilt all the same: built longer ago than the

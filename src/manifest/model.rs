@@ -189,6 +189,9 @@ pub struct ImageVersion {
     /// `annotation … level="index"` (the default) and the standard
     /// `org.opencontainers.image.*` ones: written on the index at merge, no input.
     pub index_annotations: BTreeMap<String, String>,
+    /// Those of `index_annotations` mab took from the commit (`source`, `revision`,
+    /// `created`): they alone never make a new index.
+    pub commit_annotations: std::collections::BTreeSet<String>,
     /// `annotation … level="manifest"`: on every platform's image manifest, an input.
     pub manifest_annotations: BTreeMap<String, String>,
     /// Tags made from the run's time (`${date}`, `${time}`): written once, never moved.

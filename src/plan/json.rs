@@ -41,6 +41,8 @@ struct NodeJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     annotations: Option<&'a BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    commit_annotations: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     source_date_epoch: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     dated_tags: Option<&'a [String]>,
@@ -94,6 +96,12 @@ impl Serialize for Node {
             annotations: match &self.work {
                 Work::Build(b) => non_empty(&b.annotations),
                 Work::Merge(m) => non_empty(&m.annotations),
+                _ => None,
+            },
+            commit_annotations: match &self.work {
+                Work::Merge(m) if !m.commit_annotations.is_empty() => {
+                    Some(m.commit_annotations.as_slice())
+                }
                 _ => None,
             },
             source_date_epoch: build.and_then(|b| b.epoch),

@@ -421,6 +421,7 @@ impl Builder<'_> {
                 tags: v.tags.clone(),
                 dated_tags: v.dated_tags.clone(),
                 annotations: v.index_annotations.clone(),
+                commit_annotations: v.commit_annotations.iter().cloned().collect(),
             });
             let node = self.node(NodeId::Merge { key: v.key.clone() }, merge_needs, work);
             self.push(node);

@@ -150,6 +150,10 @@ pub struct MergeWork {
     pub dated_tags: Vec<String>,
     /// Annotations of the index itself: written at merge, no input of anything.
     pub annotations: BTreeMap<String, String>,
+    /// Those of `annotations` taken from the commit (`source`, `revision`, `created`): when
+    /// the published index has the same images and the same other annotations, it stays as
+    /// it is, with the values of the commit that first published those images.
+    pub commit_annotations: Vec<String>,
 }
 
 /// What a run would do with a node, as the registry says today.

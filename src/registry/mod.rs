@@ -246,6 +246,17 @@ impl Registry {
         Ok(digest_of(bytes))
     }
 
+    /// The index at `repository:tag`, or `None` when that tag does not exist or is not an
+    /// index.
+    pub async fn index_at(&self, repository: &str, tag: &str) -> Result<Option<Manifest>> {
+        let reference = format!("{repository}:{tag}");
+        if self.digest(&reference).await?.is_none() {
+            return Ok(None);
+        }
+        let index = self.manifest(&reference).await?;
+        Ok(index.is_index().then_some(index))
+    }
+
     /// The entries of the index at `repository:tag`, or `None` when that tag does not exist
     /// or is not an index.
     pub async fn index_entries(
@@ -253,15 +264,10 @@ impl Registry {
         repository: &str,
         tag: &str,
     ) -> Result<Option<Vec<Descriptor>>> {
-        let reference = format!("{repository}:{tag}");
-        if self.digest(&reference).await?.is_none() {
-            return Ok(None);
+        match self.index_at(repository, tag).await? {
+            Some(index) => index.entries().map(Some),
+            None => Ok(None),
         }
-        let index = self.manifest(&reference).await?;
-        if !index.is_index() {
-            return Ok(None);
-        }
-        index.entries().map(Some)
     }
 
     /// The child for `platform` of the index at `repository:tag`, if that tag exists and is an index.

@@ -51,6 +51,14 @@ impl Manifest {
         serde_json::from_value(self.json()?.get("manifests").cloned().unwrap_or_default())
             .map_err(|e| err(&format!("reading index {}", self.digest), e))
     }
+
+    /// The manifest's own annotations (none when it has no such field or they are not strings).
+    pub fn annotations(&self) -> BTreeMap<String, String> {
+        self.json()
+            .ok()
+            .and_then(|j| serde_json::from_value(j.get("annotations")?.clone()).ok())
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

@@ -192,6 +192,7 @@ impl<'a> Resolver<'a> {
             tags,
             dated_tags,
             index_annotations,
+            commit_annotations: Default::default(),
             manifest_annotations,
             froms: Vec::new(),
             rebuild_after: layers
