@@ -932,6 +932,8 @@ fn the_lock_file_pins_upstream_and_names_a_moved_tag() {
     assert_eq!(code, 0, "{out}\n{err}");
 }
 
+mod runners;
+
 mod faults {
     //! The registry client against a fault-injecting proxy in front of the real registry.
     use super::*;

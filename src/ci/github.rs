@@ -84,12 +84,85 @@ fn login(host: &str) -> Value {
     ])
 }
 
+/// The name of the build job of `part` of `level`.
+fn build_job(level: usize, part: usize) -> String {
+    if part == 0 {
+        format!("build-{level}")
+    } else {
+        format!("build-{level}-part-{part}")
+    }
+}
+
+/// The matrix job that builds `part` of `level` (`levels[N].parts[K]` of the plan's matrix):
+/// each entry `mab build --node ID --metadata-dir dist`, the metadata uploaded as an artifact.
+fn build(g: &Generated, level: usize, part: usize, buildx: bool) -> Value {
+    let part_expr = format!("fromJSON(needs.plan.outputs.matrix).levels[{level}].parts[{part}]");
+    let prev = (level > 0).then(|| format!("merge-{}", level - 1));
+    let mut needs = vec![s("plan")];
+    if let Some(p) = &prev {
+        needs.push(s(p));
+    }
+    // Run when the plan has this part and the previous level's merge published it (a failed
+    // merge stops every later level).
+    let mut condition =
+        format!("${{{{ !cancelled() && needs.plan.result == 'success' && {part_expr} != null");
+    if let Some(p) = &prev {
+        condition.push_str(&format!(" && needs.{p}.result == 'success'"));
+    }
+    condition.push_str(" }}");
+    let mut steps = setup(g, buildx);
+    steps.push(run(
+        "Build, test and push by digest",
+        &format!("{} build --node \"$NODE\" --metadata-dir dist", g.mab),
+        &[("NODE", "${{ matrix.node }}")],
+    ));
+    steps.push(map([
+        ("uses", s("actions/upload-artifact@v4")),
+        (
+            "with",
+            map([
+                (
+                    "name",
+                    s(&format!(
+                        "mab-metadata-{level}-{part}-${{{{ strategy.job-index }}}}"
+                    )),
+                ),
+                ("path", s("dist")),
+                ("if-no-files-found", s("error")),
+                ("retention-days", Value::Number(1.into())),
+            ]),
+        ),
+    ]));
+    map([
+        ("name", s(&format!("level {level}: ${{{{ matrix.node }}}}"))),
+        ("needs", seq(needs)),
+        ("if", s(&condition)),
+        (
+            "strategy",
+            map([
+                ("fail-fast", Value::Bool(false)),
+                (
+                    "matrix",
+                    map([("include", s(&format!("${{{{ {part_expr} }}}}")))]),
+                ),
+            ]),
+        ),
+        ("runs-on", s("${{ matrix.runs-on }}")),
+        ("steps", seq(steps)),
+    ])
+}
+
 /// The workflow for `g`, as YAML (the header comment first).
 pub fn render(g: &Generated) -> String {
     let buildx = g.backend == crate::manifest::model::Backend::Buildx;
     let mab = &g.mab;
     let mut jobs = Mapping::new();
     let mut plan_steps = setup(g, false);
+    plan_steps.push(run(
+        "Check the manifest, and that this workflow is current",
+        &format!("{mab} check --manifest-only"),
+        &[],
+    ));
     plan_steps.push(run(
         "Mirror upstream images",
         &format!("{mab} mirror{}", if g.locked { " --locked" } else { "" }),
@@ -128,64 +201,13 @@ pub fn render(g: &Generated) -> String {
             ("steps", seq(plan_steps)),
         ]),
     );
-    for level in 0..g.levels {
-        let level_expr = format!("fromJSON(needs.plan.outputs.matrix).levels[{level}]");
-        let prev = (level > 0).then(|| format!("merge-{}", level - 1));
-        let mut needs = vec![s("plan")];
-        if let Some(p) = &prev {
-            needs.push(s(p));
+    for (level, &parts) in g.parts.iter().enumerate() {
+        let mut builds = Vec::new();
+        for part in 0..parts {
+            let name = build_job(level, part);
+            jobs.insert(s(&name), build(g, level, part, buildx));
+            builds.push(s(&name));
         }
-        // Run when the plan has this level and the previous level's merge published it (a
-        // failed merge stops every later level; `!cancelled()` lets a skipped-free chain run).
-        let mut condition =
-            format!("${{{{ !cancelled() && needs.plan.result == 'success' && {level_expr} != null");
-        if let Some(p) = &prev {
-            condition.push_str(&format!(" && needs.{p}.result == 'success'"));
-        }
-        condition.push_str(" }}");
-        let mut steps = setup(g, buildx);
-        steps.push(run(
-            "Build, test and push by digest",
-            &format!("{mab} build --node \"$NODE\" --metadata-dir dist"),
-            &[("NODE", "${{ matrix.node }}")],
-        ));
-        steps.push(map([
-            ("uses", s("actions/upload-artifact@v4")),
-            (
-                "with",
-                map([
-                    (
-                        "name",
-                        s(&format!(
-                            "mab-metadata-{level}-${{{{ strategy.job-index }}}}"
-                        )),
-                    ),
-                    ("path", s("dist")),
-                    ("if-no-files-found", s("error")),
-                    ("retention-days", Value::Number(1.into())),
-                ]),
-            ),
-        ]));
-        jobs.insert(
-            s(&format!("build-{level}")),
-            map([
-                ("name", s(&format!("level {level}: ${{{{ matrix.node }}}}"))),
-                ("needs", seq(needs)),
-                ("if", s(&condition)),
-                (
-                    "strategy",
-                    map([
-                        ("fail-fast", Value::Bool(false)),
-                        (
-                            "matrix",
-                            map([("include", s(&format!("${{{{ {level_expr}.include }}}}")))]),
-                        ),
-                    ]),
-                ),
-                ("runs-on", s("${{ matrix.runs-on }}")),
-                ("steps", seq(steps)),
-            ]),
-        );
         let mut steps = setup(g, false);
         steps.push(map([
             ("uses", s("actions/download-artifact@v4")),
@@ -203,11 +225,18 @@ pub fn render(g: &Generated) -> String {
             &format!("{mab} merge --metadata-dir dist"),
             &[],
         ));
+        // Every part that ran succeeded, and the first ran (a plan with fewer builds than the
+        // workflow was written for skips the last parts).
+        let condition = format!(
+            "${{{{ !cancelled() && needs.{}.result == 'success' && !contains(needs.*.result, 'failure') }}}}",
+            build_job(level, 0)
+        );
         jobs.insert(
             s(&format!("merge-{level}")),
             map([
                 ("name", s(&format!("level {level}: merge"))),
-                ("needs", s(&format!("build-{level}"))),
+                ("needs", seq(builds)),
+                ("if", s(&condition)),
                 ("runs-on", s("ubuntu-latest")),
                 ("steps", seq(steps)),
             ]),

@@ -29,8 +29,10 @@ pub struct Generated {
     pub backend: Backend,
     /// The registry host the jobs log in to.
     pub registry_host: String,
-    /// Build levels of the whole plan: the pipeline has a build and a merge job for each.
-    pub levels: usize,
+    /// Per build level of the whole plan, its matrix parts (jobs of at most
+    /// [`crate::render::matrix::MATRIX_LIMIT`]): a build job for each part, a merge job for
+    /// each level.
+    pub parts: Vec<usize>,
     /// `images.lock` exists: mirrors run `--locked`.
     pub locked: bool,
     /// The composite action that installs mab.
@@ -141,10 +143,7 @@ pub fn github_workflow(project: &Project, args: &GithubArgs) -> Result<String, D
     let model = &project.model;
     let plan = crate::plan::plan(model, &crate::plan::Selection::default())
         .map_err(|d| project.located(d))?;
-    let levels = crate::render::matrix::build_levels(&plan)
-        .values()
-        .max()
-        .map_or(0, |m| m + 1);
+    let parts = crate::render::matrix::parts(&plan);
     let registry_host = model
         .profile
         .registry
@@ -162,7 +161,7 @@ pub fn github_workflow(project: &Project, args: &GithubArgs) -> Result<String, D
         profile: model.profile.name.clone(),
         backend: model.profile.backend,
         registry_host,
-        levels,
+        parts,
         locked: crate::lock::path_for(&project.file).exists(),
         action: args.action.clone(),
         branch: args.branch.clone(),

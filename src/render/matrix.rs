@@ -4,6 +4,10 @@
 //! builds on mirrors only, level n on images of levels below n. A workflow runs the jobs
 //! of a level (`mab build --node ID --metadata-dir …`), then `mab merge` for that level,
 //! then the next level — see `examples/github-actions/`.
+//!
+//! A GitHub matrix runs at most 256 jobs, so each level also comes in `parts` of at most
+//! [`MATRIX_LIMIT`] jobs, one matrix job each (`levels[N].parts[K]`); `include` is the whole
+//! level.
 
 use std::collections::HashMap;
 
@@ -11,7 +15,10 @@ use serde::Serialize;
 
 use crate::plan::{Kind, NodeId, Plan};
 
-#[derive(Serialize)]
+/// The most jobs one GitHub Actions matrix may have.
+pub const MATRIX_LIMIT: usize = 256;
+
+#[derive(Clone, Serialize)]
 struct Job<'a> {
     node: &'a NodeId,
     image: Option<&'a str>,
@@ -26,6 +33,7 @@ struct Job<'a> {
 struct Level<'a> {
     level: usize,
     include: Vec<Job<'a>>,
+    parts: Vec<Vec<Job<'a>>>,
 }
 
 #[derive(Serialize)]
@@ -57,6 +65,16 @@ pub fn build_levels(plan: &Plan) -> HashMap<&NodeId, usize> {
     levels
 }
 
+/// How many matrix parts each build level of `plan` has (see [`MATRIX_LIMIT`]).
+pub fn parts(plan: &Plan) -> Vec<usize> {
+    let levels = build_levels(plan);
+    let mut count: Vec<usize> = vec![0; levels.values().max().map_or(0, |m| m + 1)];
+    for level in levels.values() {
+        count[*level] += 1;
+    }
+    count.iter().map(|n| n.div_ceil(MATRIX_LIMIT)).collect()
+}
+
 pub fn render(plan: &Plan) -> String {
     let levels = build_levels(plan);
     let depth = levels.values().max().map_or(0, |m| m + 1);
@@ -64,6 +82,7 @@ pub fn render(plan: &Plan) -> String {
         .map(|level| Level {
             level,
             include: Vec::new(),
+            parts: Vec::new(),
         })
         .collect();
     for n in plan.nodes.iter().filter(|n| n.kind() == Kind::Build) {
@@ -75,6 +94,13 @@ pub fn render(plan: &Plan) -> String {
             platform: n.platform(),
             runs_on: n.runs_on().unwrap_or("ubuntu-latest"),
         });
+    }
+    for level in &mut out {
+        level.parts = level
+            .include
+            .chunks(MATRIX_LIMIT)
+            .map(<[Job]>::to_vec)
+            .collect();
     }
     let matrix = Matrix {
         profile: &plan.profile,
