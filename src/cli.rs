@@ -32,6 +32,12 @@ pub struct Cli {
     #[arg(long = "var", global = true, value_name = "NAME=VALUE", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
 
+    /// This machine is the CI runner of the platforms it builds (a job of `mab ci`): build on
+    /// its own builder, not on the manifest's `builder`s (no `--builder`, no endpoint); a
+    /// platform whose builder names a `runs-on` runner is native here
+    #[arg(long, global = true)]
+    pub on_runner: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -1,6 +1,6 @@
 //! Command-line behaviour: exit codes, profiles, check, completions.
 
-use crate::support::{mab, mab_in};
+use crate::support::{mab, mab_in, root};
 
 #[test]
 fn unknown_profile_suggests() {
@@ -1035,4 +1035,63 @@ fn the_build_clock_comes_from_the_environment_or_is_refused() {
         assert_eq!(r.code, 2, "{var}={value}: {}", r.stderr);
         assert!(r.stderr.contains(var), "{}", r.stderr);
     }
+}
+
+/// One manifest drives both: on this machine a platform goes to its `builder` (named, created
+/// from its endpoint); as a CI runner (`--on-runner`) it builds on the runner's own builder —
+/// no `--builder`, no endpoint — while the matrix still sends it to the builder's `runs-on`.
+#[test]
+fn a_ci_runner_builds_on_its_own_builder() {
+    let manifest = "examples/split-native-builds/images.kdl";
+    let plan = |extra: &[&str]| {
+        let mut args = vec!["-f", manifest];
+        args.extend_from_slice(extra);
+        args.extend(["plan", "--format", "json"]);
+        let r = mab_in(&root(), &args);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        serde_json::from_str::<serde_json::Value>(&r.stdout).unwrap()
+    };
+    let builds = |plan: &serde_json::Value| -> Vec<String> {
+        plan["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["kind"] == "build")
+            .map(|n| n["commands"].to_string())
+            .collect()
+    };
+    let here = plan(&[]);
+    assert_eq!(here["builders"].as_array().unwrap().len(), 2, "{here}");
+    assert!(builds(&here).iter().all(|c| c.contains("\"--builder\"")));
+    let runner = plan(&["--on-runner"]);
+    assert!(runner.get("builders").is_none(), "{runner}");
+    let commands = builds(&runner);
+    assert!(!commands.is_empty());
+    for c in &commands {
+        assert!(!c.contains("--builder"), "{c}");
+        assert!(!c.contains("builder.internal"), "{c}");
+    }
+    let r = mab_in(
+        &root(),
+        &[
+            "-f",
+            manifest,
+            "--on-runner",
+            "plan",
+            "--format",
+            "github-matrix",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let matrix: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let runs_on: std::collections::BTreeSet<&str> = matrix["levels"][0]["include"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["runs-on"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        runs_on,
+        ["ubuntu-24.04", "ubuntu-24.04-arm"].into_iter().collect()
+    );
 }

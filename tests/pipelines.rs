@@ -294,7 +294,9 @@ fn a_stale_workflow_fails_the_check() {
     let text = std::fs::read_to_string(repo.path().join(output)).unwrap();
     // Every job resolves the manifest as the generator did.
     assert!(
-        text.contains("mab -f 'bilder für ci/images.kdl' --var 'note=a, \"b\" ü' build"),
+        text.contains(
+            "mab -f 'bilder für ci/images.kdl' --var 'note=a, \"b\" ü' --on-runner build"
+        ),
         "{text}"
     );
     let check = || {

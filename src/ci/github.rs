@@ -113,7 +113,10 @@ fn build(g: &Generated, level: usize, part: usize, buildx: bool) -> Value {
     let mut steps = setup(g, buildx);
     steps.push(run(
         "Build, test and push by digest",
-        &format!("{} build --node \"$NODE\" --metadata-dir dist", g.mab),
+        &format!(
+            "{} --on-runner build --node \"$NODE\" --metadata-dir dist",
+            g.mab
+        ),
         &[("NODE", "${{ matrix.node }}")],
     ));
     steps.push(map([
@@ -185,7 +188,7 @@ pub fn render(g: &Generated) -> String {
                  # A pull request builds what it changes (and what is built on it); other runs, everything.\n\
                  since=()\n\
                  if [ \"$EVENT\" = pull_request ]; then since=(--changed-since \"origin/$BASE_REF\"); fi\n\
-                 {mab} plan \"${{since[@]}}\"\n\
+                 {mab} --on-runner plan \"${{since[@]}}\"\n\
                  echo \"matrix=$({mab} plan --format github-matrix \"${{since[@]}}\" | jq -c .)\" >> \"$GITHUB_OUTPUT\"\n"
             )),
         ),

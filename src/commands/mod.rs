@@ -66,7 +66,8 @@ impl Project {
 /// Run one command that needs the manifest, writing its output to `out`.
 pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<i32, Diagnostics> {
     let timer = Timer::from_env();
-    let project = Project::load(&cli.file, crate::manifest_options(cli))?;
+    let mut project = Project::load(&cli.file, crate::manifest_options(cli))?;
+    project.model.on_runner = cli.on_runner;
     timer.lap("load (read, parse, resolve)");
     if matches!(cli.command, Command::Build(_) | Command::Seed(_)) {
         // Nothing outside the project is sent to a builder (symbolic links followed).

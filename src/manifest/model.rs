@@ -242,6 +242,9 @@ pub struct Model {
     pub profile: Profile,
     /// `SOURCE_DATE_EPOCH` of the builds: the environment's, else the commit's time.
     pub epoch: Option<i64>,
+    /// `--on-runner`: builds run on this machine's own builder, as a CI runner of their
+    /// platform; `builder` blocks give only their `runs-on`.
+    pub on_runner: bool,
     pub profiles: Vec<String>,
     pub vars: BTreeMap<String, String>,
     pub mirrors: Vec<Mirror>,

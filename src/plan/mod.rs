@@ -452,9 +452,19 @@ impl Builder<'_> {
             }
         }
         let owner = model.builder_for(&ps.platform);
+        // A CI runner builds on its own builder; it is the native machine of the platforms
+        // its builder sends to a `runs-on` runner.
+        let (builder, native) = if model.on_runner {
+            (None, owner.is_some_and(|b| b.runs_on.is_some()))
+        } else {
+            (
+                owner.map(|b| b.name.clone()),
+                owner.is_some_and(|b| b.endpoint.is_some()),
+            )
+        };
         let work = BuildWork {
             image: image.clone(),
-            builder: owner.map(|b| b.name.clone()),
+            builder,
             runs_on: owner.and_then(|b| b.runs_on.clone()),
             context: v.context.clone(),
             dockerfile: v.dockerfile.clone(),
@@ -466,7 +476,7 @@ impl Builder<'_> {
             cache: ps.cache.clone(),
             attest: (model.profile.backend == Backend::Buildx).then(|| v.attest.clone()),
             secrets: v.secrets.clone(),
-            bases: self.bases(ps, owner.is_some_and(|b| b.endpoint.is_some())),
+            bases: self.bases(ps, native),
             rebuild_after: v.rebuild_after.clone(),
             no_cache: false,
         };

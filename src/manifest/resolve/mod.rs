@@ -66,6 +66,7 @@ pub fn resolve(raw: &RawManifest, src: &str, options: &Options) -> Result<Model,
     Ok(Model {
         profile,
         epoch: None,
+        on_runner: false,
         profiles,
         vars: r.vars,
         mirrors,
