@@ -269,6 +269,29 @@ pub struct CiArgs {
 pub enum CiEngine {
     /// A GitHub Actions workflow: a matrix job per level, then its merges
     Github(GithubArgs),
+    /// A GitLab CI child pipeline for this run of the plan (written by a parent job): a stage
+    /// of `parallel:matrix` builds per level, then its merges
+    Gitlab(GitlabArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GitlabArgs {
+    /// The image every job runs in: one with mab and the profile's backend (buildah, or
+    /// docker with buildx), for every runner's architecture
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+
+    /// A shell command every job runs first, e.g. one that installs mab
+    #[arg(long, value_name = "COMMAND")]
+    pub install: Option<String>,
+
+    /// Only the image versions changed since this git revision (a merge request's target)
+    #[arg(long, value_name = "REF")]
+    pub changed_since: Option<String>,
+
+    /// Write the pipeline here instead of standard output
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

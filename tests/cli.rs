@@ -1095,3 +1095,31 @@ fn a_ci_runner_builds_on_its_own_builder() {
         ["ubuntu-24.04", "ubuntu-24.04-arm"].into_iter().collect()
     );
 }
+
+/// `mab ci` refuses what it cannot write into a pipeline, and a profile that publishes nothing.
+#[test]
+fn ci_pipelines_refuse_bad_values_and_profiles_that_push_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("images.kdl"),
+        "profile \"laptop\" { registry \"r.example/x\"; backend \"buildah\"; push #false; }\nimage \"a\" { version \"1\"; platforms \"linux/amd64\"; }\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("images/a")).unwrap();
+    std::fs::write(dir.path().join("images/a/Dockerfile"), "FROM scratch\n").unwrap();
+    for args in [
+        &["ci", "gitlab"][..],
+        &["ci", "github", "--action", "acme/mab@v1"],
+    ] {
+        let r = mab_in(dir.path(), args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains("pushes nothing"), "{}", r.stderr);
+    }
+    let r = mab_in(
+        &root(),
+        &["ci", "gitlab", "--image", "img:1\n  script: [evil]"],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("invalid --image"), "{}", r.stderr);
+    assert!(r.stdout.is_empty());
+}

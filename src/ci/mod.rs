@@ -6,10 +6,11 @@
 //! the command, when the file differs.
 
 pub mod github;
+pub mod gitlab;
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::{Cli, Command, GithubArgs};
+use crate::cli::{Cli, Command, GithubArgs, GitlabArgs};
 use crate::commands::Project;
 use crate::diag::{Diag, Diagnostics};
 use crate::manifest::model::Backend;
@@ -117,6 +118,7 @@ fn command_line(mab: &[String], profile: &str, output: Option<&str>, args: &Gith
 
 /// The GitHub Actions workflow for `project` with `args`.
 pub fn github_workflow(project: &Project, args: &GithubArgs) -> Result<String, Diagnostics> {
+    publishing(project)?;
     // Each value is written into the workflow: no `${{` expression, quote or newline.
     for (what, value, allowed) in [
         ("--action", &args.action, "-_./@"),
@@ -144,13 +146,7 @@ pub fn github_workflow(project: &Project, args: &GithubArgs) -> Result<String, D
     let plan = crate::plan::plan(model, &crate::plan::Selection::default())
         .map_err(|d| project.located(d))?;
     let parts = crate::render::matrix::parts(&plan);
-    let registry_host = model
-        .profile
-        .registry
-        .split('/')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
+    let registry_host = registry_host(project);
     let mab = mab_words(&manifest, &project.options.vars);
     let output = args.output.as_deref().map(|o| relative(o, &root));
     let g = Generated {
@@ -168,6 +164,77 @@ pub fn github_workflow(project: &Project, args: &GithubArgs) -> Result<String, D
         schedule: args.schedule.clone(),
     };
     Ok(github::render(&g))
+}
+
+/// A pipeline publishes: a profile that pushes nothing has no CI pipeline.
+fn publishing(project: &Project) -> Result<(), Diagnostics> {
+    let profile = &project.model.profile;
+    if profile.push {
+        return Ok(());
+    }
+    Err(Diag::plain(format!(
+        "profile `{}` pushes nothing: a CI pipeline builds on separate runners and publishes",
+        profile.name
+    ))
+    .help("choose a profile with a registry: --profile NAME")
+    .into())
+}
+
+/// The host of the profile's registry (the jobs log in to it).
+fn registry_host(project: &Project) -> String {
+    (project.model.profile.registry.split('/').next())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The GitLab CI child pipeline for `project` with `args`: this run of the plan.
+pub fn gitlab_pipeline(project: &Project, args: &GitlabArgs) -> Result<String, Diagnostics> {
+    publishing(project)?;
+    for (what, value) in [("--image", &args.image), ("--install", &args.install)] {
+        if let Some(v) = value
+            && (v.trim().is_empty() || v.contains(['\n', '\r']))
+        {
+            return Err(
+                Diag::plain(format!("invalid {what} `{}`", v.escape_debug()))
+                    .help("one line: it is written into the pipeline")
+                    .into(),
+            );
+        }
+    }
+    let model = &project.model;
+    let only = match &args.changed_since {
+        Some(git_ref) => {
+            let c = crate::changes::since(model, &project.file, git_ref, &project.options)?;
+            Some((c.versions, c.reasons))
+        }
+        None => None,
+    };
+    let selection = crate::plan::Selection {
+        only,
+        ..Default::default()
+    };
+    let plan = crate::plan::plan(model, &selection).map_err(|d| project.located(d))?;
+    let root = repository_root(&project.dir);
+    let manifest = relative(&project.file, &root);
+    let words = mab_words(&manifest, &project.options.vars);
+    let mab = shlex::try_join(words.iter().map(String::as_str)).unwrap_or_default();
+    let host = registry_host(project);
+    let header = format!(
+        "{MARK} from `{manifest}` (profile `{}`) for one pipeline run: do not edit.\n\
+         # A parent job writes it with `mab ci gitlab` and runs it with `trigger: include: artifact`.\n",
+        model.profile.name
+    );
+    Ok(gitlab::render(
+        &plan,
+        &gitlab::Child {
+            header,
+            mab: &mab,
+            profile: &model.profile.name,
+            registry_host: &host,
+            image: args.image.as_deref(),
+            install: args.install.as_deref(),
+        },
+    ))
 }
 
 /// The files under `root/.github/workflows` that mab generated.

@@ -112,9 +112,15 @@ fn ci(
     args: &crate::cli::CiArgs,
     out: &mut dyn Write,
 ) -> Result<i32, Diagnostics> {
-    let crate::cli::CiEngine::Github(args) = &args.engine;
-    let text = crate::ci::github_workflow(project, args)?;
-    match &args.output {
+    let (text, output) = match &args.engine {
+        crate::cli::CiEngine::Github(args) => {
+            (crate::ci::github_workflow(project, args)?, &args.output)
+        }
+        crate::cli::CiEngine::Gitlab(args) => {
+            (crate::ci::gitlab_pipeline(project, args)?, &args.output)
+        }
+    };
+    match output {
         None => emit(out, &text),
         Some(path) => {
             let write = || -> std::io::Result<()> {
