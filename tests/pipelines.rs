@@ -85,23 +85,7 @@ fn generated_workflows_pass_the_engines_linters() {
             let text = generate(&root(), manifest, &["--profile", &profile]);
             let workflow: serde_json::Value = yaml(&text);
             // One build and one merge job per level of the whole plan.
-            let matrix = mab_in(
-                &root(),
-                &[
-                    "-f",
-                    manifest,
-                    "--profile",
-                    &profile,
-                    "plan",
-                    "--format",
-                    "github-matrix",
-                ],
-            );
-            let levels =
-                serde_json::from_str::<serde_json::Value>(&matrix.stdout).unwrap()["levels"]
-                    .as_array()
-                    .unwrap()
-                    .len();
+            let levels = levels(manifest, &profile);
             let jobs = workflow["jobs"].as_object().unwrap();
             // (No level of a shipped manifest is over 256 builds: one part each.)
             assert_eq!(jobs.len(), 1 + 2 * levels, "{name}/{profile}: {text}");
@@ -174,23 +158,7 @@ fn generated_gitlab_pipelines_pass_gitlabs_schema() {
             assert_eq!(r.code, 0, "{}", r.stderr);
             let text = r.stdout;
             let pipeline = yaml(&text);
-            let matrix = mab_in(
-                &root(),
-                &[
-                    "-f",
-                    manifest,
-                    "--profile",
-                    profile,
-                    "plan",
-                    "--format",
-                    "github-matrix",
-                ],
-            );
-            let levels =
-                serde_json::from_str::<serde_json::Value>(&matrix.stdout).unwrap()["levels"]
-                    .as_array()
-                    .unwrap()
-                    .len();
+            let levels = levels(manifest, profile);
             let stages = pipeline["stages"].as_array().unwrap();
             assert_eq!(stages.len(), 2 * levels, "{name}/{profile}: {text}");
             for level in 0..levels {
@@ -324,6 +292,26 @@ fn a_level_over_256_builds_is_split_into_matrix_jobs() {
     let path = dir.path().join("wide.yml");
     std::fs::write(&path, &text).unwrap();
     assert_eq!(actionlint(&modules, &[path]), "");
+}
+
+/// How many build levels the plan of `manifest` under `profile` has.
+fn levels(manifest: &str, profile: &str) -> usize {
+    let matrix = mab_in(
+        &root(),
+        &[
+            "-f",
+            manifest,
+            "--profile",
+            profile,
+            "plan",
+            "--format",
+            "github-matrix",
+        ],
+    );
+    serde_json::from_str::<serde_json::Value>(&matrix.stdout).unwrap()["levels"]
+        .as_array()
+        .unwrap()
+        .len()
 }
 
 /// The workflow mab wrote, read back as JSON values.

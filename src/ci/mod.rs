@@ -202,15 +202,8 @@ pub fn gitlab_pipeline(project: &Project, args: &GitlabArgs) -> Result<String, D
         }
     }
     let model = &project.model;
-    let only = match &args.changed_since {
-        Some(git_ref) => {
-            let c = crate::changes::since(model, &project.file, git_ref, &project.options)?;
-            Some((c.versions, c.reasons))
-        }
-        None => None,
-    };
     let selection = crate::plan::Selection {
-        only,
+        only: crate::commands::changed_since(project, args.changed_since.as_deref())?,
         ..Default::default()
     };
     let plan = crate::plan::plan(model, &selection).map_err(|d| project.located(d))?;

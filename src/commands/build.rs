@@ -14,17 +14,10 @@ use crate::{exit_code, render};
 
 pub fn run(project: &Project, args: &BuildArgs, out: &mut dyn Write) -> Result<i32, Diagnostics> {
     let model = &project.model;
-    let only = match &args.changed_since {
-        Some(git_ref) => {
-            let c = crate::changes::since(model, &project.file, git_ref, &project.options)?;
-            Some((c.versions, c.reasons))
-        }
-        None => None,
-    };
     let selection = Selection {
         selectors: args.selectors.clone(),
         platforms: args.platforms.clone(),
-        only,
+        only: super::changed_since(project, args.changed_since.as_deref())?,
     };
     let mut plan = plan::plan(model, &selection)?;
     let chosen = chosen_nodes(args)?;

@@ -63,6 +63,21 @@ impl Project {
     }
 }
 
+/// `--changed-since REF`: the image versions changed since REF (and why), for a
+/// [`crate::plan::Selection`]'s `only`; `None` without the flag.
+pub type Changed = Option<(
+    std::collections::BTreeSet<usize>,
+    std::collections::BTreeMap<String, String>,
+)>;
+
+pub fn changed_since(project: &Project, git_ref: Option<&str>) -> Result<Changed, Diagnostics> {
+    let Some(git_ref) = git_ref else {
+        return Ok(None);
+    };
+    let c = crate::changes::since(&project.model, &project.file, git_ref, &project.options)?;
+    Ok(Some((c.versions, c.reasons)))
+}
+
 /// Run one command that needs the manifest, writing its output to `out`.
 pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<i32, Diagnostics> {
     let timer = Timer::from_env();

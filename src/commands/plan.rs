@@ -10,7 +10,7 @@ use crate::cli::{PlanArgs, PlanFormat};
 use crate::diag::{Diag, Diagnostics};
 use crate::exec::{self, report};
 use crate::plan::{self, Plan};
-use crate::{changes, exit_code, render};
+use crate::{exit_code, render};
 
 pub fn run(
     project: &Project,
@@ -25,13 +25,7 @@ pub fn run(
     let selection = plan::Selection {
         selectors: args.selectors.clone(),
         platforms: args.platforms.clone(),
-        only: match &args.changed_since {
-            Some(git_ref) => {
-                let c = changes::since(model, &project.file, git_ref, &project.options)?;
-                Some((c.versions, c.reasons))
-            }
-            None => None,
-        },
+        only: super::changed_since(project, args.changed_since.as_deref())?,
     };
     let mut plan = plan::plan(model, &selection).map_err(|d| project.located(d))?;
     if args.check_registry {
