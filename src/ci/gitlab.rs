@@ -90,12 +90,18 @@ pub fn render(plan: &Plan, c: &Child) -> String {
         stages.push(s(&format!("level-{level}")));
         stages.push(s(&format!("merge-{level}")));
         let mut names = Vec::new();
-        for (i, (tagged, entries)) in build_jobs(builds).into_iter().enumerate() {
-            let name = if i == 0 {
-                format!("build-{level}")
-            } else {
-                format!("build-{level}-part-{i}")
-            };
+        let mut parts = [0, 0];
+        for (tagged, entries) in build_jobs(builds) {
+            let part = &mut parts[usize::from(tagged)];
+            let name = format!(
+                "build-{level}{}{}",
+                if tagged { "-tagged" } else { "" },
+                match *part {
+                    0 => String::new(),
+                    k => format!("-part-{k}"),
+                }
+            );
+            *part += 1;
             let matrix: Vec<Value> = entries
                 .into_iter()
                 .map(|(runner, nodes)| {

