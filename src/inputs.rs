@@ -1,8 +1,10 @@
 //! Input hashes of build nodes: what a build depends on, and which of it changed.
 //!
 //! Each input is a named component — `context` (every file the build can see, with the
-//! Dockerfile), `target`, `platform`, `backend`, `arg:NAME` (bases resolved to the digest
-//! they are pinned to), `label:NAME`. The input hash covers them all; a second label
+//! Dockerfile), `target`, `platform`, `backend`, `arg:NAME` (a base mab pins is resolved to
+//! its image for the build's platform, not the index the build pins: see `exec::reuse`),
+//! `base:REF` (each upstream base at its pinned digest), `label:NAME`, `annotation:KEY`
+//! (manifest level). The input hash covers them all; a second label
 //! carries a short fingerprint of each, so a changed hash can say which input changed.
 //!
 //! Nothing published may let anyone test a guess of a build arg's value: a plain hash of

@@ -53,7 +53,12 @@ async fn decide_mirror(node: &Node, ctx: &Context) -> Done {
                 None => "not mirrored yet".to_owned(),
                 Some(_) => format!("upstream moved to {}", t.upstream),
             };
-            // Dependents are judged on what the mirror will publish.
+            // Dependents are judged on what the mirror will publish: its images too, which
+            // the target does not hold yet.
+            match mirror::content(node, ctx, &t).await {
+                Ok(content) => ctx.known(&node.id, content),
+                Err(e) => return Done::failed(e),
+            }
             decided(Done::planned(Some(t.wanted)), "mirror", why, None)
         }
     }

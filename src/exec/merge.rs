@@ -99,6 +99,8 @@ pub(super) async fn index_of(node: &Node, ctx: &Context) -> Result<NewIndex, Fai
     if children.is_empty() {
         return Err(Failure::NothingToMerge);
     }
+    // The dependents' input hashes take each platform's image of it: known now, read no more.
+    ctx.known(&node.id, super::Pinned::Index(children.clone()));
     let index = NewIndex::annotated(registry::images_first(children), merge.annotations.clone());
     Ok(match current {
         Some(current) => as_published(index, &current, &merge.commit_annotations),

@@ -4,6 +4,7 @@
 use tokio::io::AsyncWriteExt;
 
 use super::Context;
+use super::Pinned;
 use super::failure::Failure;
 use super::merge::publish_index;
 use super::node::Done;
@@ -204,6 +205,32 @@ pub(super) struct Target {
     pub upstream: String,
     pub current: Option<String>,
     manifest: Option<registry::Manifest>,
+}
+
+/// What mirror `node` will hold once it copies `t`: the upstream image, or the (filtered)
+/// index's entries. Read from upstream (by the digest checked) when `t` has no manifest yet.
+pub(super) async fn content(node: &Node, ctx: &Context, t: &Target) -> Result<Pinned, Failure> {
+    let source = node.as_mirror().map_or("", |m| m.source.as_str());
+    let upstream = match &t.manifest {
+        Some(m) => m.clone(),
+        None => {
+            ctx.registry
+                .manifest(&format!("{source}@{}", t.upstream))
+                .await?
+        }
+    };
+    if !upstream.is_index() {
+        return Ok(Pinned::Image(upstream.digest));
+    }
+    let src = format!(
+        "{source}:{}",
+        node.tags().first().map_or("", String::as_str)
+    );
+    Ok(Pinned::Index(keep_platforms(
+        node,
+        upstream.entries()?,
+        &src,
+    )?))
 }
 
 /// What mirror `node` would publish at its tag — the upstream digest, or the digest of the

@@ -98,8 +98,15 @@ pub struct Context {
     pub upstream: Mutex<HashMap<(String, Option<String>), UpstreamDigest>>,
     /// The run's time ([`crate::clock`]): when the images it builds were built.
     pub now: chrono::DateTime<chrono::Utc>,
-    /// The image for a platform of what a node published (node, platform), read once per run.
-    pub platform_images: Mutex<HashMap<(NodeId, String), String>>,
+    /// What each node a build pins published (an index's entries, or one image), read once
+    /// per run: the builds' input hashes take their platform's image of it.
+    pub pinned: Mutex<HashMap<NodeId, Arc<tokio::sync::OnceCell<Pinned>>>>,
+}
+
+/// What a pinned node published.
+pub enum Pinned {
+    Index(Vec<crate::registry::Descriptor>),
+    Image(String),
 }
 
 impl Context {
@@ -120,7 +127,7 @@ impl Context {
             context_hashes: Mutex::new(HashMap::new()),
             reused: Mutex::new(std::collections::HashSet::new()),
             upstream: Mutex::new(HashMap::new()),
-            platform_images: Mutex::new(HashMap::new()),
+            pinned: Mutex::new(HashMap::new()),
             now: crate::clock::now().unwrap_or_else(|_| chrono::Utc::now()),
             tested: plan
                 .nodes
@@ -169,39 +176,59 @@ impl Context {
             .and_then(|c| c.get().cloned())
     }
 
+    /// Record what node `id` publishes (a merge knows its index; a mirror `plan
+    /// --check-registry` will copy, what upstream holds), for the dependents' input hashes.
+    pub fn known(&self, id: &NodeId, content: Pinned) {
+        let _ = self.pinned_cell(id).set(content);
+    }
+
+    fn pinned_cell(&self, id: &NodeId) -> Arc<tokio::sync::OnceCell<Pinned>> {
+        self.pinned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id.clone())
+            .or_default()
+            .clone()
+    }
+
     /// The digest of the image for `platform` in what node `id` published at `reference`
     /// (`repository[:tag]@digest`): the index's child for it, or the manifest itself when it
     /// is one image (a push of one platform without attestations). An index without that
-    /// platform stands for itself.
+    /// platform stands for itself. The manifest is read once per node and run, whatever the
+    /// platforms asked for.
     pub async fn platform_image(
         &self,
         id: &NodeId,
         reference: &str,
         platform: &str,
     ) -> Result<String, failure::Failure> {
-        let key = (id.clone(), platform.to_owned());
-        if let Some(d) = self
-            .platform_images
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
-            return Ok(d.clone());
-        }
-        let whole = reference
-            .rsplit_once('@')
-            .map_or(reference, |(_, d)| d)
-            .to_owned();
-        let image = self
-            .registry
-            .platform_digest(reference, platform)
-            .await?
-            .unwrap_or(whole);
-        self.platform_images
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, image.clone());
-        Ok(image)
+        let cell = self.pinned_cell(id);
+        let pinned = cell
+            .get_or_try_init(|| async {
+                let m = self.registry.manifest(reference).await?;
+                Ok::<_, failure::Failure>(if m.is_index() {
+                    Pinned::Index(m.entries()?)
+                } else {
+                    Pinned::Image(m.digest)
+                })
+            })
+            .await?;
+        let whole = || {
+            reference
+                .rsplit_once('@')
+                .map_or(reference, |(_, d)| d)
+                .to_owned()
+        };
+        Ok(match pinned {
+            Pinned::Image(digest) => digest.clone(),
+            Pinned::Index(entries) => entries
+                .iter()
+                .find(|c| {
+                    c.attests().is_none()
+                        && c.platform.as_ref().is_some_and(|p| p.matches(platform))
+                })
+                .map_or_else(whole, |c| c.digest.clone()),
+        })
     }
 
     /// Read the digest of every upstream base of `build` (once per run and base).

@@ -132,25 +132,28 @@ async fn input_components(
             h
         }
     };
-    let mut components =
-        inputs::components(node, build, &context_hash, &|id| ctx.digest(id), &|r, p| {
-            ctx.upstream_digest(r, p)
-        })?;
     // A base mab publishes is an input by its image for this platform, not by the index
     // (or the push) that holds it: a new index annotation, another platform's rebuild, or a
     // split build that pins the platform's push instead of the merged index changes nothing
-    // this build sees.
+    // this build sees. So each pinned node stands for that image in the hash.
     let platform = node.platform().unwrap_or_default();
-    for (name, arg) in &build.args {
+    let mut images = std::collections::HashMap::new();
+    for arg in build.args.values() {
         if let [Part::Lit(prefix), Part::Digest(id)] = arg.0.as_slice()
-            && prefix.ends_with('@')
-            && let Some(pinned) = components.get_mut(&format!("arg:{name}"))
+            && let Some(digest) = ctx.digest(id)
         {
-            let image = ctx.platform_image(id, pinned, platform).await?;
-            *pinned = format!("{prefix}{image}");
+            let pinned = format!("{prefix}{digest}");
+            images.insert(id, ctx.platform_image(id, &pinned, platform).await?);
         }
     }
-    Ok(components)
+    let pinned = |id: &NodeId| images.get(id).cloned().or_else(|| ctx.digest(id));
+    Ok(inputs::components(
+        node,
+        build,
+        &context_hash,
+        &pinned,
+        &|r, p| ctx.upstream_digest(r, p),
+    )?)
 }
 
 /// Why an image with unchanged inputs is rebuilt all the same: built longer ago than the
