@@ -1742,7 +1742,6 @@ fn a_matrix_run_level_by_level_publishes_what_one_run_would() {
     assert!(err.contains("is not published"), "{err}");
 }
 
-/// Move `repository:tag` (an index) to a new digest: the same children in reverse order.
 /// `plan --check-registry` with global flags `globals` and plan flags `extra`: each node's
 /// decision and reason.
 fn check_decisions(
@@ -1788,6 +1787,8 @@ fn copy_all(from: &str, to: &str) {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
+/// Move `repository:tag` (an index) upstream: every platform's image to a new digest; returns
+/// the new index's digest.
 fn move_index(registry: &str, repository: &str, tag: &str) -> String {
     let raw = |reference: &str| {
         let o = Command::new("skopeo")
@@ -3274,6 +3275,21 @@ image "late" { version "1"; }
 }
 
 /// The digest a tag holds, as skopeo reads it.
+/// `git -C DIR ARGS…` as a test user, committing at `date` (none: now); its output, trimmed.
+fn git_at(dir: &Path, date: &str, args: &[&str]) -> String {
+    let mut c = Command::new("git");
+    c.args(["-c", "user.name=t", "-c", "user.email=t@t", "-C"])
+        .arg(dir)
+        .args(args);
+    if !date.is_empty() {
+        c.env("GIT_COMMITTER_DATE", date)
+            .env("GIT_AUTHOR_DATE", date);
+    }
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
 fn registry_digest(reference: &str) -> String {
     let o = Command::new("skopeo")
         .args(["inspect", "--raw", "--tls-verify=false"])
@@ -3336,47 +3352,13 @@ image "tool" {{ from "app:1" arg="BASE"; version "1"; }}
     env.write(".gitignore", ".mab/\n*.json\n");
     let commit = |message: &str, date: &str| {
         env.write("NOTES", message);
-        let o = std::process::Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-C"])
-            .arg(env.path())
-            .args(["add", "-A"])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let o = std::process::Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-C"])
-            .arg(env.path())
-            .args(["commit", "-qm", message])
-            .env("GIT_COMMITTER_DATE", date)
-            .env("GIT_AUTHOR_DATE", date)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let o = std::process::Command::new("git")
-            .arg("-C")
-            .arg(env.path())
-            .args(["rev-parse", "HEAD"])
-            .output()
-            .unwrap();
-        String::from_utf8(o.stdout).unwrap().trim().to_owned()
+        git_at(env.path(), date, &["add", "-A"]);
+        git_at(env.path(), date, &["commit", "-qm", message]);
+        git_at(env.path(), date, &["rev-parse", "HEAD"])
     };
-    for args in [
-        &["init", "-q", "-b", "main"][..],
-        &[
-            "remote",
-            "add",
-            "origin",
-            "https://ci:secret-token-123@git.example.com/acme/images.git",
-        ],
-    ] {
-        let o = std::process::Command::new("git")
-            .arg("-C")
-            .arg(env.path())
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    }
+    git_at(env.path(), "", &["init", "-q", "-b", "main"]);
+    let remote = "https://ci:secret-token-123@git.example.com/acme/images.git";
+    git_at(env.path(), "", &["remote", "add", "origin", remote]);
     let first = commit("first", "2026-11-20T08:00:00Z");
     let build = |now: &str| {
         let o = env

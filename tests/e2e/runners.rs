@@ -88,15 +88,7 @@ fn logs(run: &Run) -> String {
 }
 
 fn git(dir: &Path, args: &[&str]) {
-    let o = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@t", "-C"])
-        .arg(dir)
-        .args(args)
-        .env("GIT_COMMITTER_DATE", "2026-11-20T08:00:00Z")
-        .env("GIT_AUTHOR_DATE", "2026-11-20T08:00:00Z")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    git_at(dir, "2026-11-20T08:00:00Z", args);
 }
 
 /// The label the dependent's Dockerfile records: the base reference it was built `FROM`.
@@ -278,6 +270,31 @@ fn a_gitlab_child_pipeline_on_separate_runners_publishes_what_one_machine_does()
     // Tagged with the builder's runner; the rest on any runner.
     on_their_runners(&run, &builds, "ubuntu-24.04-arm", "(untagged)");
     same_as_one_machine(&env);
+
+    // The dependent changes and its arm64 runner dies mid-build: the level's merge, which
+    // needs every build job of the level, never runs; no tag moves.
+    let tool_index = registry_digest(&format!("{}:1", env.repo("tool")));
+    env.write("images/tool/hello", "tool, changed\n");
+    git(env.path(), &["commit", "-qam", "tool changed"]);
+    let (code, out, err) = env.mab(&["ci", "gitlab", "--output", child.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let killed = run_pipeline(
+        &env,
+        &modules,
+        &work.path().join("killed"),
+        &["--engine", "gitlab"],
+        &child,
+        Some("build:tool:1@linux/arm64"),
+    );
+    assert!(!killed.ok, "{}", logs(&killed));
+    assert_eq!(killed.jobs["build-1-tagged"]["result"], "failure");
+    assert_eq!(killed.jobs["merge-1"]["result"], "skipped");
+    assert!(logs(&killed).contains("killed mid-build"));
+    assert_eq!(
+        registry_digest(&format!("{}:1", env.repo("tool"))),
+        tool_index,
+        "a tag moved"
+    );
 }
 
 #[test]
