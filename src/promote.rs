@@ -10,12 +10,16 @@ use serde::Serialize;
 use crate::diag::{Diag, Diagnostics};
 use crate::manifest::Model;
 use crate::plan::{self, Kind, Selection};
+use crate::render::markdown::code;
 
 /// Every image version to promote, in plan order.
 #[derive(Clone, Debug, Serialize)]
 pub struct Promotion {
     pub from: String,
     pub to: String,
+    /// The target profile signs what it receives with its own key (`sign`), after the copy
+    /// and before any tag.
+    pub sign: bool,
     pub items: Vec<Item>,
 }
 
@@ -92,6 +96,7 @@ pub fn promotion(from: &Model, to: &Model, selectors: &[String]) -> Result<Promo
     Ok(Promotion {
         from: from.profile.name.clone(),
         to: to.profile.name.clone(),
+        sign: to.profile.sign.is_some(),
         items,
     })
 }
@@ -104,6 +109,13 @@ impl Promotion {
             self.to,
             self.items.len()
         );
+        if self.sign {
+            let _ = writeln!(
+                out,
+                "  each index and platform image signed with `{}`'s key before any tag",
+                self.to
+            );
+        }
         for i in &self.items {
             let _ = write!(
                 out,
@@ -126,10 +138,14 @@ impl Promotion {
     /// For the release pull request: a table of what is copied where.
     pub fn markdown(&self) -> String {
         let mut out = format!(
-            "### Promotion from `{}` to `{}`\n\n{} image versions are copied byte for byte (indexes, platform images, attestations and signatures, by digest), and tagged last.\n\n| version | from | to | tags |",
-            self.from,
-            self.to,
-            self.items.len()
+            "### Promotion from {} to {}\n\n{} image versions are copied byte for byte (indexes, platform images, attestations and signatures, by digest){}, and tagged last.\n\n| version | from | to | tags |",
+            code(&self.from),
+            code(&self.to),
+            self.items.len(),
+            match self.sign {
+                true => format!(", signed with {}'s key", code(&self.to)),
+                false => String::new(),
+            }
         );
         let checked = self.items.iter().any(|i| i.decision.is_some());
         out.push_str(if checked {
@@ -140,17 +156,17 @@ impl Promotion {
         for i in &self.items {
             let _ = write!(
                 out,
-                "| `{}` | `{}` | `{}` | {} |",
-                i.version,
-                i.source(),
-                i.repository,
+                "| {} | {} | {} | {} |",
+                code(&i.version),
+                code(i.source()),
+                code(&i.repository),
                 tags(i)
             );
             if checked {
                 let _ = write!(
                     out,
-                    " `{}` | {} |",
-                    i.digest.as_deref().unwrap_or("-"),
+                    " {} | {} |",
+                    code(i.digest.as_deref().unwrap_or("-")),
                     i.decision.as_deref().unwrap_or("-")
                 );
             }

@@ -130,16 +130,31 @@ pub fn verify(key: &VerifyingKey, payload: &[u8], signature: &str) -> bool {
     DerSignature::from_bytes(&der).is_ok_and(|s| key.verify(payload, &s).is_ok())
 }
 
-/// The signature manifest of `payload` (its config and the manifest itself, as bytes).
-fn signature_manifest(payload: &[u8], signature: &str) -> (Vec<u8>, Vec<u8>) {
-    let payload_digest = crate::registry::digest_of(payload);
+/// The layer descriptor of a signature: the payload's blob, the signature in its annotation.
+fn signature_layer(payload: &[u8], signature: &str) -> serde_json::Value {
+    serde_json::json!({
+        "mediaType": PAYLOAD_MEDIA_TYPE,
+        "size": payload.len(),
+        "digest": crate::registry::digest_of(payload),
+        "annotations": { SIGNATURE_ANNOTATION: signature }
+    })
+}
+
+/// The signature manifest of `layers` (each a signature's payload, as cosign stores them):
+/// its config and the manifest itself, as bytes.
+fn signature_manifest(layers: &[serde_json::Value]) -> (Vec<u8>, Vec<u8>) {
+    let diff_ids: Vec<&serde_json::Value> = layers.iter().map(|l| &l["digest"]).collect();
+    let history: Vec<serde_json::Value> = layers
+        .iter()
+        .map(|_| serde_json::json!({ "created": "0001-01-01T00:00:00Z" }))
+        .collect();
     let config = serde_json::to_vec(&serde_json::json!({
         "architecture": "",
         "config": {},
         "created": "0001-01-01T00:00:00Z",
-        "history": [{ "created": "0001-01-01T00:00:00Z" }],
+        "history": history,
         "os": "",
-        "rootfs": { "type": "layers", "diff_ids": [payload_digest] }
+        "rootfs": { "type": "layers", "diff_ids": diff_ids }
     }))
     .unwrap_or_default();
     let manifest = serde_json::to_vec(&serde_json::json!({
@@ -150,37 +165,86 @@ fn signature_manifest(payload: &[u8], signature: &str) -> (Vec<u8>, Vec<u8>) {
             "size": config.len(),
             "digest": crate::registry::digest_of(&config)
         },
-        "layers": [{
-            "mediaType": PAYLOAD_MEDIA_TYPE,
-            "size": payload.len(),
-            "digest": payload_digest,
-            "annotations": { SIGNATURE_ANNOTATION: signature }
-        }]
+        "layers": layers
     }))
     .unwrap_or_default();
     (config, manifest)
 }
 
 /// Sign manifest `digest` of `repository`, unless a signature by this key is there already
-/// (a reused image is not signed again). Returns whether it wrote.
+/// (a reused image is not signed again). Signatures by other keys stay: the new one is
+/// appended to the signature manifest as a layer of its own, as `cosign sign` does. Returns
+/// whether it wrote.
 pub async fn sign(
     registry: &Registry,
     signer: &Signer,
     repository: &str,
     digest: &str,
 ) -> Result<bool, SignError> {
-    if signed_by(registry, &signer.public(), repository, digest).await? {
+    let mut layers = signature_layers(registry, repository, digest).await?;
+    if signatures(registry, repository, &layers)
+        .await?
+        .iter()
+        .any(|(payload, signature)| signs(&signer.public(), payload, signature, digest))
+    {
         return Ok(false);
     }
     let payload = payload(repository, digest);
     let signature = signer.sign(&payload);
-    let (config, manifest) = signature_manifest(&payload, &signature);
+    layers.push(signature_layer(&payload, &signature));
+    let (config, manifest) = signature_manifest(&layers);
     registry.put_blob(repository, &payload).await?;
     registry.put_blob(repository, &config).await?;
     registry
         .put_manifest(repository, &signature_tag(digest), &manifest, OCI_MANIFEST)
         .await?;
     Ok(true)
+}
+
+/// Whether `signature` is `key`'s over `payload`, and `payload` names `digest`.
+fn signs(key: &VerifyingKey, payload: &[u8], signature: &str, digest: &str) -> bool {
+    let names = serde_json::from_slice::<serde_json::Value>(payload)
+        .is_ok_and(|p| p["critical"]["image"]["docker-manifest-digest"] == digest);
+    names && verify(key, payload, signature)
+}
+
+/// The layers of the signature manifest of `digest` in `repository` (none when there is none).
+async fn signature_layers(
+    registry: &Registry,
+    repository: &str,
+    digest: &str,
+) -> Result<Vec<serde_json::Value>, SignError> {
+    let tag = format!("{repository}:{}", signature_tag(digest));
+    let manifest = match registry.manifest(&tag).await {
+        Ok(m) => m,
+        Err(e) if e.is_not_found() => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(manifest.json()?["layers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default())
+}
+
+/// The signatures of signature manifest `layers` in `repository`: each layer's payload (read
+/// back, verified against its digest) and its base64 signature.
+async fn signatures(
+    registry: &Registry,
+    repository: &str,
+    layers: &[serde_json::Value],
+) -> Result<Vec<(Vec<u8>, String)>, SignError> {
+    let mut found = Vec::new();
+    for layer in layers {
+        let (Some(blob), Some(signature)) = (
+            layer["digest"].as_str(),
+            layer["annotations"][SIGNATURE_ANNOTATION].as_str(),
+        ) else {
+            continue;
+        };
+        let payload = registry.blob(repository, blob).await?;
+        found.push((payload.to_vec(), signature.to_owned()));
+    }
+    Ok(found)
 }
 
 /// Whether `repository` holds a signature of `digest` by `key`, checked: the payload read
@@ -191,28 +255,11 @@ pub async fn signed_by(
     repository: &str,
     digest: &str,
 ) -> Result<bool, SignError> {
-    let tag = format!("{repository}:{}", signature_tag(digest));
-    let manifest = match registry.manifest(&tag).await {
-        Ok(m) => m,
-        Err(e) if e.is_not_found() => return Ok(false),
-        Err(e) => return Err(e.into()),
-    };
-    let json = manifest.json()?;
-    for layer in json["layers"].as_array().into_iter().flatten() {
-        let (Some(blob), Some(signature)) = (
-            layer["digest"].as_str(),
-            layer["annotations"][SIGNATURE_ANNOTATION].as_str(),
-        ) else {
-            continue;
-        };
-        let payload = registry.blob(repository, blob).await?;
-        let names = serde_json::from_slice::<serde_json::Value>(&payload)
-            .is_ok_and(|p| p["critical"]["image"]["docker-manifest-digest"] == digest);
-        if names && verify(key, &payload, signature) {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+    let layers = signature_layers(registry, repository, digest).await?;
+    Ok(signatures(registry, repository, &layers)
+        .await?
+        .iter()
+        .any(|(payload, signature)| signs(key, payload, signature, digest)))
 }
 
 /// Carry the signatures of `index` (and of its children) from `from` to `to`: each

@@ -3061,6 +3061,31 @@ fn genkey(dir: &Path, name: &str) -> String {
     std::fs::read_to_string(dir.join(format!("{name}.pem"))).unwrap()
 }
 
+/// Whether openssl, an independent verifier, accepts the cosign signature of signature
+/// manifest `layer` (base64 DER in its annotation) over `payload`, with public key `key`.
+fn openssl_verifies(dir: &Path, key: &str, payload: &[u8], layer: &Value) -> bool {
+    use base64::Engine;
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(
+            layer["annotations"]["dev.cosignproject.cosign/signature"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+    std::fs::write(dir.join("sig.der"), der).unwrap();
+    std::fs::write(dir.join("payload"), payload).unwrap();
+    let args = [
+        "dgst",
+        "-sha256",
+        "-verify",
+        key,
+        "-signature",
+        "sig.der",
+        "payload",
+    ];
+    openssl(&args, dir).status.success()
+}
+
 /// The blob `digest` of `repository` (`HOST/PATH`), read over plain HTTP by curl.
 fn blob(repository: &str, digest: &str) -> Vec<u8> {
     let (host, path) = repository.split_once('/').unwrap();
@@ -3081,13 +3106,14 @@ fn signed_promotion_on(buildx: bool) {
     let genkey = |name: &str| genkey(dir, name);
     let key = genkey("key");
     genkey("other");
+    genkey("release");
     env.write(
         "images.kdl",
         r#"var "local_registry" "127.0.0.1:5000"
 var "upstream" "docker.io"
 profile "local" { registry "${local_registry}/dev" insecure=#true; backend "buildx"; sign key="env:MAB_SIGNING_KEY"; }
 profile "local-buildah" { inherits "local"; backend "buildah"; }
-profile "prod" { registry "${local_registry}/prod" insecure=#true; promoted-from "local"; }
+profile "prod" { registry "${local_registry}/prod" insecure=#true; promoted-from "local"; sign key="keys/release.pem"; }
 defaults { platforms "linux/amd64" "linux/arm64"; }
 image "app" { tag "${version}" "${version}-${date}"; version "1"; }
 image "late" { version "1"; }
@@ -3162,28 +3188,7 @@ image "late" { version "1"; }
         let payload = blob(&dev, layer["digest"].as_str().unwrap());
         let p: Value = serde_json::from_slice(&payload).unwrap();
         assert_eq!(p["critical"]["image"]["docker-manifest-digest"], d.as_str());
-        use base64::Engine;
-        let der = base64::engine::general_purpose::STANDARD
-            .decode(
-                layer["annotations"]["dev.cosignproject.cosign/signature"]
-                    .as_str()
-                    .unwrap(),
-            )
-            .unwrap();
-        std::fs::write(dir.join("sig.der"), der).unwrap();
-        let verifies = |payload: &[u8]| {
-            std::fs::write(dir.join("payload"), payload).unwrap();
-            let args = [
-                "dgst",
-                "-sha256",
-                "-verify",
-                "key.pub",
-                "-signature",
-                "sig.der",
-                "payload",
-            ];
-            openssl(&args, dir).status.success()
-        };
+        let verifies = |payload: &[u8]| openssl_verifies(dir, "key.pub", payload, layer);
         assert!(verifies(&payload), "openssl refused the signature of {d}");
         let mut flipped = payload.clone();
         flipped[20] ^= 1;
@@ -3193,6 +3198,16 @@ image "late" { version "1"; }
     let (code, _, err) = mab(&["--profile", "prod", "build"]);
     assert_ne!(code, 0);
     assert!(err.contains("mab promote --from local --to prod"), "{err}");
+    // The target signs with its own key: without the key, nothing is promoted.
+    let (code, out, err) = mab(&["promote", "--from", env.profile, "--to", "prod", "app"]);
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(err.contains("cannot read keys/release.pem"), "{err}");
+    assert!(
+        raw(&format!("{prod}:1")).is_none(),
+        "promoted without the key"
+    );
+    std::fs::create_dir_all(dir.join("keys")).unwrap();
+    std::fs::rename(dir.join("release.pem"), dir.join("keys/release.pem")).unwrap();
     // `late` was never built in dev: promoting everything refuses, and writes nothing.
     let (code, out, err) = mab(&["promote", "--from", env.profile, "--to", "prod"]);
     assert_eq!(code, 1, "{out}\n{err}");
@@ -3219,6 +3234,7 @@ image "late" { version "1"; }
         )),
         "{out}"
     );
+    assert!(out.contains("signed with `prod`'s key"), "{out}");
     let (code, out, err) = mab(&["promote", "--from", env.profile, "--to", "prod", "app"]);
     assert_eq!(code, 0, "{out}\n{err}");
     // Byte for byte: the same index at every tag, its children (attestations included) there.
@@ -3230,8 +3246,29 @@ image "late" { version "1"; }
             "{m}"
         );
     }
+    // Both keys verify every tag: dev's signatures came along, prod's own were added to them
+    // (one signature manifest, a layer each, as cosign appends), all before the tags.
     let (code, out, err) = mab(&["--profile", "prod", "verify", "app", "--key", "key.pub"]);
     assert_eq!(code, 0, "{out}\n{err}");
+    let (code, out, err) = mab(&["--profile", "prod", "verify", "app"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains(&format!("verified {prod}:1")), "{out}");
+    for d in &signed {
+        let sig = raw(&format!("{prod}:{}.sig", d.replacen(':', "-", 1))).unwrap();
+        let layers = sig["layers"].as_array().unwrap();
+        assert_eq!(layers.len(), 2, "{sig}");
+        let config = blob(&prod, sig["config"]["digest"].as_str().unwrap());
+        let config: Value = serde_json::from_slice(&config).unwrap();
+        assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 2);
+        // prod's payload names prod's repository; openssl checks it with prod's public key.
+        let payload = blob(&prod, layers[1]["digest"].as_str().unwrap());
+        let p: Value = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(p["critical"]["identity"]["docker-reference"], prod.as_str());
+        assert!(
+            openssl_verifies(dir, "release.pub", &payload, &layers[1]),
+            "prod's signature of {d}"
+        );
+    }
     // The second time there is nothing to do.
     let (code, out, err) = mab(&["promote", "--from", env.profile, "--to", "prod", "app"]);
     assert_eq!(code, 0, "{out}\n{err}");

@@ -1,7 +1,8 @@
 //! `mab promote`: the indexes one profile published, copied byte for byte to another
 //! profile's registry. Everything is read first — a version the source lacks fails the
 //! command before anything is written — then each target repository is written by one
-//! writer: children and index by digest, signatures, and the tags last.
+//! writer: children and index by digest, signatures, and the tags last. A target profile
+//! with `sign` signs what it receives with its own key, after the copy and before any tag.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -12,7 +13,9 @@ use crate::cli::{PromoteArgs, PromoteFormat};
 use crate::diag::{Diag, Diagnostics};
 use crate::exit_code;
 use crate::promote::{self, Item};
-use crate::registry::{Registry, RegistryError};
+use crate::registry::Registry;
+use crate::sign::{self, SignError, Signer};
+use p256::ecdsa::VerifyingKey;
 
 /// The source and target projects of a promotion, from the flags and `promoted-from`.
 fn projects(
@@ -58,6 +61,18 @@ pub fn run(project: &Project, args: &PromoteArgs, out: &mut dyn Write) -> Result
     let (from, to) = projects(project, args)?;
     let target = to.as_ref().unwrap_or(project);
     let mut promotion = promote::promotion(&from.model, &target.model, &args.selectors)?;
+    // The target's key is read before anything is written: without it nothing is promoted.
+    // A dry run, which writes nothing, goes on without it and judges by the tags alone.
+    let signer = match super::engine::signer(target) {
+        Ok(signer) => signer,
+        Err(diags) if args.dry_run => {
+            diags.eprint();
+            eprintln!("mab: the dry run does not check the target's signatures");
+            None
+        }
+        Err(diags) => return Err(diags),
+    };
+    let key = signer.as_ref().map(|s| s.public());
     let session = Session::for_models(
         &[&from.model, &target.model],
         crate::exec::report::Reporter::detect(),
@@ -65,7 +80,10 @@ pub fn run(project: &Project, args: &PromoteArgs, out: &mut dyn Write) -> Result
     let registry = &session.registry;
     // Read everything first: the source digest of every version, and what the target holds.
     let read = session.rt.block_on(futures_util::future::join_all(
-        promotion.items.iter().map(|i| state(registry, i)),
+        promotion
+            .items
+            .iter()
+            .map(|i| state(registry, i, key.as_ref())),
     ));
     let mut diags = Diagnostics::new();
     for (item, state) in promotion.items.iter_mut().zip(read) {
@@ -103,6 +121,10 @@ pub fn run(project: &Project, args: &PromoteArgs, out: &mut dyn Write) -> Result
                 item.digest = Some(d);
                 item.decision = Some("copy".into());
             }
+            Ok(State::Sign(d)) => {
+                item.digest = Some(d);
+                item.decision = Some("sign".into());
+            }
             Err(e) => diags.push(Diag::plain(format!("`{}`: {e}", item.version))),
         }
     }
@@ -128,18 +150,19 @@ pub fn run(project: &Project, args: &PromoteArgs, out: &mut dyn Write) -> Result
     for item in promotion
         .items
         .iter()
-        .filter(|i| i.decision.as_deref() == Some("copy"))
+        .filter(|i| matches!(i.decision.as_deref(), Some("copy" | "sign")))
     {
         by_repository
             .entry(&item.repository)
             .or_default()
             .push(item);
     }
+    let signer = signer.as_deref();
     let results = session.rt.block_on(futures_util::future::join_all(
         by_repository.into_values().map(|items| async move {
             let mut done = Vec::new();
             for item in items {
-                done.push((item, copy(registry, item).await));
+                done.push((item, copy(registry, item, signer).await));
             }
             done
         }),
@@ -192,9 +215,15 @@ enum State {
         current: String,
     },
     Copy(String),
+    /// Every target tag holds the source digest, but the target's key has not signed it.
+    Sign(String),
 }
 
-async fn state(registry: &Registry, item: &Item) -> Result<State, RegistryError> {
+async fn state(
+    registry: &Registry,
+    item: &Item,
+    key: Option<&VerifyingKey>,
+) -> Result<State, SignError> {
     let Some(digest) = registry.digest(&item.source()).await? else {
         return Ok(State::Missing);
     };
@@ -213,21 +242,39 @@ async fn state(registry: &Registry, item: &Item) -> Result<State, RegistryError>
             at => copy |= at.as_deref() != Some(digest.as_str()),
         }
     }
-    Ok(if copy {
-        State::Copy(digest)
-    } else {
-        State::Current(digest)
-    })
+    if copy {
+        return Ok(State::Copy(digest));
+    }
+    match key {
+        Some(key) if !sign::signed_by(registry, key, &item.repository, &digest).await? => {
+            Ok(State::Sign(digest))
+        }
+        _ => Ok(State::Current(digest)),
+    }
 }
 
-/// Copy one version: everything by digest, its signatures, then its tags.
-async fn copy(registry: &Registry, item: &Item) -> Result<(), RegistryError> {
+/// Copy one version: everything by digest, its signatures, the target's own signatures of
+/// the index and each platform image (with `signer`), then its tags.
+async fn copy(registry: &Registry, item: &Item, signer: Option<&Signer>) -> Result<(), SignError> {
     let digest = item.digest.as_deref().unwrap_or_default();
     let source = item.from_repository.as_str();
     let index = registry
         .copy_by_digest(source, &item.repository, digest)
         .await?;
-    crate::sign::carry(registry, source, &item.repository, &index).await?;
+    sign::carry(registry, source, &item.repository, &index).await?;
+    if let Some(signer) = signer {
+        let mut digests: Vec<String> = match index.is_index() {
+            true => (index.entries()?.into_iter())
+                .filter(|e| e.attests().is_none())
+                .map(|e| e.digest)
+                .collect(),
+            false => Vec::new(),
+        };
+        digests.push(index.digest.clone());
+        for d in &digests {
+            sign::sign(registry, signer, &item.repository, d).await?;
+        }
+    }
     for tag in &item.tags {
         let at = registry
             .digest(&format!("{}:{tag}", item.repository))

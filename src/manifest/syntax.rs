@@ -349,6 +349,20 @@ fn read_image(node: &KdlNode, diags: &mut Diagnostics) -> Option<RawImage> {
 fn read_profile(node: &KdlNode, diags: &mut Diagnostics) -> Option<RawProfile> {
     check_props(node, &["default"], diags);
     let pname = read_name(node, "a profile name, e.g. \"dev\"", diags)?;
+    // A profile's name reaches commands (`--profile`), `MAB_PROFILE` in generated pipelines,
+    // plans and documents: a name, nothing that could be read as markup or an option.
+    if !pname.value.starts_with(|c: char| c.is_ascii_alphanumeric())
+        || !(pname.value.chars()).all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+    {
+        diags.push(
+            Diag::error(
+                pname.span,
+                format!("invalid profile name `{}`", pname.value.escape_debug()),
+            )
+            .label("a profile name")
+            .help("letters, digits, `_`, `.` and `-`, starting with a letter or digit"),
+        );
+    }
     let mut p = RawProfile {
         name: pname,
         span: head_span(node),

@@ -40,7 +40,7 @@ fn prose(s: &str) -> String {
 
 /// A code span that shows `s` exactly, whatever backticks it holds; in a table, `|` is
 /// escaped (GitHub reads `\|` as a pipe inside code spans too) and line breaks become spaces.
-fn code(s: impl std::fmt::Display) -> String {
+pub(crate) fn code(s: impl std::fmt::Display) -> String {
     let s: String = s
         .to_string()
         .chars()
