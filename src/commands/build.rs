@@ -43,7 +43,12 @@ pub fn run(project: &Project, args: &BuildArgs, out: &mut dyn Write) -> Result<i
         }
         return Ok(exit_code::SUCCESS);
     }
-    let signer = super::engine::signer(project)?;
+    // Signing happens at merges: a run without one (a split build's job) needs no key, so
+    // the key reaches only the jobs that publish tags.
+    let signer = match plan.nodes.iter().any(|n| n.kind() == Kind::Merge) {
+        true => super::engine::signer(project)?,
+        false => None,
+    };
     let session = Session::new(model, report::Reporter::detect())?;
     let mut opts = options(project, &args.run, args.metadata_dir.clone());
     opts.signer = signer;
