@@ -72,9 +72,13 @@ pub fn promotion(from: &Model, to: &Model, selectors: &[String]) -> Result<Promo
             );
             continue;
         };
-        let tag = source_tags
-            .get(&v.key)
-            .and_then(|t| t.first().cloned())
+        // Read at its first tag that is not dated: a dated tag names the day of this run, not
+        // the day the source published (with dated tags only, today's is all there is).
+        let published = source_tags.get(&v.key).cloned().unwrap_or_default();
+        let tag = (published.iter())
+            .find(|t| !source.dated_tags.contains(t))
+            .or(published.first())
+            .cloned()
             .unwrap_or_else(|| source.primary_tag());
         items.push(Item {
             version: v.key.clone(),

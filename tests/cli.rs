@@ -999,6 +999,30 @@ fn a_promoted_profile_plans_a_promotion_and_builds_nothing() {
     );
 }
 
+/// A promotion reads the source at its first tag that is not dated, whatever the order of the
+/// `tag`s: a dated tag names the day of the promotion, not of the build.
+#[test]
+fn a_promotion_reads_the_source_at_its_undated_tag() {
+    let manifest = RELEASE.replace(
+        "image \"app\" { version \"1\"; version \"2\"; }",
+        "image \"app\" { tag \"${version}-${date}\" \"${version}\"; version \"1\"; }",
+    );
+    let dir = project(&manifest, &[("images/app/Dockerfile", "FROM scratch\n")]);
+    let r = crate::support::mab_env(
+        dir.path(),
+        &["--profile", "prod", "plan"],
+        &[("MAB_NOW", "2026-11-30T10:00:00Z")],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains(
+            "app:1  r.example/dev/app:1 -> r.example/prod/app tags :1-20261130 :1 :latest"
+        ),
+        "{}",
+        r.stdout
+    );
+}
+
 /// `SOURCE_DATE_EPOCH` from the environment reaches every build (buildx as a build arg,
 /// buildah as `--timestamp`); one that is not a number of seconds, or `MAB_NOW` that is not a
 /// time, is a usage error before anything is read.
