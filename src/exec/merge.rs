@@ -46,9 +46,13 @@ async fn sign_all(
     let repository = node.reference();
     let bytes = index.bytes();
     let digest = registry::digest_of(&bytes);
-    for c in index.manifests.iter().filter(|c| c.attests().is_none()) {
-        crate::sign::sign(&ctx.registry, signer, repository, &c.digest).await?;
-    }
+    // Each platform image's signature is checked (and written when missing) side by side.
+    futures_util::future::try_join_all(
+        (index.manifests.iter())
+            .filter(|c| c.attests().is_none())
+            .map(|c| crate::sign::sign(&ctx.registry, signer, repository, &c.digest)),
+    )
+    .await?;
     if ctx
         .registry
         .digest(&format!("{repository}@{digest}"))
