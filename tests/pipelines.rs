@@ -59,7 +59,8 @@ fn generate(dir: &Path, manifest: &str, extra: &[&str]) -> String {
 
 /// Every shipped manifest's workflow, under every profile, passes actionlint and GitHub's
 /// workflow schema, and has a build and a merge job per level of its plan, each installing
-/// mab; the composite action passes the action schema. A broken workflow fails the linter.
+/// mab; the example's release workflow passes both too; the composite action passes the
+/// action schema. A broken workflow fails the linter.
 #[test]
 fn generated_workflows_pass_the_engines_linters() {
     let (Some(modules), Some(check)) =
@@ -113,6 +114,11 @@ fn generated_workflows_pass_the_engines_linters() {
             files.push(path);
         }
     }
+    // The hand-written release workflow of the example, too.
+    let release = root().join("examples/github-actions/release.yml");
+    let (ok, out) = schema(&check, "vendor.github-workflows", &release);
+    assert!(ok, "release.yml: {out}");
+    files.push(release);
     assert_eq!(actionlint(&modules, &files), "");
     let (ok, out) = schema(&check, "vendor.github-actions", &root().join("action.yml"));
     assert!(ok, "action.yml: {out}");
