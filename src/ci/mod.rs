@@ -197,6 +197,17 @@ fn publishing(project: &Project) -> Result<(), Diagnostics> {
     .into())
 }
 
+/// Why `image` is not an image reference GitLab can pull, if it is not: the reference grammar,
+/// with each GitLab variable (`$NAME`, `${NAME}`) standing for a name GitLab fills in.
+fn image_problem(image: &str) -> Option<String> {
+    static VARIABLE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let variable = VARIABLE.get_or_init(|| {
+        regex::Regex::new(r"\$(?:\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z_][A-Za-z0-9_]*)")
+            .expect("a valid pattern")
+    });
+    crate::manifest::reference::reference_problem(&variable.replace_all(image, "v"))
+}
+
 /// The host of the profile's registry (the jobs log in to it).
 fn registry_host(project: &Project) -> String {
     (project.model.profile.registry.split('/').next())
@@ -217,6 +228,15 @@ pub fn gitlab_pipeline(project: &Project, args: &GitlabArgs) -> Result<String, D
                     .into(),
             );
         }
+    }
+    if let Some(image) = &args.image
+        && let Some(why) = image_problem(image)
+    {
+        return Err(
+            Diag::plain(format!("invalid --image `{}`: {why}", image.escape_debug()))
+                .help("an image reference, e.g. `registry.example.com/team/mab-runner:1`; GitLab variables (`$CI_REGISTRY_IMAGE/runner:1`) are taken")
+                .into(),
+        );
     }
     let model = &project.model;
     let selection = crate::plan::Selection {
@@ -321,4 +341,31 @@ pub fn stale(project: &Project) -> Diagnostics {
         }
     }
     diags
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_runner_image_is_a_reference_with_gitlab_variables_allowed() {
+        for good in [
+            "registry.example.com/team/mab-runner:1",
+            "$CI_REGISTRY_IMAGE/mab-runner:1",
+            "${CI_REGISTRY}/team/runner:${TAG}",
+            "127.0.0.1:5000/runner@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ] {
+            assert_eq!(image_problem(good), None, "{good}");
+        }
+        for bad in [
+            "",
+            "reg/x:1 \"q\"",
+            "reg/x:1\nscript: [evil]",
+            "reg/x,y",
+            "$ CI/x",
+            "reg/UPPER:1",
+        ] {
+            assert!(image_problem(bad).is_some(), "{bad:?}");
+        }
+    }
 }
