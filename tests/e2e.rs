@@ -2898,6 +2898,38 @@ image "base" { version "1"; }
     // And then it is settled: every build is reused.
     let after = decisions();
     assert!(after.values().all(|(d, _)| d == "reuse"), "{after:?}");
+    // A base that is not there, and one without the platform built: each named, with the
+    // Dockerfile that says `FROM`, and the check fails as the run would.
+    env.write(
+        "images/app/Dockerfile",
+        &format!("ARG REL=2\nFROM {up}/base:${{REL}}\nRUN date > /built\n"),
+    );
+    env.write("images/other/Dockerfile", &format!("FROM {up}/base:1\n"));
+    let manifest = std::fs::read_to_string(env.path().join("images.kdl")).unwrap();
+    env.write(
+        "images.kdl",
+        &manifest.replace(
+            "image \"other\" { version \"1\"; }",
+            "image \"other\" { version \"1\"; platforms \"linux/s390x\"; }",
+        ),
+    );
+    let (code, out, err) = env.mab(&["plan", "--check-registry"]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    // (miette wraps lines, and marks the continuations with `│`.)
+    let err = (err.split_whitespace())
+        .filter(|w| *w != "│")
+        .collect::<Vec<_>>()
+        .join(" ");
+    for p in ["linux/amd64", "linux/arm64"] {
+        assert!(
+            err.contains(&format!("`build:app:1@{p}`: base {up}/base:2 (a `FROM` of images/app/Dockerfile) does not exist")),
+            "{err}"
+        );
+    }
+    assert!(
+        err.contains(&format!("`build:other:1@linux/s390x`: base {up}/base:1 (a `FROM` of images/other/Dockerfile) has no linux/s390x image")),
+        "{err}"
+    );
 }
 
 #[test]

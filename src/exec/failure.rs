@@ -50,13 +50,14 @@ pub enum Failure {
     #[error("{0} does not exist upstream")]
     NotUpstream(String),
     /// A Dockerfile base with no image for the platform the build pins.
-    #[error("base {reference} {}", match platform {
+    #[error("base {reference} (a `FROM` of {dockerfile}) {}", match platform {
         Some(p) => format!("has no {p} image"),
         None => "does not exist".to_owned(),
     })]
     NoBase {
         reference: String,
         platform: Option<String>,
+        dockerfile: String,
     },
     /// A tag made from the run's date or time already names another index.
     #[error(

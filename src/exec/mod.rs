@@ -254,10 +254,18 @@ impl Context {
                 };
                 match found {
                     Ok(Some(d)) => Ok(d),
-                    Ok(None) => Err(failure::Failure::NoBase {
-                        reference: b.reference.clone(),
-                        platform: b.platform.clone(),
-                    }),
+                    Ok(None) => {
+                        // Say which: the tag is not there at all, or it lacks the platform.
+                        let tagged = match &b.platform {
+                            Some(_) => self.registry.digest(&b.reference).await?.is_some(),
+                            None => false,
+                        };
+                        Err(failure::Failure::NoBase {
+                            reference: b.reference.clone(),
+                            platform: b.platform.clone().filter(|_| tagged),
+                            dockerfile: build.dockerfile.clone(),
+                        })
+                    }
                     Err(e) => Err(e.into()),
                 }
             })
