@@ -999,6 +999,56 @@ fn a_promoted_profile_plans_a_promotion_and_builds_nothing() {
     );
 }
 
+/// A profile that signs says so in every form of its plan — where the key comes from, never
+/// the key — and its JSON still matches the schema.
+#[test]
+fn a_signing_profile_shows_its_signing_in_the_plan() {
+    let dir = project(RELEASE, &[("images/app/Dockerfile", "FROM scratch\n")]);
+    let run = |format: &str| {
+        let r = crate::support::mab_in(dir.path(), &["plan", "--format", format]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r.stdout
+    };
+    let text = run("text");
+    assert!(
+        text.contains(
+            "r.example/dev/app tags :1 (linux/amd64), signed with env:MAB_TEST_NO_SUCH_KEY before any tag"
+        ),
+        "{text}"
+    );
+    let json = run("json");
+    crate::schema::assert_valid(&crate::schema::validator(), &json, "a signing plan");
+    let plan: serde_json::Value = serde_json::from_str(&json).unwrap();
+    for n in plan["nodes"].as_array().unwrap() {
+        let sign = n.get("sign").and_then(|s| s.as_str());
+        match n["kind"].as_str() {
+            Some("merge") => assert_eq!(sign, Some("env:MAB_TEST_NO_SUCH_KEY"), "{n}"),
+            _ => assert_eq!(sign, None, "{n}"),
+        }
+    }
+    let markdown = run("markdown");
+    assert!(
+        markdown.contains(
+            "signed with `env:MAB_TEST_NO_SUCH_KEY` (cosign's format) before any tag moves"
+        ),
+        "{markdown}"
+    );
+    let shell = run("shell");
+    assert_eq!(
+        shell
+            .matches("# mab signs the index and each platform image with env:MAB_TEST_NO_SUCH_KEY")
+            .count(),
+        2,
+        "{shell}"
+    );
+    // The profile that does not sign says nothing of it.
+    let r = crate::support::mab_in(
+        dir.path(),
+        &["--profile", "prod", "plan", "--format", "json"],
+    );
+    assert!(!r.stdout.contains("\"sign\": \"env:"), "{}", r.stdout);
+}
+
 /// A promotion reads the source at its first tag that is not dated, whatever the order of the
 /// `tag`s: a dated tag names the day of the promotion, not of the build.
 #[test]

@@ -2,13 +2,13 @@
 
 use crate::support::{manifests, ok, root};
 
-fn validator() -> jsonschema::Validator {
+pub(crate) fn validator() -> jsonschema::Validator {
     let text = std::fs::read_to_string(root().join("schemas/plan.schema.json")).unwrap();
     let schema: serde_json::Value = serde_json::from_str(&text).unwrap();
     jsonschema::validator_for(&schema).expect("the schema itself is valid")
 }
 
-fn assert_valid(v: &jsonschema::Validator, json: &str, what: &str) {
+pub(crate) fn assert_valid(v: &jsonschema::Validator, json: &str, what: &str) {
     let value: serde_json::Value = serde_json::from_str(json).unwrap();
     let errors: Vec<String> = v
         .iter_errors(&value)

@@ -97,6 +97,16 @@ pub enum SignKey {
     File(String),
 }
 
+/// As the manifest writes it: `env:NAME`, or the file's path.
+impl std::fmt::Display for SignKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SignKey::Env(name) => write!(f, "env:{name}"),
+            SignKey::File(path) => f.write_str(path),
+        }
+    }
+}
+
 /// The registry cache of one build: `--cache-from`/`--cache-to` reference and mode.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Cache {

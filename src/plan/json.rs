@@ -47,6 +47,8 @@ struct NodeJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     dated_tags: Option<&'a [String]>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    sign: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     cache: Option<&'a Cache>,
     #[serde(skip_serializing_if = "Option::is_none")]
     attest: Option<&'a [String]>,
@@ -107,6 +109,10 @@ impl Serialize for Node {
             source_date_epoch: build.and_then(|b| b.epoch),
             dated_tags: match &self.work {
                 Work::Merge(m) if !m.dated_tags.is_empty() => Some(m.dated_tags.as_slice()),
+                _ => None,
+            },
+            sign: match &self.work {
+                Work::Merge(m) => m.sign.as_deref(),
                 _ => None,
             },
             cache: build.and_then(|b| b.cache.as_ref()),

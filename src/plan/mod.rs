@@ -422,6 +422,7 @@ impl Builder<'_> {
                 dated_tags: v.dated_tags.clone(),
                 annotations: v.index_annotations.clone(),
                 commit_annotations: v.commit_annotations.iter().cloned().collect(),
+                sign: model.profile.sign.as_ref().map(|k| k.to_string()),
             });
             let node = self.node(NodeId::Merge { key: v.key.clone() }, merge_needs, work);
             self.push(node);

@@ -154,6 +154,9 @@ pub struct MergeWork {
     /// the published index has the same images and the same other annotations, it stays as
     /// it is, with the values of the commit that first published those images.
     pub commit_annotations: Vec<String>,
+    /// Where the profile's signing key comes from (`env:NAME` or a file), when it signs: the
+    /// index and each platform image are signed after the index exists, before any tag.
+    pub sign: Option<String>,
 }
 
 /// What a run would do with a node, as the registry says today.

@@ -71,6 +71,17 @@ pub fn render(plan: &Plan) -> String {
         plan.backend,
         if plan.push { "" } else { ", push disabled" }
     );
+    let key = plan.nodes.iter().find_map(|n| match &n.work {
+        crate::plan::Work::Merge(m) => m.sign.as_deref(),
+        _ => None,
+    });
+    if let Some(key) = key {
+        let _ = writeln!(
+            out,
+            "Every index and platform image is signed with {} (cosign's format) before any tag moves.\n",
+            code(key)
+        );
+    }
     changes(&mut out, plan);
     external(&mut out, plan);
     decisions(&mut out, plan);

@@ -176,6 +176,16 @@ pub fn write(plan: &Plan, w: &mut dyn std::io::Write) -> std::io::Result<()> {
 /// The commands of one node.
 fn node(out: &mut String, n: &crate::plan::Node) {
     let _ = writeln!(out, "\n# {}", n.id);
+    if let crate::plan::Work::Merge(crate::plan::MergeWork {
+        sign: Some(key), ..
+    }) = &n.work
+    {
+        let _ = writeln!(
+            out,
+            "# mab signs the index and each platform image with {key} (cosign's format) before\n\
+             # any tag points at it; these commands tag as they go and sign nothing"
+        );
+    }
     let steps = crate::plan::command::for_node(n);
     let last = steps.commands.len().saturating_sub(1);
     let cleanup: Vec<String> = steps.cleanup.iter().map(command).collect();

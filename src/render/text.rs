@@ -130,6 +130,9 @@ fn describe(n: &Node) -> String {
             if !m.dated_tags.is_empty() {
                 s.push_str(&format!(", never moving :{}", m.dated_tags.join(" :")));
             }
+            if let Some(key) = &m.sign {
+                s.push_str(&format!(", signed with {key} before any tag"));
+            }
             s
         }
     }
