@@ -447,9 +447,11 @@ fn interrupt_stops_every_child_and_publishes_nothing_on(buildx: bool) {
     };
     env.write("images.kdl", FAILING);
     let marker = format!("mab-e2e-sleep-{}", std::process::id());
+    // A duration of this test's own, so that no other `sleep` on the host is taken for ours.
+    let sleep = format!("sleep {}", 200_000 + std::process::id() % 100_000);
     env.write(
         "images/good/Dockerfile",
-        &format!("{BASED}RUN echo {marker} && sleep 300\n"),
+        &format!("{BASED}RUN echo {marker} && {sleep}\n"),
     );
     let mut child = env
         .command(&["build", "good", "--grace", "5"])
@@ -466,6 +468,21 @@ fn interrupt_stops_every_child_and_publishes_nothing_on(buildx: bool) {
         assert!(
             started.elapsed() < Duration::from_secs(120),
             "the build never reached its sleep"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The sleep is seen running (so that not seeing it later means something).
+    let running = || {
+        let o = Command::new("pgrep")
+            .args(["-f", &format!("^{sleep}$")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_owned()
+    };
+    while running().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the build's `{sleep}` is not seen running"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -487,20 +504,13 @@ fn interrupt_stops_every_child_and_publishes_nothing_on(buildx: bool) {
     // cancels a solve whose client went away; its container's processes are visible here).
     let waited = Instant::now();
     let left = loop {
-        let left = Command::new("pgrep")
-            .args(["-f", "sleep 300"])
-            .output()
-            .unwrap();
-        if left.stdout.is_empty() || waited.elapsed() > Duration::from_secs(15) {
+        let left = running();
+        if left.is_empty() || waited.elapsed() > Duration::from_secs(15) {
             break left;
         }
         std::thread::sleep(Duration::from_millis(250));
     };
-    assert!(
-        left.stdout.is_empty(),
-        "processes left behind: {}",
-        String::from_utf8_lossy(&left.stdout)
-    );
+    assert!(left.is_empty(), "processes left behind: {left}");
     assert!(
         raw(&env.repo("good:1")).is_none(),
         "an index was pushed after the signal"
