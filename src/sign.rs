@@ -14,7 +14,7 @@ use p256::ecdsa::{DerSignature, SigningKey, VerifyingKey};
 use p256::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePublicKey};
 
 use crate::manifest::model::SignKey;
-use crate::registry::{Manifest, Registry, RegistryError};
+use crate::registry::{Descriptor, Manifest, Registry, RegistryError};
 
 pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 pub const PAYLOAD_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
@@ -182,11 +182,7 @@ pub async fn sign(
     digest: &str,
 ) -> Result<bool, SignError> {
     let mut layers = signature_layers(registry, repository, digest).await?;
-    if signatures(registry, repository, &layers)
-        .await?
-        .iter()
-        .any(|(payload, signature)| signs(&signer.public(), payload, signature, digest))
-    {
+    if signed_among(registry, &signer.public(), repository, digest, &layers).await? {
         return Ok(false);
     }
     let payload = payload(repository, digest);
@@ -199,13 +195,6 @@ pub async fn sign(
         .put_manifest(repository, &signature_tag(digest), &manifest, OCI_MANIFEST)
         .await?;
     Ok(true)
-}
-
-/// Whether `signature` is `key`'s over `payload`, and `payload` names `digest`.
-fn signs(key: &VerifyingKey, payload: &[u8], signature: &str, digest: &str) -> bool {
-    let names = serde_json::from_slice::<serde_json::Value>(payload)
-        .is_ok_and(|p| p["critical"]["image"]["docker-manifest-digest"] == digest);
-    names && verify(key, payload, signature)
 }
 
 /// The layers of the signature manifest of `digest` in `repository` (none when there is none).
@@ -226,14 +215,16 @@ async fn signature_layers(
         .unwrap_or_default())
 }
 
-/// The signatures of signature manifest `layers` in `repository`: each layer's payload (read
-/// back, verified against its digest) and its base64 signature.
-async fn signatures(
+/// Whether one of the signature manifest `layers` of `digest` in `repository` is `key`'s: its
+/// payload read back (verified against its digest), naming `digest`, and the signature over
+/// it. Payloads are read one at a time, up to the first that verifies.
+async fn signed_among(
     registry: &Registry,
+    key: &VerifyingKey,
     repository: &str,
+    digest: &str,
     layers: &[serde_json::Value],
-) -> Result<Vec<(Vec<u8>, String)>, SignError> {
-    let mut found = Vec::new();
+) -> Result<bool, SignError> {
     for layer in layers {
         let (Some(blob), Some(signature)) = (
             layer["digest"].as_str(),
@@ -242,9 +233,13 @@ async fn signatures(
             continue;
         };
         let payload = registry.blob(repository, blob).await?;
-        found.push((payload.to_vec(), signature.to_owned()));
+        let names = serde_json::from_slice::<serde_json::Value>(&payload)
+            .is_ok_and(|p| p["critical"]["image"]["docker-manifest-digest"] == digest);
+        if names && verify(key, &payload, signature) {
+            return Ok(true);
+        }
     }
-    Ok(found)
+    Ok(false)
 }
 
 /// Whether `repository` holds a signature of `digest` by `key`, checked: the payload read
@@ -256,10 +251,28 @@ pub async fn signed_by(
     digest: &str,
 ) -> Result<bool, SignError> {
     let layers = signature_layers(registry, repository, digest).await?;
-    Ok(signatures(registry, repository, &layers)
-        .await?
-        .iter()
-        .any(|(payload, signature)| signs(key, payload, signature, digest)))
+    signed_among(registry, key, repository, digest, &layers).await
+}
+
+/// Sign what an index holds, then the index: each platform image of `entries` (attestation
+/// manifests are not signed; side by side), then `index`, which must be in `repository` by
+/// digest already. The index last, so a signed index means every image in it is signed. What
+/// this key signed already is not signed again. Returns whether the index's signature was
+/// written.
+pub async fn sign_index(
+    registry: &Registry,
+    signer: &Signer,
+    repository: &str,
+    index: &str,
+    entries: &[Descriptor],
+) -> Result<bool, SignError> {
+    futures_util::future::try_join_all(
+        (entries.iter())
+            .filter(|e| e.attests().is_none())
+            .map(|e| sign(registry, signer, repository, &e.digest)),
+    )
+    .await?;
+    sign(registry, signer, repository, index).await
 }
 
 /// Carry the signatures of `index` (and of its children) from `from` to `to`: each

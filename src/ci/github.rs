@@ -224,17 +224,15 @@ pub fn render(g: &Generated) -> String {
             ),
         ]));
         // The signing key, from the repository's secrets, reaches this step only.
-        let secret =
-            (g.signing_secret.as_ref()).map(|n| (n.as_str(), format!("${{{{ secrets.{n} }}}}")));
-        let env: Vec<(&str, &str)> = secret.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        steps.push(run(
-            match secret {
-                Some(_) => "Sign, then publish the indexes and tags of this level",
-                None => "Publish the indexes and tags of this level",
-            },
-            &format!("{mab} merge --metadata-dir dist"),
-            &env,
-        ));
+        let merge = format!("{mab} merge --metadata-dir dist");
+        steps.push(match &g.signing_secret {
+            Some(name) => run(
+                "Sign, then publish the indexes and tags of this level",
+                &merge,
+                &[(name, &format!("${{{{ secrets.{name} }}}}"))],
+            ),
+            None => run("Publish the indexes and tags of this level", &merge, &[]),
+        });
         // Every part that ran succeeded, and the first ran (a plan with fewer builds than the
         // workflow was written for skips the last parts).
         let condition = format!(

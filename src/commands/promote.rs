@@ -63,14 +63,17 @@ pub fn run(project: &Project, args: &PromoteArgs, out: &mut dyn Write) -> Result
     let mut promotion = promote::promotion(&from.model, &target.model, &args.selectors)?;
     // The target's key is read before anything is written: without it nothing is promoted.
     // A dry run, which writes nothing, goes on without it and judges by the tags alone.
-    let signer = match super::engine::signer(target) {
-        Ok(signer) => signer,
-        Err(diags) if args.dry_run => {
-            diags.eprint();
-            eprintln!("mab: the dry run does not check the target's signatures");
-            None
-        }
-        Err(diags) => return Err(diags),
+    let signer = match (&target.model.profile.sign, args.dry_run) {
+        (Some(key), true) => match Signer::load(key, &target.dir) {
+            Ok(signer) => Some(std::sync::Arc::new(signer)),
+            Err(e) => {
+                eprintln!(
+                    "mab: warning: {e}: this dry run judges by the tags alone, not by signatures"
+                );
+                None
+            }
+        },
+        _ => super::engine::signer(target)?,
     };
     let key = signer.as_ref().map(|s| s.public());
     let session = Session::for_models(
@@ -263,17 +266,11 @@ async fn copy(registry: &Registry, item: &Item, signer: Option<&Signer>) -> Resu
         .await?;
     sign::carry(registry, source, &item.repository, &index).await?;
     if let Some(signer) = signer {
-        let mut digests: Vec<String> = match index.is_index() {
-            true => (index.entries()?.into_iter())
-                .filter(|e| e.attests().is_none())
-                .map(|e| e.digest)
-                .collect(),
+        let entries = match index.is_index() {
+            true => index.entries()?,
             false => Vec::new(),
         };
-        digests.push(index.digest.clone());
-        for d in &digests {
-            sign::sign(registry, signer, &item.repository, d).await?;
-        }
+        sign::sign_index(registry, signer, &item.repository, &index.digest, &entries).await?;
     }
     for tag in &item.tags {
         let at = registry

@@ -46,13 +46,6 @@ async fn sign_all(
     let repository = node.reference();
     let bytes = index.bytes();
     let digest = registry::digest_of(&bytes);
-    // Each platform image's signature is checked (and written when missing) side by side.
-    futures_util::future::try_join_all(
-        (index.manifests.iter())
-            .filter(|c| c.attests().is_none())
-            .map(|c| crate::sign::sign(&ctx.registry, signer, repository, &c.digest)),
-    )
-    .await?;
     if ctx
         .registry
         .digest(&format!("{repository}@{digest}"))
@@ -63,7 +56,8 @@ async fn sign_all(
             .put_manifest(repository, &digest, &bytes, &index.media_type)
             .await?;
     }
-    if crate::sign::sign(&ctx.registry, signer, repository, &digest).await? {
+    if crate::sign::sign_index(&ctx.registry, signer, repository, &digest, &index.manifests).await?
+    {
         ctx.output(&node.id, &format!("signed {repository}@{digest}"));
     }
     Ok(())

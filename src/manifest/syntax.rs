@@ -250,6 +250,19 @@ pub(super) fn read_pair(node: &KdlNode, meaning: &str, diags: &mut Diagnostics) 
     Some((k, v))
 }
 
+/// A name mab writes into commands and documents (a profile, a buildx builder): letters,
+/// digits, `_`, `.` and `-`, starting with a letter or digit.
+pub(super) fn is_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
+/// What [`is_name`] takes, as a diagnostic's help.
+pub(super) const NAME_HELP: &str =
+    "letters, digits, `_`, `.` and `-`, starting with a letter or digit";
+
 /// A build-arg or environment variable name: letters, digits and `_`, not starting with a digit.
 pub(super) fn is_identifier(name: &str) -> bool {
     name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
@@ -351,16 +364,14 @@ fn read_profile(node: &KdlNode, diags: &mut Diagnostics) -> Option<RawProfile> {
     let pname = read_name(node, "a profile name, e.g. \"dev\"", diags)?;
     // A profile's name reaches commands (`--profile`), `MAB_PROFILE` in generated pipelines,
     // plans and documents: a name, nothing that could be read as markup or an option.
-    if !pname.value.starts_with(|c: char| c.is_ascii_alphanumeric())
-        || !(pname.value.chars()).all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-    {
+    if !is_name(&pname.value) {
         diags.push(
             Diag::error(
                 pname.span,
                 format!("invalid profile name `{}`", pname.value.escape_debug()),
             )
             .label("a profile name")
-            .help("letters, digits, `_`, `.` and `-`, starting with a letter or digit"),
+            .help(NAME_HELP),
         );
     }
     let mut p = RawProfile {

@@ -112,18 +112,14 @@ impl Resolver<'_> {
                 );
             }
             let name = &b.name.value;
-            if !name.starts_with(|c: char| c.is_ascii_alphanumeric())
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-            {
+            if !crate::manifest::syntax::is_name(name) {
                 diags.push(
                     Diag::error(
                         b.name.span,
                         format!("invalid builder name `{}`", name.escape_debug()),
                     )
                     .label("a buildx builder name")
-                    .help("letters, digits, `_`, `.` and `-`, starting with a letter or digit"),
+                    .help(crate::manifest::syntax::NAME_HELP),
                 );
             }
             self.diags.extend(diags);
