@@ -10,6 +10,9 @@ use tokio::sync::watch;
 
 use super::Cancel;
 
+/// The read buffer of each pipe and the log's write buffer.
+const PIPE_BUFFER: usize = 64 * 1024;
+
 /// How a command ended.
 #[derive(Debug)]
 pub enum Exit {
@@ -19,12 +22,54 @@ pub enum Exit {
     SpawnFailed(String),
 }
 
-/// Signal a whole process group (the child and everything it started).
-fn signal_group(pid: u32, signal: i32) {
+/// Signal a whole process group (the child and everything it started); nothing when the child
+/// has no pid any more.
+fn signal_group(pid: Option<u32>, signal: i32) {
+    let Some(pid) = pid
+        .and_then(|p| libc::pid_t::try_from(p).ok())
+        .filter(|&p| p > 0)
+    else {
+        return;
+    };
     // SAFETY: `killpg` has no memory effects; a stale group id only yields ESRCH.
     unsafe {
-        libc::killpg(pid as libc::pid_t, signal);
+        libc::killpg(pid, signal);
     }
+}
+
+/// Read one line (up to and including `\n`, or the last bytes before the end) into `line`.
+async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: Option<&mut R>,
+    line: &mut Vec<u8>,
+) -> std::io::Result<usize> {
+    match reader {
+        Some(r) => r.read_until(b'\n', line).await,
+        None => Ok(0),
+    }
+}
+
+/// Hand a line read by `read_line` to the log and `on_line`, decoded lossily. False when the
+/// pipe ended or failed.
+async fn emit(
+    read: std::io::Result<usize>,
+    line: &mut Vec<u8>,
+    log: &mut (impl tokio::io::AsyncWrite + Unpin),
+    on_line: &mut (dyn FnMut(&str) + Send),
+) -> bool {
+    let more = matches!(read, Ok(n) if n > 0);
+    if !line.is_empty() {
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        let text = String::from_utf8_lossy(line);
+        let _ = log.write_all(format!("{text}\n").as_bytes()).await;
+        on_line(&text);
+        line.clear();
+    }
+    more
 }
 
 /// Run `argv` in `dir` with `stdin` as its input, appending its output to `log` and calling
@@ -61,7 +106,9 @@ pub async fn run(
         Ok(c) => c,
         Err(e) => return Exit::SpawnFailed(format!("cannot run `{program}`: {e}")),
     };
-    let pid = child.id().unwrap_or(0);
+    // The group to signal. `None` only if the child was already reaped, when there is nothing
+    // left to signal: a pid of 0 would signal mab's own process group.
+    let pid = child.id();
     if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
         // Small (a Dockerfile); written whole, then closed so the child sees its end.
         let input = input.to_owned();
@@ -69,9 +116,25 @@ pub async fn run(
             let _ = pipe.write_all(input.as_bytes()).await;
         });
     }
-    let mut out = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-    let mut err = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
-    let (mut out_open, mut err_open) = (true, true);
+    // Both pipes are read as bytes until their end, whatever they carry: a line that is not
+    // UTF-8 is decoded lossily, never a reason to stop reading (a pipe left open and unread
+    // fills, and the child then blocks on its next write forever). A pipe whose read fails is
+    // dropped, which closes it: the child gets EPIPE instead of a full pipe.
+    //
+    // The reading must keep up: buildah's chroot isolation drops a step's output, rather than
+    // wait, when the pipe it writes to is full (seen: 700 of 1,200 lines kept behind a slow
+    // reader). So lines go to the log through a buffer, flushed whenever the reader has
+    // caught up with the child, not with a write per line.
+    let mut out = child
+        .stdout
+        .take()
+        .map(|p| BufReader::with_capacity(PIPE_BUFFER, p));
+    let mut err = child
+        .stderr
+        .take()
+        .map(|p| BufReader::with_capacity(PIPE_BUFFER, p));
+    let mut log = tokio::io::BufWriter::with_capacity(PIPE_BUFFER, log);
+    let (mut out_line, mut err_line) = (Vec::new(), Vec::new());
     let mut deadline: Option<tokio::time::Instant> = None;
     let mut cancelled = false;
     let mut watching = true;
@@ -83,15 +146,23 @@ pub async fn run(
             }
         };
         tokio::select! {
-            line = out.next_line(), if out_open => match line {
-                Ok(Some(l)) => { let _ = log.write_all(format!("{l}\n").as_bytes()).await; on_line(&l); }
-                _ => out_open = false,
+            read = read_line(out.as_mut(), &mut out_line), if out.is_some() => {
+                if !emit(read, &mut out_line, &mut log, on_line).await {
+                    out = None;
+                }
+                if out.as_ref().is_none_or(|r| r.buffer().is_empty()) {
+                    let _ = log.flush().await;
+                }
             },
-            line = err.next_line(), if err_open => match line {
-                Ok(Some(l)) => { let _ = log.write_all(format!("{l}\n").as_bytes()).await; on_line(&l); }
-                _ => err_open = false,
+            read = read_line(err.as_mut(), &mut err_line), if err.is_some() => {
+                if !emit(read, &mut err_line, &mut log, on_line).await {
+                    err = None;
+                }
+                if err.as_ref().is_none_or(|r| r.buffer().is_empty()) {
+                    let _ = log.flush().await;
+                }
             },
-            status = child.wait(), if !out_open && !err_open => {
+            status = child.wait(), if out.is_none() && err.is_none() => {
                 let _ = log.flush().await;
                 return match status {
                     _ if cancelled => Exit::Cancelled,
@@ -117,5 +188,74 @@ pub async fn run(
                 deadline = None;
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Run `sh -c SCRIPT` to its end (or fail after 60 s), returning the exit and the lines.
+    async fn sh(script: &str) -> (Exit, Vec<String>, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let log_path = dir.path().join("log");
+        let mut log = tokio::fs::File::create(&log_path).await.unwrap();
+        let (_tx, mut cancel) = watch::channel(Cancel::None);
+        let mut lines = Vec::new();
+        let argv = ["sh".to_owned(), "-c".to_owned(), script.to_owned()];
+        let exit = tokio::time::timeout(
+            Duration::from_secs(60),
+            run(
+                &argv,
+                None,
+                dir.path(),
+                &mut log,
+                &mut cancel,
+                Duration::from_secs(1),
+                &mut |l: &str| lines.push(l.to_owned()),
+            ),
+        )
+        .await
+        .expect("the child's output is drained to its end");
+        let text = std::fs::read_to_string(&log_path).unwrap();
+        (exit, lines, text)
+    }
+
+    #[tokio::test]
+    async fn a_byte_that_is_not_utf8_does_not_stop_the_reading() {
+        // An invalid byte, then far more than a pipe holds (64 KiB), on both pipes; the last
+        // lines say the child got to its end.
+        let script = r"printf 'caf\351\n'; printf 'caf\351\n' >&2
+            i=0; while [ $i -lt 3000 ]; do
+              echo 'line of output that fills the pipe ......................................'
+              echo 'and its standard error, as full .........................................' >&2
+              i=$((i+1)); done
+            echo stdout-end; echo stderr-end >&2; exit 3";
+        let (exit, lines, log) = sh(script).await;
+        assert!(matches!(exit, Exit::Code(3)), "{exit:?}");
+        assert_eq!(lines.len(), 2 + 6000 + 2);
+        assert_eq!(lines.iter().filter(|l| *l == "caf\u{fffd}").count(), 2);
+        assert!(lines.contains(&"stdout-end".to_owned()));
+        assert!(lines.contains(&"stderr-end".to_owned()));
+        assert!(
+            log.contains("caf\u{fffd}\n") && log.ends_with("-end\n"),
+            "{}",
+            &log[log.len() - 40..]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_last_line_without_newline_and_crlf_lines_are_kept() {
+        let (exit, lines, _) = sh(r"printf 'one\r\ntwo'").await;
+        assert!(matches!(exit, Exit::Code(0)), "{exit:?}");
+        assert_eq!(lines, ["one", "two"]);
+    }
+
+    #[test]
+    fn no_pid_signals_nothing() {
+        // A child without a pid (already reaped) must not become killpg(0), mab's own group:
+        // were it sent, this test process would die of it.
+        signal_group(None, libc::SIGTERM);
+        signal_group(Some(0), libc::SIGTERM);
     }
 }
