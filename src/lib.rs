@@ -51,17 +51,89 @@ where
             };
         }
     };
-    let mut stdout = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
-    match execute(&cli, &mut stdout) {
-        Ok(code) => {
-            // A closed pipe (`mab plan | head`) is not an error of ours.
-            let _ = stdout.flush();
-            code
-        }
+    let mut stdout = Output::new(io::stdout().lock());
+    let code = match execute(&cli, &mut stdout) {
+        Ok(code) => code,
         Err(diags) => {
             diags.eprint();
             exit_code::USAGE
         }
+    };
+    match stdout.finish() {
+        Ok(()) => code,
+        // A closed pipe (`mab plan | head`) is the reader's choice, not an error of ours.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => code,
+        Err(e) => {
+            eprintln!("mab: error: cannot write the output: {e}");
+            exit_code::NODE_FAILED.max(code)
+        }
+    }
+}
+
+/// Standard output, buffered, keeping its first write error: commands write their output
+/// without stopping on each error, and the run fails on it at the end (a script or workflow
+/// cut short by a full disk must not exit 0). Once a write failed, nothing more is written.
+pub struct Output<W: Write> {
+    inner: io::BufWriter<W>,
+    error: Option<io::Error>,
+}
+
+impl<W: Write> Output<W> {
+    pub fn new(inner: W) -> Output<W> {
+        Output {
+            inner: io::BufWriter::with_capacity(1 << 16, inner),
+            error: None,
+        }
+    }
+
+    /// Flush, and the first error any write met.
+    pub fn finish(mut self) -> io::Result<()> {
+        if self.error.is_none() {
+            if let Err(e) = self.inner.flush() {
+                self.error = Some(e);
+            }
+        }
+        match self.error.take() {
+            Some(e) => {
+                // Nothing buffered is written again when the writer is dropped.
+                let _ = self.inner.into_parts();
+                Err(e)
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn keep<T>(&mut self, result: io::Result<T>) -> io::Result<T> {
+        if let Err(e) = &result {
+            if self.error.is_none() {
+                self.error = Some(io::Error::new(e.kind(), e.to_string()));
+            }
+        }
+        result
+    }
+
+    fn failed(&self) -> Option<io::Error> {
+        self.error
+            .as_ref()
+            .map(|e| io::Error::new(e.kind(), e.to_string()))
+    }
+}
+
+impl<W: Write> Write for Output<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(e) = self.failed() {
+            return Err(e);
+        }
+        let r = self.inner.write(buf);
+        self.keep(r)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if let Some(e) = self.failed() {
+            return Err(e);
+        }
+        let r = self.inner.flush();
+        self.keep(r)
     }
 }
 

@@ -1197,3 +1197,47 @@ fn ci_pipelines_refuse_bad_values_and_profiles_that_push_nothing() {
     assert!(r.stderr.contains("invalid --image"), "{}", r.stderr);
     assert!(r.stdout.is_empty());
 }
+
+/// `mab ARGS` in the repository root with standard output sent to `stdout`.
+fn mab_to(args: &[&str], stdout: std::process::Stdio) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_mab"))
+        .current_dir(root())
+        .env_remove("MAB_PROFILE")
+        .env("NO_COLOR", "1")
+        .args(args)
+        .stdout(stdout)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn a_write_error_fails_the_command_and_a_closed_pipe_does_not() {
+    let cases: [&[&str]; 5] = [
+        &["plan", "--format", "shell"],
+        &["plan", "--format", "json"],
+        &["plan"],
+        &["ci", "github", "--action", "example/mab@v1"],
+        &["ci", "gitlab", "--image", "example.com/mab:1"],
+    ];
+    for args in cases {
+        // A full disk: the script or workflow is cut short, so the command fails, naming why.
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let o = mab_to(args, full.into()).wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("cannot write the output: No space left on device"),
+            "{args:?}: {stderr}"
+        );
+        // A reader that went away (`mab plan | head`) is no error: quiet, and exit 0.
+        let mut child = mab_to(args, std::process::Stdio::piped());
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{args:?}");
+        assert_eq!(String::from_utf8_lossy(&o.stderr), "", "{args:?}");
+    }
+}
