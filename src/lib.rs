@@ -88,10 +88,10 @@ impl<W: Write> Output<W> {
 
     /// Flush, and the first error any write met.
     pub fn finish(mut self) -> io::Result<()> {
-        if self.error.is_none() {
-            if let Err(e) = self.inner.flush() {
-                self.error = Some(e);
-            }
+        if self.error.is_none()
+            && let Err(e) = self.inner.flush()
+        {
+            self.error = Some(e);
         }
         match self.error.take() {
             Some(e) => {
@@ -104,10 +104,10 @@ impl<W: Write> Output<W> {
     }
 
     fn keep<T>(&mut self, result: io::Result<T>) -> io::Result<T> {
-        if let Err(e) = &result {
-            if self.error.is_none() {
-                self.error = Some(io::Error::new(e.kind(), e.to_string()));
-            }
+        if let Err(e) = &result
+            && self.error.is_none()
+        {
+            self.error = Some(io::Error::new(e.kind(), e.to_string()));
         }
         result
     }

@@ -67,27 +67,37 @@ impl Serialize for Arg {
     }
 }
 
-/// One command: program and arguments, and what it reads on standard input (a test's
-/// Dockerfile under buildx), if anything.
+/// One command: program and arguments, what it reads on standard input (a test's
+/// Dockerfile under buildx, or a file an earlier command wrote), and the file its standard
+/// output goes to, if any.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Command {
     pub argv: Vec<Arg>,
     pub stdin: Option<String>,
+    pub stdin_file: Option<String>,
+    pub stdout_file: Option<String>,
 }
 
-/// JSON: an argv array; a command with input is `{"argv": […], "stdin": "…"}`.
+/// JSON: an argv array; a command with input or output is `{"argv": […], "stdin": "…",
+/// "stdin_file": "…", "stdout_file": "…"}` with the fields it has.
 impl Serialize for Command {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match &self.stdin {
-            None => self.argv.serialize(s),
-            Some(input) => {
-                use serde::ser::SerializeStruct;
-                let mut st = s.serialize_struct("Command", 2)?;
-                st.serialize_field("argv", &self.argv)?;
-                st.serialize_field("stdin", input)?;
-                st.end()
-            }
+        if self.stdin.is_none() && self.stdin_file.is_none() && self.stdout_file.is_none() {
+            return self.argv.serialize(s);
         }
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Command", 4)?;
+        st.serialize_field("argv", &self.argv)?;
+        if let Some(input) = &self.stdin {
+            st.serialize_field("stdin", input)?;
+        }
+        if let Some(path) = &self.stdin_file {
+            st.serialize_field("stdin_file", path)?;
+        }
+        if let Some(path) = &self.stdout_file {
+            st.serialize_field("stdout_file", path)?;
+        }
+        st.end()
     }
 }
 
@@ -96,11 +106,25 @@ impl Command {
         Command {
             argv: vec![Arg::lit(program)],
             stdin: None,
+            stdin_file: None,
+            stdout_file: None,
         }
     }
 
     pub fn stdin(mut self, input: String) -> Command {
         self.stdin = Some(input);
+        self
+    }
+
+    /// Read standard input from `path` (relative to the manifest's directory).
+    pub fn stdin_from(mut self, path: impl Into<String>) -> Command {
+        self.stdin_file = Some(path.into());
+        self
+    }
+
+    /// Write standard output to `path` (relative to the manifest's directory).
+    pub fn stdout_to(mut self, path: impl Into<String>) -> Command {
+        self.stdout_file = Some(path.into());
         self
     }
 

@@ -431,29 +431,103 @@ pub fn test_dockerfile(words: &[String]) -> String {
     )
 }
 
+/// The index a merge publishes, composed by `jq` from each platform's manifest exactly as
+/// `mab build` composes it (`exec/merge.rs`): each build's image — or, when the build pushed an
+/// index (buildx), its image for the platform and that image's attestation manifests — the
+/// images first, each stamped with the time it was built (`io.mab.built`), the index's own
+/// annotations, an OCI index unless every child is a Docker manifest and there are no
+/// annotations. Entries keep only the fields mab writes, in mab's order, so the bytes are the
+/// same. Arguments: `$mN`/`$dN`/`$pN` (a manifest's bytes, its digest, its platform) per build,
+/// `$annotations`.
+pub const INDEX_JQ: &str = r#"def attests: (.annotations // {}) as $a
+  | if $a["vnd.docker.reference.type"] == "attestation-manifest" then $a["vnd.docker.reference.digest"] else null end;
+def plat: split("/") | {architecture: .[1], os: .[0]} + (if .[2] then {variant: .[2]} else {} end);
+def norm: if .architecture == "arm64" and .variant == "v8" then null else .variant end;
+def desc: {mediaType, digest, size}
+  + (if .platform then {platform: (.platform | {architecture, os} + (if .variant then {variant} else {} end))} else {} end)
+  + (if (.annotations // {}) != {} then {annotations: (.annotations | to_entries | sort_by(.key) | from_entries)} else {} end);
+def entries($raw; $d; $p): ($raw | fromjson) as $m | ($p | plat) as $w
+  | if $m.manifests then
+      [$m.manifests[] | select(attests == null and .platform != null and .platform.os == $w.os
+        and .platform.architecture == $w.architecture and (.platform | norm) == ($w | norm))] as $i
+      | if ($i | length) != 1 then error("\($d) holds \($i | length) images for \($p)")
+        else [$m.manifests[] | select((attests // .digest) as $x | $i | any(.digest == $x))] end
+    else [{mediaType: $m.mediaType, digest: $d, size: ($raw | utf8bytelength), platform: $w}] end;
+def index($entries; $annotations): (now | floor | todate) as $built
+  | ($entries | add | map(if attests == null then .annotations = ((.annotations // {}) + {"io.mab.built": $built}) else . end | desc)) as $all
+  | {schemaVersion: 2,
+     mediaType: (if $annotations == {} and ($all | all(.mediaType == "application/vnd.docker.distribution.manifest.v2+json"))
+       then "application/vnd.docker.distribution.manifest.list.v2+json" else "application/vnd.oci.image.index.v1+json" end),
+     manifests: ([$all[] | select(attests == null)] + [$all[] | select(attests != null)])}
+  + (if $annotations == {} then {} else {annotations: $annotations} end);
+"#;
+
+/// A merge as commands a user has: each platform's manifest read with `crane manifest`, the
+/// index composed by `jq` ([`INDEX_JQ`]), then put once at each tag (`crane edit manifest`
+/// puts the bytes it reads as they are) — after every build and test of the version, as
+/// `mab build` does. What these commands do not do that `mab build` does: sign, refuse to
+/// move a dated tag, keep the index of an earlier commit that published the same images.
 fn merge(node: &Node, m: &MergeWork) -> (Vec<Command>, DigestOut) {
     let reference = &m.image.repository;
-    let first = format!("{reference}:{}", m.tags.first().map_or("", String::as_str));
-    let mut c = crane(node).arg("index").arg("append");
-    for b in node
+    let stem = file_stem(&node.id.to_string());
+    let builds: Vec<(&NodeId, &str)> = node
         .needs
         .iter()
-        .filter(|n| matches!(n, NodeId::Build { .. }))
-    {
-        c = c.arg("--manifest").arg(pinned(reference, b));
+        .filter_map(|n| match n {
+            NodeId::Build { platform, .. } => Some((n, platform.as_str())),
+            _ => None,
+        })
+        .collect();
+    let mut cmds = Vec::new();
+    let mut jq = Command::new("jq").arg("-cjn");
+    let mut calls = Vec::new();
+    for (i, (b, platform)) in builds.iter().enumerate() {
+        let file = format!(".mab/merge/{stem}.{i}.json");
+        cmds.push(
+            crane(node)
+                .arg("manifest")
+                .arg(pinned(reference, b))
+                .stdout_to(file.clone()),
+        );
+        jq = jq
+            .arg("--rawfile")
+            .arg(format!("m{i}"))
+            .arg(file)
+            .arg("--arg")
+            .arg(format!("d{i}"))
+            .arg(Arg(vec![Part::Digest((*b).clone())]))
+            .arg("--arg")
+            .arg(format!("p{i}"))
+            .arg(platform.to_string());
+        calls.push(format!("entries($m{i}; $d{i}; $p{i})"));
     }
-    let mut cmds = vec![c.arg("--tag").arg(first.clone())];
-    if !m.annotations.is_empty() {
-        // The index's own annotations (mab writes them with the index, before any tag).
-        let mut a = crane(node).arg("mutate");
-        for (k, v) in &m.annotations {
-            a = a.arg("--annotation").arg(format!("{k}={v}"));
+    let index = format!(".mab/merge/{stem}.json");
+    let annotations = serde_json::to_string(&m.annotations).unwrap_or_else(|_| "{}".to_owned());
+    cmds.push(
+        jq.arg("--argjson")
+            .arg("annotations")
+            .arg(annotations)
+            .arg(format!(
+                "{INDEX_JQ}index([{}]; $annotations)",
+                calls.join(", ")
+            ))
+            .stdout_to(index.clone()),
+    );
+    // Each tag is written once, with the whole index; the index is only read from the
+    // first build's image reference, which exists (`crane edit` reads before it writes).
+    if let Some((first, _)) = builds.first() {
+        for t in &m.tags {
+            cmds.push(
+                crane(node)
+                    .args(["edit", "manifest"])
+                    .arg(pinned(reference, first))
+                    .arg("--tag")
+                    .arg(format!("{reference}:{t}"))
+                    .stdin_from(index.clone()),
+            );
         }
-        cmds.push(a.arg("--tag").arg(first.clone()).arg(first.clone()));
     }
-    for t in m.tags.iter().skip(1) {
-        cmds.push(crane(node).arg("tag").arg(first.clone()).arg(t.clone()));
-    }
+    let first = format!("{reference}:{}", m.tags.first().map_or("", String::as_str));
     cmds.push(crane(node).arg("digest").arg(first));
     (cmds, DigestOut::Stdout)
 }

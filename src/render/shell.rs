@@ -45,7 +45,13 @@ fn arg(a: &Arg) -> String {
 }
 
 fn command(c: &Command) -> String {
-    let line = c.argv.iter().map(arg).collect::<Vec<_>>().join(" ");
+    let mut line = c.argv.iter().map(arg).collect::<Vec<_>>().join(" ");
+    if let Some(path) = &c.stdin_file {
+        line = format!("{line} < {}", quote(path));
+    }
+    if let Some(path) = &c.stdout_file {
+        line = format!("{line} > {}", quote(path));
+    }
     match &c.stdin {
         Some(input) => format!("printf '%s' {} | {line}", quote(input)),
         None => line,
@@ -82,7 +88,7 @@ pub fn write(plan: &Plan, w: &mut dyn std::io::Write) -> std::io::Result<()> {
     let _ = writeln!(out, "set -eu");
     let _ = writeln!(
         out,
-        "mkdir -p .mab/digests .mab/metadata .mab/oci .mab/iid .mab/cid"
+        "mkdir -p .mab/digests .mab/metadata .mab/oci .mab/iid .mab/cid .mab/merge"
     );
     if !plan.external.is_empty() {
         let _ = writeln!(

@@ -94,3 +94,142 @@ fn a_byte_that_is_not_utf8_in_the_build_output_does_not_hang_the_build_on(buildx
     assert!(after.contains("line 1199 ...") && after.contains("all-output-written"));
     assert!(raw(&env.repo("noisy:1")).is_some(), "nothing was published");
 }
+
+const SHELL_PLAN: &str = r#"var "local_registry" "127.0.0.1:5000"
+var "upstream" "docker.io"
+profile "local" { registry "${local_registry}/platform" insecure=#true; backend "buildx"; }
+profile "local-buildah" { inherits "local"; backend "buildah"; }
+defaults { platforms "linux/amd64" "linux/arm64"; }
+mirror "alpine" from="${upstream}/library/alpine" { tags "3.15"; }
+image "base" {
+    from "mirror:alpine:3.15" arg="BASE"
+    version "1"
+    tag "1" "latest"
+    annotation "org.opencontainers.image.description" "a \"quoted\", comma'd one — ünïcode"
+    test "test -f /arch"
+}
+image "app" {
+    from "base:1" arg="BASE"
+    version "2"
+    tag "2" "2.0" "stable"
+    test "cat /arch /app"
+}
+"#;
+
+#[test]
+fn the_shell_plan_runs_and_publishes_what_mab_publishes() {
+    the_shell_plan_runs_and_publishes_what_mab_publishes_on(false);
+}
+
+#[test]
+fn buildx_the_shell_plan_runs_and_publishes_what_mab_publishes() {
+    the_shell_plan_runs_and_publishes_what_mab_publishes_on(true);
+}
+
+/// `sh plan.sh` with the user's tools (crane, jq, buildah or buildx) publishes every tag of
+/// the plan; then `mab merge` of the very digests the script built finds every index up to
+/// date: the script's index is byte for byte the one mab would have put there.
+fn the_shell_plan_runs_and_publishes_what_mab_publishes_on(buildx: bool) {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = on(Env::empty("shellplan"), buildx) else {
+        return;
+    };
+    env.write("images.kdl", SHELL_PLAN);
+    env.write(
+        "images/base/Dockerfile",
+        &format!("{BASED}RUN uname -m > /arch && echo {}\n", env.ns),
+    );
+    env.write(
+        "images/app/Dockerfile",
+        &format!("{BASED}RUN echo app > /app && echo {}\n", env.ns),
+    );
+    let (code, script, err) = env.mab(&["plan", "--format", "shell"]);
+    assert_eq!(code, 0, "{err}");
+    // Each tag is written once, by one command, and nothing else moves a tag.
+    for (image, tags) in [
+        ("base", &["1", "latest"][..]),
+        ("app", &["2", "2.0", "stable"]),
+    ] {
+        for t in tags {
+            let target = format!("--tag {}:{t} ", env.repo(image));
+            assert_eq!(script.matches(&target).count(), 1, "{target}\n{script}");
+        }
+    }
+    for moved in ["crane --insecure tag ", "index append", "mutate"] {
+        assert!(!script.contains(moved), "{moved}:\n{script}");
+    }
+    env.write("plan.sh", &script);
+    let run = Command::new("sh")
+        .arg("plan.sh")
+        .current_dir(env.path())
+        .env("STORAGE_DRIVER", "vfs")
+        .env("BUILDAH_ISOLATION", "chroot")
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "sh plan.sh:\n{}\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    // What the script published: every tag, each version's tags on one index whose digest is
+    // its content, the platforms of the plan, the annotation as written.
+    for (image, tags) in [
+        ("base", &["1", "latest"][..]),
+        ("app", &["2", "2.0", "stable"]),
+    ] {
+        let first = registry_digest(&format!("{}:{}", env.repo(image), tags[0]));
+        for t in tags {
+            assert_eq!(registry_digest(&format!("{}:{t}", env.repo(image))), first);
+        }
+        let index = raw(&format!("{}:{}", env.repo(image), tags[0])).unwrap();
+        assert_eq!(
+            platforms(&index),
+            ["linux/amd64", "linux/arm64"].map(String::from).into()
+        );
+        let attestations = index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| !m["annotations"]["vnd.docker.reference.type"].is_null())
+            .count();
+        assert_eq!(attestations, if buildx { 2 } else { 0 }, "{index}");
+    }
+    let base = raw(&env.repo("base:1")).unwrap();
+    assert_eq!(
+        base["annotations"]["org.opencontainers.image.description"],
+        "a \"quoted\", comma'd one — ünïcode"
+    );
+    // The dependent was built on the base the script published.
+    let app_on = run_in(&env.repo("app:2"), "linux/arm64", "cat /arch /app");
+    assert_eq!(app_on, "aarch64\napp\n");
+    // mab, given the digests the script built, would publish exactly these indexes.
+    let (code, plan, err) = env.mab(&["plan", "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let plan: Value = serde_json::from_str(&plan).unwrap();
+    let dist = env.path().join("dist");
+    std::fs::create_dir_all(&dist).unwrap();
+    for n in plan["nodes"].as_array().unwrap() {
+        if n["kind"] != "build" {
+            continue;
+        }
+        let id = n["id"].as_str().unwrap();
+        let stem = id.replace([':', '@', '/'], "_");
+        let digest = std::fs::read_to_string(env.path().join(".mab/digests").join(&stem)).unwrap();
+        let metadata = serde_json::json!({
+            "id": id,
+            "image": n["image"],
+            "key": id.trim_start_matches("build:").split('@').next().unwrap(),
+            "platform": n["platform"],
+            "repository": n["ref"],
+            "digest": digest.trim(),
+        });
+        std::fs::write(dist.join(format!("{stem}.json")), metadata.to_string()).unwrap();
+    }
+    let (code, out, err) = env.mab(&["merge", "--metadata-dir", "dist", "--report", "m.json"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let r = report(&env.path().join("m.json"));
+    for merge in ["merge:base:1", "merge:app:2"] {
+        assert_eq!(node(&r, merge)["status"], "current", "{merge}: {out}");
+    }
+}
