@@ -39,6 +39,11 @@ struct State {
     log: Vec<String>,
     /// Bearer mode: (basic credentials `user:password` base64, token) the proxy demands.
     bearer: Option<(String, String)>,
+    /// Scoped bearer mode: the basic credentials (base64) the token endpoint demands; each
+    /// token grants the scopes it was asked for, as Docker Hub's do.
+    scoped: Option<String>,
+    /// Scoped tokens issued: token → (repository, actions) granted.
+    grants: std::collections::HashMap<String, Vec<(String, String)>>,
 }
 
 pub struct Proxy {
@@ -72,6 +77,75 @@ impl Proxy {
     pub fn require_bearer(&self, credentials: &str, token: &str) {
         self.state.lock().unwrap().bearer = Some((credentials.to_owned(), token.to_owned()));
     }
+
+    /// Put the registry behind tokens scoped to repositories, as Docker Hub, GHCR and quay.io
+    /// do: a request needs a token granting its repository (`pull` to read, `pull,push` to
+    /// write; a cross-repository mount also `pull` of the source), else a 401 whose challenge
+    /// names the scopes. `/token?scope=…` (each scope a parameter) grants what it is asked
+    /// to a client presenting basic `credentials` (base64).
+    pub fn require_scoped_bearer(&self, credentials: &str) {
+        self.state.lock().unwrap().scoped = Some(credentials.to_owned());
+    }
+}
+
+/// The scopes a registry request needs: `repository:NAME:pull` or `…:pull,push`, and the
+/// source's pull for a mount.
+fn scopes_needed(method: &str, path: &str) -> Vec<(String, String)> {
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    let Some(rest) = path.strip_prefix("/v2/") else {
+        return Vec::new();
+    };
+    let name = ["/manifests/", "/blobs/", "/tags/", "/referrers/"]
+        .iter()
+        .filter_map(|m| rest.find(m))
+        .min()
+        .map(|i| rest[..i].to_owned());
+    let Some(name) = name else {
+        return Vec::new();
+    };
+    let actions = if matches!(method, "GET" | "HEAD") {
+        "pull"
+    } else {
+        "pull,push"
+    };
+    let mut out = vec![(name, actions.to_owned())];
+    for pair in query.split('&') {
+        if let Some(from) = pair.strip_prefix("from=") {
+            out.push((from.replace("%2F", "/"), "pull".to_owned()));
+        }
+    }
+    out
+}
+
+/// Whether `granted` covers `needed` (push implies pull).
+fn covers(granted: &[(String, String)], needed: &[(String, String)]) -> bool {
+    needed.iter().all(|(repo, actions)| {
+        granted
+            .iter()
+            .any(|(r, a)| r == repo && actions.split(',').all(|x| a.split(',').any(|y| y == x)))
+    })
+}
+
+/// The scopes a token request asks for: each `scope=repository:NAME:ACTIONS` parameter.
+fn scopes_asked(path: &str) -> Vec<(String, String)> {
+    let query = path.split_once('?').map_or("", |q| q.1);
+    query
+        .split('&')
+        .filter_map(|p| p.strip_prefix("scope="))
+        .flat_map(|s| {
+            let s = s
+                .replace("%3A", ":")
+                .replace("%2F", "/")
+                .replace("%2C", ",");
+            s.split([' ', '+'])
+                .filter_map(|one| {
+                    let one = one.strip_prefix("repository:")?;
+                    let (name, actions) = one.rsplit_once(':')?;
+                    Some((name.to_owned(), actions.to_owned()))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 impl Drop for Proxy {
@@ -262,6 +336,59 @@ async fn serve_http(
                     .map(|(_, v)| v.trim().to_owned())
             })
             .unwrap_or_default();
+        let scoped = state.lock().unwrap().scoped.clone();
+        if let Some(credentials) = scoped {
+            let answer = {
+                let mut s = state.lock().unwrap();
+                if path.starts_with("/token") {
+                    s.log.push(format!("{method} {path}"));
+                    if auth_header == format!("Basic {credentials}") {
+                        let token = format!("scoped-{}", s.grants.len());
+                        s.grants.insert(token.clone(), scopes_asked(&path));
+                        let body = format!("{{\"token\": \"{token}\"}}");
+                        Some(format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        ))
+                    } else {
+                        Some("HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n".to_owned())
+                    }
+                } else {
+                    let needed = scopes_needed(&method, &path);
+                    let granted = auth_header
+                        .strip_prefix("Bearer ")
+                        .and_then(|t| s.grants.get(t))
+                        .cloned()
+                        .unwrap_or_default();
+                    if needed.is_empty() || covers(&granted, &needed) {
+                        None
+                    } else {
+                        let host = head_text
+                            .lines()
+                            .find_map(|l| {
+                                l.split_once(':')
+                                    .filter(|(k, _)| k.trim().eq_ignore_ascii_case("host"))
+                                    .map(|(_, v)| v.trim().to_owned())
+                            })
+                            .unwrap_or_default();
+                        s.log.push(format!("401 {method} {path}"));
+                        let scope = needed
+                            .iter()
+                            .map(|(r, a)| format!("repository:{r}:{a}"))
+                            .collect::<Vec<_>>()
+                            .join(" ");
+                        Some(format!(
+                            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://{host}/token\",service=\"fault-proxy\",scope=\"{scope}\"\r\nContent-Length: 0\r\n\r\n"
+                        ))
+                    }
+                }
+            };
+            if let Some(a) = answer {
+                client.write_all(a.as_bytes()).await?;
+                continue;
+            }
+            // Granted: logged and forwarded below.
+        }
         let bearer = state.lock().unwrap().bearer.clone();
         if let Some((credentials, token)) = bearer {
             state.lock().unwrap().log.push(format!("{method} {path}"));

@@ -47,13 +47,16 @@ impl Session {
             .map_err(|e| Diag::plain(format!("cannot start the runtime: {e}")))?;
         let reporter = Arc::new(reporter);
         let notes = reporter.clone();
-        let registry = Arc::new(Registry::with_observer(
-            &insecure_hosts(models),
-            Box::new(move |m| {
-                use exec::events::{Event, Sink};
-                notes.event(Event::Note(&format!("registry: {m}")))
-            }),
-        ));
+        let registry = Arc::new(
+            Registry::with_observer(
+                &insecure_hosts(models),
+                Box::new(move |m| {
+                    use exec::events::{Event, Sink};
+                    notes.event(Event::Note(&format!("registry: {m}")))
+                }),
+            )
+            .map_err(Diag::plain)?,
+        );
         Ok(Session {
             rt,
             registry,

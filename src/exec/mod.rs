@@ -514,7 +514,7 @@ mod tests {
         let walk = rt.block_on(run(
             &plan,
             options,
-            Arc::new(Registry::new(&[])),
+            Arc::new(Registry::new(&[]).expect("registry client")),
             recorder.clone(),
         ));
         let _ = std::fs::remove_dir_all(workdir);

@@ -44,7 +44,7 @@ impl Registry {
                 &path,
                 reqwest::header::HeaderMap::new(),
                 None,
-                &to.push(),
+                &format!("{} {}", to.push(), from.pull()),
             )
             .await
             .map_err(Self::http_err)?;
@@ -188,6 +188,7 @@ impl Registry {
                 &dst.host,
                 headers,
                 reqwest::Body::wrap_stream(checked),
+                &dst.push(),
             )
             .await;
         let resp = match resp {
@@ -236,6 +237,7 @@ impl Registry {
                 &dst.host,
                 http::header("content-type", "application/octet-stream"),
                 reqwest::Body::from(body),
+                &dst.push(),
             )
             .await
             .map_err(Self::http_err)?;

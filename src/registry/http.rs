@@ -5,7 +5,7 @@
 //! be honoured through it; requests are made here with `reqwest` directly.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -70,12 +70,6 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-#[derive(Clone, Debug)]
-enum Credential {
-    Basic(String, String),
-    Token(String),
-}
-
 /// What a registry asked for in `WWW-Authenticate`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Challenge {
@@ -121,39 +115,58 @@ fn parse_challenge(value: &str) -> Option<Challenge> {
     })
 }
 
+/// A bearer token of one scope, and the lock that makes one token request answer every
+/// request that needs it at once.
+#[derive(Default)]
+struct TokenSlot {
+    token: Mutex<Option<String>>,
+    fetch: tokio::sync::Mutex<()>,
+}
+
+/// What the docker config holds for a host, read once (a credential helper is a process).
+type Configured = Option<(String, String)>;
+
 pub struct Http {
     client: reqwest::Client,
     insecure: Vec<String>,
     policy: Policy,
-    /// Per host: credentials from the docker config (looked up once), then what the
-    /// registry accepted (basic, or a bearer token per scope).
-    auth: Mutex<HashMap<String, Credential>>,
+    /// Per host: the credentials of the docker config, looked up once, off the runtime.
+    configured: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Configured>>>>,
+    /// Per host: basic credentials the registry asked for.
+    basic: Mutex<HashMap<String, (String, String)>>,
+    /// Per (host, scope): the bearer token. Docker Hub, GHCR and quay.io scope a token to one
+    /// repository, so a token per host would be replaced by the next repository's.
+    tokens: Mutex<HashMap<(String, String), Arc<TokenSlot>>>,
     /// Per host: no request before this instant (a 429 or backoff slows every request to it).
     not_before: Mutex<HashMap<String, Instant>>,
     observer: Box<dyn Fn(&str) + Send + Sync>,
 }
 
 impl Http {
+    /// The client, with the documented timeouts; an error when the TLS stack cannot start
+    /// (never a client without timeouts).
     pub fn new(
         insecure: &[String],
         read_timeout: Duration,
         policy: Policy,
         observer: Box<dyn Fn(&str) + Send + Sync>,
-    ) -> Http {
+    ) -> Result<Http, String> {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(read_timeout)
             .user_agent(concat!("mab/", env!("CARGO_PKG_VERSION")))
             .build()
-            .unwrap_or_default();
-        Http {
+            .map_err(|e| format!("cannot make the registry client: {e}"))?;
+        Ok(Http {
             client,
             insecure: insecure.to_vec(),
             policy,
-            auth: Mutex::new(HashMap::new()),
+            configured: Mutex::new(HashMap::new()),
+            basic: Mutex::new(HashMap::new()),
+            tokens: Mutex::new(HashMap::new()),
             not_before: Mutex::new(HashMap::new()),
             observer,
-        }
+        })
     }
 
     pub fn policy(&self) -> &Policy {
@@ -205,54 +218,93 @@ impl Http {
         }
     }
 
-    fn credential(&self, host: &str) -> Option<Credential> {
-        self.auth
+    fn slot(&self, host: &str, scope: &str) -> Arc<TokenSlot> {
+        self.tokens
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(host)
-            .cloned()
+            .entry((host.to_owned(), scope.to_owned()))
+            .or_default()
+            .clone()
     }
 
-    /// Username and password for `host` from the docker config, if any.
-    fn configured(host: &str) -> Option<(String, String)> {
-        let server = match host {
-            "registry-1.docker.io" | "index.docker.io" | "docker.io" => {
-                "https://index.docker.io/v1/"
-            }
-            other => other,
-        };
-        match docker_credential::get_credential(server) {
-            Ok(docker_credential::DockerCredential::UsernamePassword(u, p)) => Some((u, p)),
-            _ => None,
-        }
+    fn token(&self, host: &str, scope: &str) -> Option<String> {
+        let slot = self
+            .tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(host.to_owned(), scope.to_owned()))
+            .cloned()?;
+        slot.token.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Answer a 401: basic credentials, or a bearer token from the challenge's realm.
+    /// The token to send for `scope`: its own, or for a pull the repository's push token,
+    /// which grants pulling too.
+    fn token_for(&self, host: &str, scope: &str) -> Option<String> {
+        self.token(host, scope).or_else(|| {
+            let push = format!("{}:pull,push", scope.strip_suffix(":pull")?);
+            self.token(host, &push)
+        })
+    }
+
+    /// Username and password for `host` from the docker config, if any: looked up once per
+    /// host, on a blocking thread (a credential helper is a process mab waits for).
+    async fn configured(&self, host: &str) -> Configured {
+        let cell = self
+            .configured
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(host.to_owned())
+            .or_default()
+            .clone();
+        let host = host.to_owned();
+        cell.get_or_init(|| async move {
+            tokio::task::spawn_blocking(move || lookup(&host))
+                .await
+                .ok()
+                .flatten()
+        })
+        .await
+        .clone()
+    }
+
+    /// Answer a 401 to a request for `scope` that carried `sent` (its token, if any): basic
+    /// credentials, or a bearer token of the scope from the challenge's realm — unless
+    /// another request renewed that token meanwhile, which is then used as it is.
     async fn authenticate(
         &self,
         host: &str,
         challenge: &str,
         scope: &str,
+        sent: Option<&str>,
     ) -> Result<(), HttpError> {
         let fail = |m: String| HttpError {
             message: m,
             retryable: false,
         };
-        let configured = Self::configured(host);
-        let credential = match parse_challenge(challenge) {
+        match parse_challenge(challenge) {
             Some(Challenge::Basic) => {
-                let (u, p) = configured.ok_or_else(|| {
+                let (u, p) = self.configured(host).await.ok_or_else(|| {
                     fail(format!(
                         "{host} wants credentials and the docker config has none"
                     ))
                 })?;
-                Credential::Basic(u, p)
+                self.basic
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(host.to_owned(), (u, p));
+                Ok(())
             }
             Some(Challenge::Bearer {
                 realm,
                 service,
                 scope: asked,
             }) => {
+                let slot = self.slot(host, scope);
+                let _one_request = slot.fetch.lock().await;
+                let current = slot.token.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                if current.is_some() && current.as_deref() != sent {
+                    return Ok(());
+                }
                 let mut url = reqwest::Url::parse(&realm)
                     .map_err(|e| fail(format!("bad token realm {realm}: {e}")))?;
                 {
@@ -260,10 +312,23 @@ impl Http {
                     if let Some(s) = &service {
                         q.append_pair("service", s);
                     }
-                    q.append_pair("scope", asked.as_deref().unwrap_or(scope));
+                    // What the request needs (`scope`: one repository's pull, or pull and
+                    // push, and for a cross-repository mount the source's pull) and what the
+                    // challenge names, one parameter each: the token then serves every later
+                    // request of this scope, not only the one that met the challenge (a HEAD
+                    // answered with a pull scope must not make the PUT after it ask again).
+                    let mut scopes: Vec<&str> = scope.split_whitespace().collect();
+                    for s in asked.as_deref().unwrap_or("").split_whitespace() {
+                        if !scopes.contains(&s) {
+                            scopes.push(s);
+                        }
+                    }
+                    for s in scopes {
+                        q.append_pair("scope", s);
+                    }
                 }
                 let mut req = self.client.get(url);
-                if let Some((u, p)) = &configured {
+                if let Some((u, p)) = self.configured(host).await {
                     req = req.basic_auth(u, Some(p));
                 }
                 let resp = req.send().await.map_err(|e| HttpError {
@@ -282,26 +347,34 @@ impl Http {
                     .or_else(|| body.get("access_token"))
                     .and_then(|t| t.as_str())
                     .ok_or_else(|| fail(format!("no token in the answer of {realm}")))?;
-                Credential::Token(token.to_owned())
+                *slot.token.lock().unwrap_or_else(|p| p.into_inner()) = Some(token.to_owned());
+                Ok(())
             }
-            None => {
-                return Err(fail(format!(
-                    "{host} asks for an unknown authentication: {challenge}"
-                )));
-            }
-        };
-        self.auth
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(host.to_owned(), credential);
-        Ok(())
+            None => Err(fail(format!(
+                "{host} asks for an unknown authentication: {challenge}"
+            ))),
+        }
     }
 
-    fn authorize(&self, host: &str, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match self.credential(host) {
-            Some(Credential::Basic(u, p)) => req.basic_auth(u, Some(p)),
-            Some(Credential::Token(t)) => req.header(AUTHORIZATION, format!("Bearer {t}")),
-            None => req,
+    /// `req` with what `host` accepted for `scope`; the token sent, if any.
+    fn authorize(
+        &self,
+        host: &str,
+        scope: &str,
+        req: reqwest::RequestBuilder,
+    ) -> (reqwest::RequestBuilder, Option<String>) {
+        if let Some(t) = self.token_for(host, scope) {
+            return (req.header(AUTHORIZATION, format!("Bearer {t}")), Some(t));
+        }
+        let basic = self
+            .basic
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(host)
+            .cloned();
+        match basic {
+            Some((u, p)) => (req.basic_auth(u, Some(p)), None),
+            None => (req, None),
         }
     }
 
@@ -329,7 +402,7 @@ impl Http {
             if let Some(b) = &body {
                 req = req.body(b.clone());
             }
-            let req = self.authorize(host, req);
+            let (req, sent) = self.authorize(host, scope, req);
             let outcome = req.send().await;
             let (delay, why) = match outcome {
                 Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED && !reauthenticated => {
@@ -340,7 +413,8 @@ impl Http {
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("")
                         .to_owned();
-                    self.authenticate(host, &challenge, scope).await?;
+                    self.authenticate(host, &challenge, scope, sent.as_deref())
+                        .await?;
                     continue;
                 }
                 Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED => {
@@ -394,10 +468,12 @@ impl Http {
         host: &str,
         headers: HeaderMap,
         body: reqwest::Body,
+        scope: &str,
     ) -> Result<Response, HttpError> {
         self.wait_for(host).await;
-        let req = self.authorize(
+        let (req, _) = self.authorize(
             host,
+            scope,
             self.client
                 .request(method.clone(), url)
                 .headers(headers)
@@ -407,6 +483,19 @@ impl Http {
             message: format!("{method} {url}: {}", super::transport::describe(&e)),
             retryable: retryable_error(&e),
         })
+    }
+}
+
+/// Username and password for `host` from the docker config (`auths`, `credHelpers`,
+/// `credsStore`), if any. Blocking: a credential helper is a process.
+fn lookup(host: &str) -> Configured {
+    let server = match host {
+        "registry-1.docker.io" | "index.docker.io" | "docker.io" => "https://index.docker.io/v1/",
+        other => other,
+    };
+    match docker_credential::get_credential(server) {
+        Ok(docker_credential::DockerCredential::UsernamePassword(u, p)) => Some((u, p)),
+        _ => None,
     }
 }
 
@@ -468,7 +557,8 @@ mod tests {
             Duration::from_secs(1),
             Policy::default(),
             Box::new(|_| {}),
-        );
+        )
+        .unwrap();
         for n in 0..40 {
             assert!(http.backoff(n) <= Policy::default().cap);
         }

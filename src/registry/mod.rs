@@ -74,7 +74,7 @@ pub struct ImageConfig {
 
 impl Registry {
     /// `insecure`: registries (host[:port]) spoken to over plain HTTP.
-    pub fn new(insecure: &[String]) -> Registry {
+    pub fn new(insecure: &[String]) -> std::result::Result<Registry, String> {
         Registry::with_observer(insecure, Box::new(|m| eprintln!("mab: registry: {m}")))
     }
 
@@ -82,7 +82,7 @@ impl Registry {
     pub fn with_observer(
         insecure: &[String],
         observer: Box<dyn Fn(&str) + Send + Sync>,
-    ) -> Registry {
+    ) -> std::result::Result<Registry, String> {
         // A stalled registry must not hang a run: no connection in 10 s, or no byte for
         // 60 s (`MAB_HTTP_TIMEOUT` seconds) while reading, fails the request.
         let read_timeout = std::time::Duration::from_secs(
@@ -91,10 +91,10 @@ impl Registry {
                 .and_then(|t| t.parse().ok())
                 .unwrap_or(60),
         );
-        Registry {
-            http: http::Http::new(insecure, read_timeout, http::Policy::default(), observer),
+        Ok(Registry {
+            http: http::Http::new(insecure, read_timeout, http::Policy::default(), observer)?,
             limits: std::sync::Mutex::new(std::collections::HashMap::new()),
-        }
+        })
     }
 
     /// A slot for one operation against `host`; released when dropped.

@@ -1,0 +1,150 @@
+//! Registries that scope their bearer tokens to one repository (Docker Hub, GHCR, quay.io),
+//! through the fault proxy's scoped token server.
+
+use super::*;
+
+/// The scopes of each token request in the proxy's log, in order.
+fn token_requests(log: &[String]) -> Vec<String> {
+    log.iter()
+        .filter(|l| l.starts_with("GET /token"))
+        .map(|l| {
+            let query = l.split_once('?').map_or("", |q| q.1);
+            let mut scopes: Vec<String> = query
+                .split('&')
+                .filter_map(|p| p.strip_prefix("scope="))
+                .map(|s| {
+                    s.replace("%3A", ":")
+                        .replace("%2F", "/")
+                        .replace("%2C", ",")
+                })
+                .collect();
+            scopes.sort();
+            scopes.join(" ")
+        })
+        .collect()
+}
+
+#[test]
+fn tokens_scoped_to_one_repository_serve_concurrent_work_on_three() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = Env::empty("scoped") else {
+        return;
+    };
+    let proxy = crate::fault_proxy::http(&env.registry);
+    let credentials = base64_encode(b"robot:t0ken-secret");
+    // Each image's platform images, in place before the registry asks for tokens.
+    let images = ["x", "y", "z"];
+    for image in images {
+        copy_all(
+            &format!("{}/library/alpine:3.15", env.registry),
+            &format!("{}/{}/platform/{image}:src", env.registry, env.ns),
+        );
+    }
+    let upstream = raw(&format!("{}/library/alpine:3.15", env.registry)).unwrap();
+    proxy.require_scoped_bearer(&credentials);
+    env.write(
+        "images.kdl",
+        &format!(
+            "var \"upstream\" \"x\"\nvar \"local_registry\" \"x\"\n\
+             profile \"local-buildah\" {{ registry \"{proxy}/{ns}/platform\" insecure=#true; backend \"buildah\"; }}\n\
+             defaults {{ platforms \"linux/amd64\" \"linux/arm64\"; }}\n\
+             mirror \"a\" from=\"{proxy}/library/alpine\" {{ tags \"3.15\"; }}\n\
+             mirror \"b\" from=\"{proxy}/library/alpine\" {{ tags \"3.15\"; }}\n\
+             mirror \"c\" from=\"{proxy}/library/alpine\" {{ tags \"3.15\"; }}\n\
+             image \"x\" {{ version \"1\"; }}\nimage \"y\" {{ version \"1\"; }}\nimage \"z\" {{ version \"1\"; }}\n",
+            proxy = proxy.addr,
+            ns = env.ns
+        ),
+    );
+    let config = env.path().join("docker");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(
+        config.join("config.json"),
+        format!(
+            "{{\"auths\": {{\"{}\": {{\"auth\": \"{credentials}\"}}}}}}",
+            proxy.addr
+        ),
+    )
+    .unwrap();
+    // The three mirrors at once.
+    let o = env
+        .command(&["mirror", "--jobs", "3"])
+        .env("DOCKER_CONFIG", &config)
+        .output()
+        .unwrap();
+    let out = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(!out.contains("401"), "{out}");
+    for m in ["a", "b", "c"] {
+        assert_eq!(
+            raw(&format!(
+                "{}/{}/platform/thirdparty/{m}:3.15",
+                env.registry, env.ns
+            ))
+            .unwrap(),
+            upstream
+        );
+    }
+    let mirrors = token_requests(&proxy.log());
+    // The three merges at once, from the digests of each image's platform images.
+    let dist = env.path().join("dist");
+    std::fs::create_dir_all(&dist).unwrap();
+    for image in images {
+        for arch in ["amd64", "arm64"] {
+            let id = format!("build:{image}:1@linux/{arch}");
+            let metadata = serde_json::json!({
+                "id": id,
+                "image": image,
+                "key": format!("{image}:1"),
+                "platform": format!("linux/{arch}"),
+                "repository": format!("{}/{}/platform/{image}", proxy.addr, env.ns),
+                "digest": child(&upstream, arch),
+            });
+            std::fs::write(
+                dist.join(format!("build_{image}_1_linux_{arch}.json")),
+                metadata.to_string(),
+            )
+            .unwrap();
+        }
+    }
+    proxy.clear();
+    let o = env
+        .command(&["merge", "--metadata-dir", "dist", "--jobs", "3"])
+        .env("DOCKER_CONFIG", &config)
+        .output()
+        .unwrap();
+    let out = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    for image in images {
+        let index = raw(&format!("{}/{}/platform/{image}:1", env.registry, env.ns)).unwrap();
+        assert_eq!(
+            platforms(&index),
+            ["linux/amd64", "linux/arm64"].map(String::from).into()
+        );
+    }
+    let merges = token_requests(&proxy.log());
+    // Each scope's token is asked for once: one token request answers every request that
+    // needs it at the same time, and work on one repository never replaces another's token.
+    for requests in [&mirrors, &merges] {
+        let mut seen = BTreeSet::new();
+        for r in requests.iter() {
+            assert!(seen.insert(r), "{r} was requested twice: {requests:#?}");
+        }
+    }
+    // Mirrors: upstream's pull (once for the three), and for each target its pull, its push,
+    // and its push with upstream's pull (the cross-repository mount); merges: each image's
+    // pull and push. (Seen: 10 and 6.)
+    assert!(mirrors.len() <= 1 + 3 * 3, "{mirrors:#?}");
+    assert!(merges.len() <= 3 * 2, "{merges:#?}");
+    for text in [&*out] {
+        assert!(!text.contains("t0ken-secret") && !text.contains(&credentials));
+    }
+}
