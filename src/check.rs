@@ -37,6 +37,9 @@ pub fn files(model: &Model, manifest: &Source, base: &Path) -> Diagnostics {
             continue;
         }
         let dockerfile = base.join(&v.dockerfile);
+        if seen_contexts.insert(format!("{}\0{}", v.context, v.dockerfile)) {
+            diags.extend(ignore_file(model, &context, &dockerfile, base));
+        }
         let Ok(text) = std::fs::read_to_string(&dockerfile) else {
             if seen_dockerfiles.insert(v.dockerfile.clone()) {
                 diags.push(
@@ -58,6 +61,48 @@ pub fn files(model: &Model, manifest: &Source, base: &Path) -> Diagnostics {
         diags.extend(dockerfile_froms(model, v, &v.dockerfile, &text, manifest));
     }
     diags
+}
+
+/// The ignore file the builder reads for this context and Dockerfile, as it reads it: a
+/// pattern it would refuse is an error at its line in that file.
+fn ignore_file(model: &Model, context: &Path, dockerfile: &Path, base: &Path) -> Diagnostics {
+    use crate::hash::{DockerIgnore, Rules};
+    let rules = Rules::of(model.profile.backend);
+    let mut candidates = Vec::new();
+    if rules == Rules::BuildKit {
+        let mut own = dockerfile.as_os_str().to_owned();
+        own.push(".dockerignore");
+        candidates.push(std::path::PathBuf::from(own));
+    } else {
+        candidates.push(context.join(".containerignore"));
+    }
+    candidates.push(context.join(".dockerignore"));
+    let Some((path, bytes)) = candidates
+        .into_iter()
+        .find_map(|c| std::fs::read(&c).ok().map(|b| (c, b)))
+    else {
+        return Diagnostics::new();
+    };
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let Err(e) = DockerIgnore::parse(&text) else {
+        return Diagnostics::new();
+    };
+    let name = path
+        .strip_prefix(base)
+        .unwrap_or(&path)
+        .display()
+        .to_string();
+    let start: usize = text.split('\n').take(e.line - 1).map(|l| l.len() + 1).sum();
+    let line = text[start..].split('\n').next().unwrap_or("");
+    let offset = start + line.find(e.pattern.as_str()).unwrap_or(0);
+    Diag::error(
+        SourceSpan::new(offset.into(), e.pattern.len()),
+        format!("`{}` is not a pattern BuildKit accepts", e.pattern),
+    )
+    .label(e.why.clone())
+    .help("the build would fail on it; escape a literal `[` or `\\` with `\\`")
+    .in_source(&Source::new(name, text))
+    .into()
 }
 
 /// A context or Dockerfile that leads outside the manifest's directory through a symbolic

@@ -10,7 +10,6 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use globset::{GlobBuilder, GlobMatcher};
 use rayon::prelude::*;
 use walkdir::WalkDir;
 
@@ -32,40 +31,13 @@ impl Rules {
     }
 }
 
-/// The rules of one `.dockerignore`: patterns in order, the last match deciding.
-#[derive(Debug, Default)]
-pub struct DockerIgnore {
-    rules: Vec<(GlobMatcher, bool)>,
-}
+pub use crate::dockerignore::DockerIgnore;
 
 impl DockerIgnore {
-    /// Parse `.dockerignore` text: `#` comments, `!` exceptions, `**`, leading `/` dropped.
-    pub fn parse(text: &str) -> DockerIgnore {
-        let mut rules = Vec::new();
-        for line in text.lines() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let (include, pattern) = match line.strip_prefix('!') {
-                Some(p) => (true, p.trim()),
-                None => (false, line),
-            };
-            let pattern = clean(pattern);
-            if pattern.is_empty() {
-                continue;
-            }
-            // `*` stays within one path segment, as in Go's filepath.Match.
-            if let Ok(glob) = GlobBuilder::new(&pattern).literal_separator(true).build() {
-                rules.push((glob.compile_matcher(), include));
-            }
-        }
-        DockerIgnore { rules }
-    }
-
     /// The ignore file the builder itself reads for a build of `dockerfile` in `context`:
     /// BuildKit prefers `<Dockerfile>.dockerignore` beside the Dockerfile over the context's
-    /// `.dockerignore`; buildah and podman prefer `.containerignore` over `.dockerignore`.
+    /// `.dockerignore`; buildah and podman prefer `.containerignore` over `.dockerignore`. A
+    /// pattern the builder would refuse is an error naming the file and the line.
     pub fn for_build(context: &Path, dockerfile: &Path, rules: Rules) -> io::Result<DockerIgnore> {
         let mut candidates = Vec::new();
         match rules {
@@ -78,51 +50,18 @@ impl DockerIgnore {
         }
         candidates.push(context.join(".dockerignore"));
         for c in candidates {
-            match std::fs::read_to_string(&c) {
-                Ok(text) => return Ok(DockerIgnore::parse(&text)),
+            match std::fs::read(&c) {
+                Ok(bytes) => {
+                    return DockerIgnore::parse(&String::from_utf8_lossy(&bytes)).map_err(|e| {
+                        io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", c.display()))
+                    });
+                }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", c.display()))),
             }
         }
         Ok(DockerIgnore::default())
     }
-
-    /// Whether `rel` (a `/`-separated path inside the context) is left out of the build:
-    /// a pattern matches the path or one of its parent directories; the last match wins.
-    pub fn excluded(&self, rel: &str) -> bool {
-        let mut excluded = false;
-        for (glob, include) in &self.rules {
-            let hit = glob.is_match(rel) || parents(rel).any(|p| glob.is_match(p));
-            if hit {
-                excluded = !include;
-            }
-        }
-        excluded
-    }
-
-    fn has_exceptions(&self) -> bool {
-        self.rules.iter().any(|(_, include)| *include)
-    }
-}
-
-/// `a/b/c` → `a`, `a/b`.
-fn parents(rel: &str) -> impl Iterator<Item = &str> {
-    rel.match_indices('/').map(move |(i, _)| &rel[..i])
-}
-
-/// Go's `filepath.Clean`, as far as patterns need it, without a leading `/`.
-fn clean(pattern: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in pattern.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    parts.join("/")
 }
 
 /// The hash of a context and what went into it.
@@ -259,22 +198,6 @@ pub fn hash_context(context: &Path, dockerfile: &Path, rules: Rules) -> io::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dockerignore_semantics() {
-        let ig = DockerIgnore::parse(
-            "# comment\n/node_modules\n*.log\n**/*.tmp\nbuild\n!build/keep.txt\ndocs/*.md\n",
-        );
-        assert!(ig.excluded("node_modules/a/b.js"));
-        assert!(ig.excluded("x.log"));
-        assert!(!ig.excluded("sub/x.log"), "`*` does not cross `/`");
-        assert!(ig.excluded("a/b/c.tmp"));
-        assert!(ig.excluded("build/out.o"));
-        assert!(!ig.excluded("build/keep.txt"), "exceptions re-include");
-        assert!(ig.excluded("docs/a.md"));
-        assert!(!ig.excluded("docs/sub/a.md"));
-        assert!(!ig.excluded("src/main.rs"));
-    }
 
     fn write(dir: &Path, rel: &str, text: &str) {
         let p = dir.join(rel);

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod commands;
 pub mod diag;
 pub mod dockerfile;
+pub mod dockerignore;
 pub mod exec;
 pub mod exit_code;
 pub mod files;

@@ -1241,3 +1241,53 @@ fn a_write_error_fails_the_command_and_a_closed_pipe_does_not() {
         assert_eq!(String::from_utf8_lossy(&o.stderr), "", "{args:?}");
     }
 }
+
+/// `.dockerignore` is read with BuildKit's rules: `{a,b}.txt` is literal text there (a glob
+/// library would take it as an alternation and leave `a.txt` out of the input hash while the
+/// build sees it); a pattern BuildKit refuses is an error at its line.
+#[test]
+fn dockerignore_is_read_as_buildkit_reads_it() {
+    let dir = project(
+        TWO_IMAGES,
+        &[
+            ("images/base/Dockerfile", "FROM scratch\nCOPY . /\n"),
+            ("images/base/.dockerignore", "{a,b}.txt\n*.log\n"),
+            ("images/base/a.txt", "one"),
+            ("images/base/x.log", "one"),
+            ("images/app/Dockerfile", "FROM scratch\n"),
+        ],
+    );
+    let hash = |dir: &std::path::Path| {
+        let r = mab_in(dir, &["hash-context", "images/base"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r.stdout
+    };
+    let before = hash(dir.path());
+    std::fs::write(dir.path().join("images/base/x.log"), "two").unwrap();
+    assert_eq!(hash(dir.path()), before, "x.log is left out");
+    std::fs::write(dir.path().join("images/base/a.txt"), "two").unwrap();
+    assert_ne!(hash(dir.path()), before, "a.txt is sent, so it is an input");
+    // A pattern BuildKit refuses: check points at it; the hash (plan, build) names it.
+    std::fs::write(
+        dir.path().join("images/base/.dockerignore"),
+        "*.log\n  [abc\n",
+    )
+    .unwrap();
+    let r = mab_in(dir.path(), &["check", "--manifest-only"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("`[abc` is not a pattern BuildKit accepts")
+            && r.stderr.contains("images/base/.dockerignore:2:3")
+            && r.stderr.contains("a `[` without its `]`"),
+        "{}",
+        r.stderr
+    );
+    let r = mab_in(dir.path(), &["hash-context", "images/base"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("images/base/.dockerignore: line 2"),
+        "{}",
+        r.stderr
+    );
+}
