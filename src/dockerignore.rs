@@ -216,13 +216,11 @@ fn compile(pattern: &str) -> Result<Kind, String> {
         Ty::Regex => {
             re.push('$');
             Kind::Regex(Regex::new(&re).map_err(|e| {
-                format!(
-                    "{}",
-                    e.to_string()
-                        .lines()
-                        .last()
-                        .unwrap_or("not a regular expression")
-                )
+                e.to_string()
+                    .lines()
+                    .last()
+                    .unwrap_or("not a regular expression")
+                    .to_owned()
             })?)
         }
     })
@@ -235,10 +233,8 @@ fn validate(pattern: &str) -> Result<(), String> {
     let mut chars = pattern.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
-            '\\' => {
-                if chars.next().is_none() {
-                    return Err("a `\\` with nothing after it".to_owned());
-                }
+            '\\' if chars.next().is_none() => {
+                return Err("a `\\` with nothing after it".to_owned());
             }
             '[' => {
                 if chars.peek() == Some(&'^') {
