@@ -382,7 +382,7 @@ fn github_actions_output_is_grouped() {
     );
     assert!(err.contains("::endgroup::"), "{err}");
     assert!(
-        err.contains("::error title=build:broken:1@linux/amd64::MAB_FAIL is set"),
+        err.contains("::error title=build%3Abroken%3A1@linux/amd64::MAB_FAIL is set"),
         "{err}"
     );
 }

@@ -240,20 +240,15 @@ impl Reporter {
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(&r.id)
                     .unwrap_or_default();
-                let mut e = std::io::stderr().lock();
-                let _ = writeln!(e, "::group::{summary}");
-                for l in lines {
-                    let _ = writeln!(e, "{l}");
-                }
-                let _ = writeln!(e, "::endgroup::");
-                if r.status == Status::Failed {
-                    let _ = writeln!(
-                        e,
-                        "::error title={}::{}",
-                        r.id,
-                        r.reason.as_deref().unwrap_or("failed")
-                    );
-                }
+                let failed = (r.status == Status::Failed)
+                    .then(|| (r.id.to_string(), r.reason.as_deref().unwrap_or("failed")));
+                let block = github_block(
+                    &summary,
+                    &lines,
+                    failed.as_ref().map(|(id, why)| (id.as_str(), *why)),
+                    &stop_token(),
+                );
+                let _ = std::io::stderr().lock().write_all(block.as_bytes());
             }
             Mode::Live { multi, bars } => {
                 if let Some(bar) = bars.remove(&r.id) {
@@ -264,6 +259,62 @@ impl Reporter {
             }
         }
     }
+}
+
+/// GitHub's escaping of a workflow command's data (actions/toolkit `escapeData`): a `%`, CR
+/// or LF in it would end the command or start another.
+fn escape_data(s: &str) -> String {
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+/// ... and of a property (`escapeProperty`): also `:` and `,`, which end a property.
+fn escape_property(s: &str) -> String {
+    escape_data(s).replace(':', "%3A").replace(',', "%2C")
+}
+
+/// A token no build can guess: its output is shown between `::stop-commands::TOKEN` and
+/// `::TOKEN::`, so a line a Dockerfile prints (`::add-mask::…`, `::error::…`) is shown as
+/// text, never run as a workflow command.
+fn stop_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    // Keys the standard library draws from the operating system's randomness.
+    let a = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let b = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    format!("mab-{a:016x}{b:016x}")
+}
+
+/// A finished node under GitHub Actions: a group of its output, and an error annotation
+/// when it failed (`failed`: its id and why).
+fn github_block(
+    summary: &str,
+    lines: &[String],
+    failed: Option<(&str, &str)>,
+    token: &str,
+) -> String {
+    let mut out = format!("::group::{}\n", escape_data(summary));
+    if !lines.is_empty() {
+        out.push_str(&format!("::stop-commands::{token}\n"));
+        for l in lines {
+            out.push_str(l);
+            out.push('\n');
+        }
+        out.push_str(&format!("::{token}::\n"));
+    }
+    out.push_str("::endgroup::\n");
+    if let Some((id, why)) = failed {
+        out.push_str(&format!(
+            "::error title={}::{}\n",
+            escape_property(id),
+            escape_data(why)
+        ));
+    }
+    out
 }
 
 impl super::events::Sink for Reporter {
@@ -413,6 +464,44 @@ impl CacheCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a failure reason or a build's output carries cannot end a workflow command or
+    /// start another: data and properties are escaped as GitHub documents, output is shown
+    /// with workflow commands stopped.
+    #[test]
+    fn github_workflow_commands_are_escaped() {
+        let block = github_block(
+            "build:a:1@linux/amd64 failed in 1s: 100% wrong\n::error::forged",
+            &["::add-mask::secret".to_owned(), "plain".to_owned()],
+            Some((
+                "build:a:1@linux/amd64",
+                "exit 1\r\n::warning title=x::forged, 50%",
+            )),
+            "mab-token",
+        );
+        assert_eq!(
+            block,
+            "::group::build:a:1@linux/amd64 failed in 1s: 100%25 wrong%0A::error::forged\n\
+             ::stop-commands::mab-token\n\
+             ::add-mask::secret\n\
+             plain\n\
+             ::mab-token::\n\
+             ::endgroup::\n\
+             ::error title=build%3Aa%3A1@linux/amd64::exit 1%0D%0A::warning title=x::forged, 50%25\n"
+        );
+        // The build's `::add-mask::` line is the only one mab did not write, and it is
+        // between the stop and the token.
+        let lines: Vec<&str> = block.lines().collect();
+        assert_eq!(lines.len(), 7, "{lines:?}");
+        assert_eq!(
+            lines.iter().position(|l| l.starts_with("::add-mask")),
+            Some(2)
+        );
+        assert_eq!(escape_property("a:b,c%d\ne"), "a%3Ab%2Cc%25d%0Ae");
+        let (t1, t2) = (stop_token(), stop_token());
+        assert_ne!(t1, t2, "a token per group");
+        assert_eq!(t1.len(), 4 + 32);
+    }
 
     fn count(log: &str) -> CacheUse {
         let mut c = CacheCounter::default();
