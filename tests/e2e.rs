@@ -942,8 +942,8 @@ fn the_lock_file_pins_upstream_and_names_a_moved_tag() {
     assert_eq!(code, 0, "{out}\n{err}");
 }
 
-mod auth;
 mod output;
+mod registry;
 mod runners;
 
 mod faults {

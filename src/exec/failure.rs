@@ -93,6 +93,18 @@ pub enum Failure {
     },
     #[error("no platform image to merge")]
     NothingToMerge,
+    /// A merge stopped between two tags: which hold the new index and which do not.
+    #[error(
+        "{reference}:{tag}: {cause}; {} — run again to move the rest",
+        tag_state(moved, not_moved)
+    )]
+    PartlyTagged {
+        reference: String,
+        tag: String,
+        cause: Box<Failure>,
+        moved: Vec<String>,
+        not_moved: Vec<String>,
+    },
     /// The sleep backend's injected failure (`MAB_FAIL=1`).
     #[error("MAB_FAIL is set")]
     Injected,
@@ -100,10 +112,27 @@ pub enum Failure {
     Internal(String),
 }
 
+/// `moved: 1.2, 1; not moved: latest`.
+pub fn tag_state(moved: &[String], not_moved: &[String]) -> String {
+    let list = |tags: &[String]| {
+        if tags.is_empty() {
+            "none".to_owned()
+        } else {
+            tags.join(", ")
+        }
+    };
+    format!(
+        "tags holding the new index: {}; not moved: {}",
+        list(moved),
+        list(not_moved)
+    )
+}
+
 impl Failure {
     /// What the user can do about it, when there is something.
     pub fn help(&self) -> Option<&'static str> {
         match self {
+            Failure::PartlyTagged { cause, .. } => cause.help(),
             Failure::Registry(e) if e.is_unauthorized() => Some(
                 "the registry refused the credentials: `docker login` to it (mab reads the Docker config and its credential helpers)",
             ),

@@ -208,7 +208,8 @@ pub(super) async fn dated_tags_free(
     Ok(())
 }
 
-/// PUT `index` at every tag of `node`.
+/// PUT `index` at every tag of `node`, in order. A failure or an interruption between two
+/// tags says which tags hold the new index and which do not; a run again writes only those.
 pub(super) async fn publish_index(
     node: &Node,
     ctx: &Context,
@@ -217,17 +218,29 @@ pub(super) async fn publish_index(
 ) -> Done {
     let bytes = index.bytes();
     let digest = registry::digest_of(&bytes);
+    let tags = node.tags();
     let mut pushed = false;
-    for tag in node.tags() {
+    for (i, tag) in tags.iter().enumerate() {
+        let (done, rest) = (&tags[..i], &tags[i..]);
         if ctx.cancelled() {
-            return Done::cancelled("interrupted before publishing");
+            let reason = if pushed {
+                format!(
+                    "interrupted between two tags of {}; {}",
+                    node.reference(),
+                    super::failure::tag_state(done, rest)
+                )
+            } else {
+                "interrupted before publishing".to_owned()
+            };
+            return Done::cancelled(&reason);
         }
         // A tag that already holds this very index needs no write.
-        if let Ok(Some(current)) = ctx
+        let current = ctx
             .registry
             .digest(&format!("{}:{tag}", node.reference()))
-            .await
-            && current == digest
+            .await;
+        if let Ok(Some(current)) = &current
+            && *current == digest
         {
             continue;
         }
@@ -239,7 +252,17 @@ pub(super) async fn publish_index(
             .put_manifest(node.reference(), tag, &bytes, &index.media_type)
             .await
         {
-            return Done::failed(e);
+            let e = Failure::from(e);
+            if i == 0 {
+                return Done::failed(e);
+            }
+            return Done::failed(Failure::PartlyTagged {
+                reference: node.reference().to_owned(),
+                tag: tag.clone(),
+                cause: Box::new(e),
+                moved: done.to_vec(),
+                not_moved: rest.to_vec(),
+            });
         }
         pushed = true;
         ctx.output(

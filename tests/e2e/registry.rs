@@ -1,5 +1,5 @@
-//! Registries that scope their bearer tokens to one repository (Docker Hub, GHCR, quay.io),
-//! through the fault proxy's scoped token server.
+//! The registry as real ones behave, through the fault proxy: tokens scoped to one repository
+//! (Docker Hub, GHCR, quay.io), a tag whose PUT fails between two others.
 
 use super::*;
 
@@ -91,25 +91,9 @@ fn tokens_scoped_to_one_repository_serve_concurrent_work_on_three() {
     }
     let mirrors = token_requests(&proxy.log());
     // The three merges at once, from the digests of each image's platform images.
-    let dist = env.path().join("dist");
-    std::fs::create_dir_all(&dist).unwrap();
     for image in images {
-        for arch in ["amd64", "arm64"] {
-            let id = format!("build:{image}:1@linux/{arch}");
-            let metadata = serde_json::json!({
-                "id": id,
-                "image": image,
-                "key": format!("{image}:1"),
-                "platform": format!("linux/{arch}"),
-                "repository": format!("{}/{}/platform/{image}", proxy.addr, env.ns),
-                "digest": child(&upstream, arch),
-            });
-            std::fs::write(
-                dist.join(format!("build_{image}_1_linux_{arch}.json")),
-                metadata.to_string(),
-            )
-            .unwrap();
-        }
+        let repository = format!("{}/{}/platform/{image}", proxy.addr, env.ns);
+        merge_metadata(&env.path().join("dist"), image, &repository, &upstream);
     }
     proxy.clear();
     let o = env
@@ -145,4 +129,93 @@ fn tokens_scoped_to_one_repository_serve_concurrent_work_on_three() {
     assert!(mirrors.len() <= 1 + 3 * 3, "{mirrors:#?}");
     assert!(merges.len() <= 3 * 2, "{merges:#?}");
     assert!(!out.contains("t0ken-secret") && !out.contains(&credentials));
+}
+
+/// `metadata-dir` files for a merge of `image:1` from the amd64 and arm64 images of `index`
+/// (already in `repository`).
+fn merge_metadata(dir: &Path, image: &str, repository: &str, index: &Value) {
+    std::fs::create_dir_all(dir).unwrap();
+    for arch in ["amd64", "arm64"] {
+        let metadata = serde_json::json!({
+            "id": format!("build:{image}:1@linux/{arch}"),
+            "image": image,
+            "key": format!("{image}:1"),
+            "platform": format!("linux/{arch}"),
+            "repository": repository,
+            "digest": child(index, arch),
+        });
+        std::fs::write(
+            dir.join(format!("build_{image}_1_linux_{arch}.json")),
+            metadata.to_string(),
+        )
+        .unwrap();
+    }
+}
+
+/// A merge whose second tag cannot be written says which tags moved and which did not; run
+/// again, it writes only the tags that were left, and the first keeps its index.
+#[test]
+fn a_merge_stopped_between_two_tags_says_which_and_a_rerun_converges() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = Env::empty("tagfault") else {
+        return;
+    };
+    let proxy = crate::fault_proxy::http(&env.registry);
+    copy_all(
+        &format!("{}/library/alpine:3.15", env.registry),
+        &format!("{}/{}/platform/x:src", env.registry, env.ns),
+    );
+    let upstream = raw(&format!("{}/library/alpine:3.15", env.registry)).unwrap();
+    env.write(
+        "images.kdl",
+        &format!(
+            "var \"upstream\" \"x\"\nvar \"local_registry\" \"x\"\n\
+             profile \"local-buildah\" {{ registry \"{}/{}/platform\" insecure=#true; backend \"buildah\"; }}\n\
+             defaults {{ platforms \"linux/amd64\" \"linux/arm64\"; }}\n\
+             image \"x\" {{ version \"1\"; tag \"1\" \"1.0\" \"latest\"; }}\n",
+            proxy.addr, env.ns
+        ),
+    );
+    let repository = format!("{}/{}/platform/x", proxy.addr, env.ns);
+    merge_metadata(&env.path().join("dist"), "x", &repository, &upstream);
+    proxy.rule(
+        "PUT",
+        "/manifests/1.0",
+        1,
+        crate::fault_proxy::Fault::Status(403, Vec::new(), "denied".into()),
+    );
+    let merge = || env.mab(&["merge", "--metadata-dir", "dist", "--report", "r.json"]);
+    let (code, out, err) = merge();
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        out.contains("tags holding the new index: 1; not moved: 1.0, latest"),
+        "{out}"
+    );
+    let direct = |tag: &str| raw(&format!("{}/{}/platform/x:{tag}", env.registry, env.ns));
+    let first = registry_digest(&format!("{}/{}/platform/x:1", env.registry, env.ns));
+    assert!(direct("1.0").is_none() && direct("latest").is_none());
+    // Run again: only the tags left are written.
+    proxy.clear();
+    let (code, out, err) = merge();
+    assert_eq!(code, 0, "{out}\n{err}");
+    let puts: Vec<String> = proxy
+        .log()
+        .into_iter()
+        .filter(|l| l.starts_with("PUT ") || l.starts_with("POST ") || l.starts_with("DELETE "))
+        .collect();
+    assert_eq!(
+        puts,
+        [
+            format!("PUT /v2/{}/platform/x/manifests/1.0", env.ns),
+            format!("PUT /v2/{}/platform/x/manifests/latest", env.ns),
+        ],
+        "{out}"
+    );
+    for tag in ["1", "1.0", "latest"] {
+        assert_eq!(
+            registry_digest(&format!("{}/{}/platform/x:{tag}", env.registry, env.ns)),
+            first,
+            "{tag}"
+        );
+    }
 }
