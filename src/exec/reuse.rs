@@ -109,29 +109,21 @@ async fn input_components(
 ) -> Result<BTreeMap<String, String>, Failure> {
     let dir = ctx.options.workdir.clone();
     let key = (dir.join(&build.context), dir.join(&build.dockerfile));
-    let cached = ctx
+    // One hash per context and Dockerfile, however many platforms ask at once: the first
+    // computes it, the others wait for it.
+    let context_hash = ctx
         .context_hashes
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&key)
-        .cloned();
-    let context_hash = match cached {
-        Some(h) => h,
-        None => {
+        .get_or_try_init(key, || async {
             let (context, dockerfile) = (build.context.clone(), build.dockerfile.clone());
             let backend = node.publish.backend;
-            let h = tokio::task::spawn_blocking(move || {
+            tokio::task::spawn_blocking(move || {
                 inputs::context_hash(&context, &dockerfile, backend, &dir)
             })
             .await
-            .map_err(|e| Failure::Internal(e.to_string()))??;
-            ctx.context_hashes
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(key, h.clone());
-            h
-        }
-    };
+            .map_err(|e| Failure::Internal(e.to_string()))?
+            .map_err(Failure::from)
+        })
+        .await?;
     // A base mab publishes is an input by its image for this platform, not by the index
     // (or the push) that holds it: a new index annotation, another platform's rebuild, or a
     // split build that pins the platform's push instead of the merged index changes nothing
