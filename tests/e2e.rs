@@ -3105,6 +3105,24 @@ fn genkey(dir: &Path, name: &str) -> String {
     std::fs::read_to_string(dir.join(format!("{name}.pem"))).unwrap()
 }
 
+/// Whether the real cosign (a user's verifier) accepts `reference`'s signature by public key
+/// `key`: `cosign verify --key KEY --insecure-ignore-tlog=true --allow-insecure-registry`
+/// (mab writes no transparency-log entry, so the tlog check is the one left out).
+fn cosign_verifies(dir: &Path, key: &str, reference: &str) -> Result<(), String> {
+    let o = Command::new("cosign")
+        .current_dir(dir)
+        .args(["verify", "--key", key, "--insecure-ignore-tlog=true"])
+        .arg("--allow-insecure-registry")
+        .arg(reference)
+        .output()
+        .map_err(|e| format!("cosign: {e} (scripts/test-env puts it on the PATH)"))?;
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&o.stderr).into_owned())
+    }
+}
+
 /// Whether openssl, an independent verifier, accepts the cosign signature of signature
 /// manifest `layer` (base64 DER in its annotation) over `payload`, with public key `key`.
 fn openssl_verifies(dir: &Path, key: &str, payload: &[u8], layer: &Value) -> bool {
@@ -3237,7 +3255,15 @@ image "late" { version "1"; }
         let mut flipped = payload.clone();
         flipped[20] ^= 1;
         assert!(!verifies(&flipped), "a flipped byte verified");
+        // And cosign itself, by digest (the index, then each platform image).
+        let reference = format!("{dev}@{d}");
+        if let Err(e) = cosign_verifies(dir, "key.pub", &reference) {
+            panic!("cosign refused {reference}: {e}");
+        }
+        assert!(cosign_verifies(dir, "other.pub", &reference).is_err());
     }
+    // By tag, as a user checks a release.
+    cosign_verifies(dir, "key.pub", &format!("{dev}:1")).unwrap();
     // prod is only promoted into: it refuses to build.
     let (code, _, err) = mab(&["--profile", "prod", "build"]);
     assert_ne!(code, 0);
@@ -3312,7 +3338,15 @@ image "late" { version "1"; }
             openssl_verifies(dir, "release.pub", &payload, &layers[1]),
             "prod's signature of {d}"
         );
+        // cosign accepts both keys' signatures of the promoted digest.
+        for key in ["release.pub", "key.pub"] {
+            let reference = format!("{prod}@{d}");
+            if let Err(e) = cosign_verifies(dir, key, &reference) {
+                panic!("cosign refused {reference} with {key}: {e}");
+            }
+        }
     }
+    cosign_verifies(dir, "release.pub", &format!("{prod}:1")).unwrap();
     // The second time there is nothing to do.
     let (code, out, err) = mab(&["promote", "--from", env.profile, "--to", "prod", "app"]);
     assert_eq!(code, 0, "{out}\n{err}");

@@ -189,7 +189,7 @@ fn node(out: &mut String, n: &crate::plan::Node) {
         let _ = writeln!(
             out,
             "# mab signs the index and each platform image with {key} (cosign's format) before\n\
-             # any tag points at it; these commands tag as they go and sign nothing"
+             # any tag points at it; these commands sign nothing"
         );
     }
     let steps = crate::plan::command::for_node(n);
