@@ -245,6 +245,7 @@ fn setup(name: &str) -> Option<(std::sync::MutexGuard<'static, ()>, Env, String)
 }
 
 #[test]
+#[ignore = "needs the test environment: scripts/test (registry, buildah, BuildKit, emulation)"]
 fn a_gitlab_child_pipeline_on_separate_runners_publishes_what_one_machine_does() {
     let Some((_serial, env, modules)) = setup("gitlab-runners") else {
         return;
@@ -298,6 +299,7 @@ fn a_gitlab_child_pipeline_on_separate_runners_publishes_what_one_machine_does()
 }
 
 #[test]
+#[ignore = "needs the test environment: scripts/test (registry, buildah, BuildKit, emulation)"]
 fn a_workflow_on_separate_runners_publishes_what_one_machine_does() {
     let Some((_serial, env, modules)) = setup("runners") else {
         return;
