@@ -351,18 +351,7 @@ pub fn machine(model: &Model) -> Diagnostics {
         let qemu = qemu_name(arch);
         let path = format!("/proc/sys/fs/binfmt_misc/qemu-{qemu}");
         let status = std::fs::read_to_string(&path).unwrap_or_default();
-        let enabled = status.lines().next() == Some("enabled");
-        let fixed = status
-            .lines()
-            .any(|l| l.strip_prefix("flags:").is_some_and(|f| f.contains('F')));
-        if !enabled || !fixed {
-            let why = if status.is_empty() {
-                "is not registered"
-            } else if !enabled {
-                "is disabled"
-            } else {
-                "lacks the F (fix binary) flag"
-            };
+        if let Some(why) = binfmt_problem(&status) {
             diags.push(
                 Diag::plain(format!("this {host} machine cannot run {} builds: {path} {why}", p.platform)).help(
                     "apt-get install qemu-user-static binfmt-support; if /proc/sys/fs/binfmt_misc is empty, \
@@ -373,6 +362,26 @@ pub fn machine(model: &Model) -> Diagnostics {
         }
     }
     diags
+}
+
+/// What keeps a binfmt_misc handler (`/proc/sys/fs/binfmt_misc/qemu-ARCH`, empty when there is
+/// none) from running a foreign build's binaries in a container: not registered, disabled, or
+/// without the F flag (the interpreter opened at registration, so it works in a chroot or a
+/// container that has no `/usr/libexec/qemu-binfmt`).
+fn binfmt_problem(status: &str) -> Option<&'static str> {
+    let enabled = status.lines().next() == Some("enabled");
+    let fixed = status
+        .lines()
+        .any(|l| l.strip_prefix("flags:").is_some_and(|f| f.contains('F')));
+    if status.trim().is_empty() {
+        Some("is not registered")
+    } else if !enabled {
+        Some("is disabled")
+    } else if !fixed {
+        Some("lacks the F (fix binary) flag")
+    } else {
+        None
+    }
 }
 
 /// buildx: the plugin answers, every builder the manifest routes to is reachable (those with
@@ -484,5 +493,31 @@ fn qemu_name(arch: &str) -> &str {
         "386" => "i386",
         "loong64" => "loongarch64",
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `check`'s binfmt diagnosis on the handler files as the kernel writes them.
+    #[test]
+    fn binfmt_handlers_are_diagnosed() {
+        let ok = "enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\nflags: PF\noffset 0\n\
+                  magic 7f454c460201010000000000000000000200b700\nmask ffffffffffffff00fffffffffffffffffeffffff\n";
+        assert_eq!(binfmt_problem(ok), None);
+        assert_eq!(
+            binfmt_problem(&ok.replace("flags: PF", "flags: P")),
+            Some("lacks the F (fix binary) flag")
+        );
+        assert_eq!(
+            binfmt_problem(&ok.replace("flags: PF", "flags: OC")),
+            Some("lacks the F (fix binary) flag")
+        );
+        assert_eq!(
+            binfmt_problem(&ok.replace("enabled", "disabled")),
+            Some("is disabled")
+        );
+        assert_eq!(binfmt_problem(""), Some("is not registered"));
     }
 }

@@ -28,15 +28,90 @@ fn bad_flags_are_usage_errors() {
     assert_eq!(mab(&["frobnicate"]).code, 2);
     let help = mab(&["--help"]);
     assert_eq!(help.code, 0);
-    assert!(help.stdout.contains("plan"));
+    // Every command, each with its line of help; and the global options.
+    for (command, says) in SUBCOMMANDS {
+        let line = help
+            .stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{command} ")))
+            .unwrap_or_else(|| panic!("`{command}` is not in --help:\n{}", help.stdout));
+        assert!(line.contains(says), "{line}");
+    }
+    for option in [
+        "--file <FILE>",
+        "--profile <NAME>",
+        "--var <NAME=VALUE>",
+        "--on-runner",
+    ] {
+        assert!(help.stdout.contains(option), "{option}");
+    }
+    // A command's own help names its options.
+    let plan = mab(&["plan", "--help"]);
+    for option in [
+        "--format <FORMAT>",
+        "--platform",
+        "--changed-since",
+        "--check-registry",
+    ] {
+        assert!(plan.stdout.contains(option), "{option}:\n{}", plan.stdout);
+    }
 }
+
+const SUBCOMMANDS: [(&str, &str); 13] = [
+    ("plan", "Print what would run"),
+    ("build", "Run the plan"),
+    ("mirror", "Only the mirror nodes"),
+    ("seed", "fill the registry cache"),
+    ("merge", "Publish indexes and tags"),
+    ("promote", "Copy the exact indexes"),
+    ("verify", "carries a valid signature"),
+    ("ci", "Write a CI pipeline"),
+    ("check", "Validate the manifest"),
+    ("info", "Show the resolved profile"),
+    ("list", "List images"),
+    ("completions", "shell completion script"),
+    ("hash-context", "content hash of a build context"),
+];
 
 #[test]
 fn completions_for_every_shell() {
     for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
         let r = mab(&["completions", shell]);
         assert_eq!(r.code, 0, "{shell}: {}", r.stderr);
-        assert!(r.stdout.contains("mab"), "{shell}");
+        // Every command and the options a user completes most.
+        for (command, _) in SUBCOMMANDS {
+            assert!(r.stdout.contains(command), "{shell}: no `{command}`");
+        }
+        // (fish writes `-l changed-since`, the others `--changed-since`.)
+        for option in ["changed-since", "check-registry", "profile", "keep-going"] {
+            assert!(r.stdout.contains(option), "{shell}: no `{option}`");
+        }
+    }
+    // And bash's completes for real: `mab pl<TAB>` is `plan`, `mab plan --form<TAB>` is
+    // `--format`, and its values are the plan formats.
+    let script = mab(&["completions", "bash"]).stdout;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("mab.bash"), &script).unwrap();
+    let complete = |words: &str| {
+        let o = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "source mab.bash; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); \
+                 COMP_LINE=\"${{COMP_WORDS[*]}}\"; COMP_POINT=${{#COMP_LINE}}; \
+                 _mab mab \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"; \
+                 printf '%s\\n' \"${{COMPREPLY[@]}}\""
+            ))
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert_eq!(complete("mab pl").trim(), "plan");
+    assert!(complete("mab plan --form").lines().any(|l| l == "--format"));
+    let formats = complete("mab plan --format ''");
+    for f in ["text", "json", "shell", "markdown", "github-matrix"] {
+        assert!(formats.lines().any(|l| l == f), "{f}: {formats}");
     }
 }
 
@@ -869,15 +944,17 @@ fn hash_context_names_the_file_it_cannot_read() {
 fn two_runs_in_one_checkout_take_turns() {
     let dir = project(
         r#"profile "t" { registry "r.example/team"; }
-defaults { platforms "linux/amd64"; arg "MAB_SLEEP_MS" "1500"; }
+defaults { platforms "linux/amd64" "linux/arm64"; arg "MAB_SLEEP_MS" "400"; }
 image "base" { version "1"; }
 "#,
         &[],
     );
+    let trace = dir.path().join("trace");
     let run = |report: &str| {
         std::process::Command::new(env!("CARGO_BIN_EXE_mab"))
             .current_dir(dir.path())
             .env("MAB_TEST_BACKEND", "sleep")
+            .env("MAB_SLEEP_TRACE", &trace)
             .env("NO_COLOR", "1")
             .env_remove("GITHUB_ACTIONS")
             .args(["build", "--report", report])
@@ -887,15 +964,16 @@ image "base" { version "1"; }
             .unwrap()
     };
     let first = run("a.json");
-    // The lock file appears as the first takes it.
+    // The first is building (its first build started) before the second starts.
     let started = std::time::Instant::now();
-    while !dir.path().join(".mab/lock").exists() && started.elapsed().as_secs() < 20 {
-        std::thread::sleep(std::time::Duration::from_millis(20));
+    while !std::fs::read_to_string(&trace).is_ok_and(|t| t.contains("start"))
+        && started.elapsed().as_secs() < 20
+    {
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let waited = std::time::Instant::now();
-    let second = run("b.json").wait_with_output().unwrap();
-    let waited = waited.elapsed();
+    let second = run("b.json");
+    let (first_pid, second_pid) = (first.id().to_string(), second.id().to_string());
+    let second = second.wait_with_output().unwrap();
     let first = first.wait_with_output().unwrap();
     assert!(first.status.success() && second.status.success());
     let err = String::from_utf8_lossy(&second.stderr);
@@ -903,8 +981,18 @@ image "base" { version "1"; }
         err.contains("waiting for another run in this directory to finish"),
         "{err}"
     );
-    // It waited for the first's build, then slept its own: at least two sleeps less the head start.
-    assert!(waited.as_millis() >= 2500, "{waited:?}");
+    // The order of events: every build of the first run ended before any of the second
+    // started (its two builds may overlap each other, never the other run's).
+    let trace = std::fs::read_to_string(&trace).unwrap();
+    let runs: Vec<&str> = trace
+        .lines()
+        .map(|l| l.rsplit(' ').next().unwrap())
+        .collect();
+    assert_eq!(runs.len(), 8, "{trace}");
+    assert!(
+        runs[..4].iter().all(|p| *p == first_pid) && runs[4..].iter().all(|p| *p == second_pid),
+        "the runs interleaved:\n{trace}"
+    );
 }
 
 /// The shell form of a `--node` job is the job: what it needs from outside is read from the
@@ -1290,4 +1378,194 @@ fn dockerignore_is_read_as_buildkit_reads_it() {
         "{}",
         r.stderr
     );
+}
+
+/// A `docker` whose builds ignore SIGTERM (as a stuck build step can) and run until killed,
+/// each writing its pid to `$FAKE_PIDS` as it starts.
+fn stubborn_docker(dir: &std::path::Path) -> std::path::PathBuf {
+    let bin = dir.join("stubborn");
+    std::fs::create_dir_all(&bin).unwrap();
+    let script = bin.join("docker");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\ncase \"$*\" in\n  *'buildx build'*)\n    trap '' TERM\n    echo $$ >> \"$FAKE_PIDS\"\n    echo building\n    while :; do sleep 0.05; done ;;\n  *) exit 0 ;;\nesac\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+/// Whether process `pid` still runs (a zombie waiting for its parent's reaping does not).
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Ctrl-C and SIGTERM stop a run: the children get SIGTERM, then SIGKILL when `--grace`
+/// runs out; a second Ctrl-C kills at once. Exit 130 each time, nothing left running.
+#[test]
+fn signals_stop_the_children_and_escalate_to_kill() {
+    let registry = empty_registry();
+    let dir = project(
+        &r#"profile "ci" { registry "REGISTRY/team"; }
+defaults { platforms "linux/amd64" "linux/arm64"; }
+image "app" { version "1"; }"#
+            .replace("REGISTRY", &registry),
+        &[("images/app/Dockerfile", "FROM scratch\n")],
+    );
+    let path = format!(
+        "{}:{}",
+        stubborn_docker(dir.path()).display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for (case, signals, grace) in [
+        ("ctrl-c, grace runs out", &[libc::SIGINT][..], "1"),
+        ("sigterm, grace runs out", &[libc::SIGTERM][..], "1"),
+        ("ctrl-c twice", &[libc::SIGINT, libc::SIGINT][..], "600"),
+    ] {
+        let pids = dir
+            .path()
+            .join(format!("{}.pids", case.replace([' ', ','], "-")));
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_mab"))
+            .current_dir(dir.path())
+            .env("PATH", &path)
+            .env("FAKE_PIDS", &pids)
+            .env("NO_COLOR", "1")
+            .env_remove("GITHUB_ACTIONS")
+            .args(["build", "--grace", grace])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Both builds running.
+        let started = std::time::Instant::now();
+        let builds = || -> Vec<i32> {
+            std::fs::read_to_string(&pids)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect()
+        };
+        while builds().len() < 2 && started.elapsed().as_secs() < 30 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let running = builds();
+        assert_eq!(running.len(), 2, "{case}: the builds did not start");
+        let mab = child.id() as i32;
+        // SAFETY: signalling the child process this test started.
+        unsafe { libc::kill(mab, signals[0]) };
+        // SIGTERM is ignored by the builds: they outlive the first signal for a while.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(
+            running.iter().all(|p| alive(*p)),
+            "{case}: a build died of SIGTERM"
+        );
+        for s in &signals[1..] {
+            // SAFETY: as above.
+            unsafe { libc::kill(mab, *s) };
+        }
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(130), "{case}: {err}");
+        assert!(
+            err.contains("interrupted: stopping every running command"),
+            "{case}: {err}"
+        );
+        if signals.len() > 1 {
+            assert!(
+                err.contains("killing every running command"),
+                "{case}: {err}"
+            );
+            // Killed at once: nowhere near the 600 s grace.
+            assert!(started.elapsed().as_secs() < 60, "{case}");
+        }
+        // Nothing left running: the builds were killed (SIGKILL), not waited for forever.
+        let reaped = std::time::Instant::now();
+        while running.iter().any(|p| alive(*p)) && reaped.elapsed().as_secs() < 10 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(
+            running.iter().all(|p| !alive(*p)),
+            "{case}: a build outlived mab"
+        );
+    }
+}
+
+/// `--nodes-file`: one id a line (comments and blank lines skipped), or the `github-matrix`
+/// JSON a CI job is given; it runs exactly what the same `--node`s run.
+#[test]
+fn a_nodes_file_runs_exactly_the_nodes_it_lists() {
+    let dir = project(SLEEPY, &[]);
+    let walk = |args: &[&str]| -> Vec<String> {
+        let r = crate::support::mab_in(
+            dir.path(),
+            &[
+                &[
+                    "build",
+                    "--dry-run",
+                    "--metadata-dir",
+                    "m",
+                    "--report",
+                    "r.json",
+                ][..],
+                args,
+            ]
+            .concat(),
+        );
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        let report: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("r.json")).unwrap()).unwrap();
+        let mut ids: Vec<String> = report["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    std::fs::write(
+        dir.path().join("nodes.txt"),
+        "# level 0\nbuild:base:1@linux/amd64\n\n  build:broken:1@linux/arm64  \n",
+    )
+    .unwrap();
+    let listed = walk(&["--nodes-file", "nodes.txt"]);
+    assert_eq!(
+        listed,
+        walk(&[
+            "--node",
+            "build:base:1@linux/amd64",
+            "--node",
+            "build:broken:1@linux/arm64"
+        ])
+    );
+    assert_eq!(
+        listed,
+        ["build:base:1@linux/amd64", "build:broken:1@linux/arm64"]
+    );
+    // The matrix of the whole plan: every build it names (level 0 and 1), with its test.
+    let matrix = crate::support::mab_in(dir.path(), &["plan", "--format", "github-matrix"]);
+    assert_eq!(matrix.code, 0, "{}", matrix.stderr);
+    std::fs::write(dir.path().join("matrix.json"), &matrix.stdout).unwrap();
+    let from_matrix = walk(&["--nodes-file", "matrix.json"]);
+    let builds: Vec<&String> = from_matrix
+        .iter()
+        .filter(|i| i.starts_with("build:"))
+        .collect();
+    assert_eq!(builds.len(), 8, "{from_matrix:?}");
+    assert!(
+        from_matrix
+            .iter()
+            .all(|i| i.starts_with("build:") || i.starts_with("test:")),
+        "{from_matrix:?}"
+    );
+    // A file that is not there: an error naming it.
+    let r = crate::support::mab_in(dir.path(), &["build", "--nodes-file", "missing.txt"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("cannot read missing.txt"), "{}", r.stderr);
 }

@@ -779,20 +779,70 @@ fn seed_fills_the_cache_and_publishes_nothing_on(buildx: bool) {
     assert_eq!(code, 0, "{out}\n{err}");
     let (code, out, err) = env.mab(&["seed", "--platform", "linux/arm64", "builder:2.2"]);
     assert_eq!(code, 0, "{out}\n{err}");
-    assert!(
-        raw(&env.repo("builder:2.2")).is_none(),
-        "seeding published a tag"
-    );
-    let tags = Command::new("skopeo")
+    // Nothing published: no image repository of the manifest has a tag, not one.
+    for image in ["runtime", "golang-build", "odb", "builder"] {
+        let tags = list_tags(&env.repo(image));
+        assert!(tags.is_empty(), "seeding published {image}: {tags:?}");
+    }
+    // The cache of that platform, and of no other: under buildx the per-platform ref itself
+    // (`<version>-<arch>`); buildah writes its layers by content, tagged by their hashes.
+    let tags = list_tags(&env.repo("cache/builder"));
+    if buildx {
+        assert_eq!(tags, ["2.2-arm64"], "{tags:?}");
+    } else {
+        assert!(!tags.is_empty(), "no cache was written");
+        assert!(!tags.iter().any(|t| t.contains("amd64")), "{tags:?}");
+    }
+    // The seeded cache is what a build of that platform takes: every step from it.
+    if buildx {
+        let prune = Command::new("docker")
+            .args(["buildx", "prune", "--all", "--force", "--builder"])
+            .arg(test_builder())
+            .output()
+            .unwrap();
+        assert!(prune.status.success());
+        let (code, out, err) = env.mab(&[
+            "build",
+            "builder:2.2",
+            "--platform",
+            "linux/arm64",
+            "--report",
+            "r.json",
+        ]);
+        assert_eq!(code, 0, "{out}\n{err}");
+        let r = report(&env.path().join("r.json"));
+        let cache = &node(&r, "build:builder:2.2@linux/arm64")["cache"];
+        assert!(
+            cache["hits"].as_u64() > Some(0) && cache["hits"] == cache["steps"],
+            "{cache}"
+        );
+    }
+}
+
+/// The tags of `repository` (none when it does not exist), by skopeo.
+fn list_tags(repository: &str) -> Vec<String> {
+    let o = Command::new("skopeo")
         .args(["list-tags", "--tls-verify=false"])
-        .arg(format!("docker://{}", env.repo("cache/builder")))
+        .arg(format!("docker://{repository}"))
         .output()
         .unwrap();
-    let tags: Value = serde_json::from_slice(&tags.stdout).unwrap();
-    assert!(
-        !tags["Tags"].as_array().unwrap().is_empty(),
-        "no cache was written: {tags}"
-    );
+    if !o.status.success() {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("NAME_UNKNOWN") || err.contains("name unknown") || err.contains("404"),
+            "{repository}: {err}"
+        );
+        return Vec::new();
+    }
+    let tags: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mut tags: Vec<String> = tags["Tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_owned())
+        .collect();
+    tags.sort();
+    tags
 }
 
 #[test]
@@ -981,6 +1031,38 @@ fn the_lock_file_pins_upstream_and_names_a_moved_tag() {
     assert_eq!(lock["mirrors"]["alpine:3.15"]["digest"], moved);
     let (code, out, err) = mab(&["build", "--locked", "good"]);
     assert_eq!(code, 0, "{out}\n{err}");
+    // A base the lock does not have (a new `FROM` in the Dockerfile): `--locked` fails that
+    // build, naming the base, before building anything from a tag nobody reviewed.
+    let base = format!("{}/library/alpine:3.16", env.registry);
+    env.write(
+        "images/good/Dockerfile",
+        &format!(
+            "ARG BASE\nFROM {base} AS extra\nRUN true\nFROM ${{BASE}}\nCOPY --from=extra /etc/os-release /x\n"
+        ),
+    );
+    let (code, out, err) = mab(&["build", "--locked", "good", "--report", "r.json"]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    let r = report(&env.path().join("r.json"));
+    let reason = node(&r, "build:good:1@linux/amd64")["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        reason.contains(&base)
+            && reason.contains("is not in the lock file")
+            && reason.contains("--update-lock"),
+        "{reason}"
+    );
+    assert_eq!(node(&r, "merge:good:1")["status"], "skipped");
+    let (code, out, err) = mab(&["mirror", "--update-lock"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        std::fs::read_to_string(env.path().join("images.lock"))
+            .unwrap()
+            .contains(&base)
+    );
+    let (code, out, err) = mab(&["build", "--locked", "good"]);
+    assert_eq!(code, 0, "{out}\n{err}");
 }
 
 mod environment;
@@ -1094,15 +1176,31 @@ mirror "alpine" from="${upstream}/library/alpine" insecure=#true { tags "3.15"; 
         s.dst.rule("HEAD", "/manifests/3.15", 1, status(408, &[]));
         let (code, out, err, took) = s.mirror(&[]);
         assert_eq!(code, 0, "{out}\n{err}");
+        // The 429's wait is the one its Retry-After asks, exactly (a backoff is random, and at
+        // most 0.2 s on a first retry), and the run took at least that long.
+        let waits = announced_waits(&err);
         assert!(
-            took >= Duration::from_secs(1),
-            "Retry-After: 1 was not waited ({took:?})"
+            waits
+                .iter()
+                .any(|(why, secs)| why.starts_with("429") && *secs == 1.0),
+            "Retry-After: 1 was not what the 429's retry waited: {waits:?}\n{err}"
         );
-        assert!(
-            err.contains("retrying") && err.contains("429"),
-            "retries are visible: {err}"
-        );
+        assert!(took >= Duration::from_secs(1), "{took:?}");
         assert_eq!(s.target_digest(), Some(s.upstream_digest()));
+    }
+
+    /// Each retry a run announced: why (`429 Too Many Requests`) and the seconds it waits
+    /// (`mab: registry: retrying GET … in 1.0s (429 Too Many Requests; try 2 of 6)`).
+    fn announced_waits(err: &str) -> Vec<(String, f64)> {
+        err.lines()
+            .filter(|l| l.contains("retrying "))
+            .filter_map(|l| {
+                let (_, rest) = l.split_once(" in ")?;
+                let (secs, rest) = rest.split_once("s (")?;
+                let (why, _) = rest.split_once(';')?;
+                Some((why.to_owned(), secs.parse().ok()?))
+            })
+            .collect()
     }
 
     #[test]
@@ -1119,10 +1217,14 @@ mirror "alpine" from="${upstream}/library/alpine" insecure=#true { tags "3.15"; 
         );
         let (code, out, err, took) = s.mirror(&[]);
         assert_eq!(code, 0, "{out}\n{err}");
+        // The date is two seconds ahead at whole-second precision, read a moment later: a wait
+        // of 0.5 to 2 s (seen: 0.9 s), where a first retry's backoff would be at most 0.2 s.
+        let waits = announced_waits(&err);
         assert!(
-            took >= Duration::from_millis(900),
-            "the HTTP-date was not waited ({took:?})"
+            matches!(waits.as_slice(), [(why, secs)] if why.starts_with("429") && (0.5..=2.0).contains(secs)),
+            "the HTTP-date was not what the retry waited: {waits:?}\n{err}"
         );
+        assert!(took >= Duration::from_millis(900), "{took:?}");
     }
 
     #[test]
@@ -1220,31 +1322,63 @@ mirror "alpine" from="${upstream}/library/alpine" insecure=#true { tags "3.15"; 
         let (code, out, err, _) = s.mirror(&[]);
         assert_eq!(code, 0, "{out}\n{err}");
         let log = s.dst.log();
-        let last = |p: &dyn Fn(&str) -> bool| log.iter().rposition(|l| p(l));
-        let first = |p: &dyn Fn(&str) -> bool| log.iter().position(|l| p(l));
-        let blob_put = |l: &str| l.starts_with("PUT ") && l.contains("/blobs/uploads/");
-        let child_put = |l: &str| l.starts_with("PUT ") && l.contains("/manifests/sha256:");
+        // The blob each upload wrote (`…/blobs/uploads/ID?…digest=sha256:…`), by log position.
+        let uploaded = |l: &str| -> Option<String> {
+            let rest = l.strip_prefix("PUT ")?;
+            if !rest.contains("/blobs/uploads/") {
+                return None;
+            }
+            let query = rest.split_once('?')?.1;
+            let d = query
+                .split('&')
+                .find_map(|p| p.strip_prefix("digest="))?
+                .replace("%3A", ":");
+            Some(d)
+        };
+        let child_put = |l: &str| -> Option<String> {
+            let rest = l.strip_prefix("PUT ")?;
+            let (_, d) = rest.split_once("/manifests/")?;
+            d.starts_with("sha256:").then(|| d.to_owned())
+        };
         let tag_put = |l: &str| l.starts_with("PUT ") && l.ends_with("/manifests/3.15");
-        assert!(
-            first(&blob_put).is_some() && first(&child_put).is_some() && first(&tag_put).is_some(),
-            "{log:?}"
+        let children: Vec<(usize, String)> = (log.iter().enumerate())
+            .filter_map(|(i, l)| child_put(l).map(|d| (i, d)))
+            .collect();
+        let upstream = raw(&format!("{}/library/alpine:3.15", s.env.registry)).unwrap();
+        assert_eq!(
+            children.len(),
+            upstream["manifests"].as_array().unwrap().len(),
+            "{log:#?}"
         );
-        // Per child: its blobs, then the child; the tag last of all.
-        assert!(
-            first(&blob_put) < first(&child_put),
-            "a child manifest before any blob: {log:?}"
-        );
-        assert!(
-            last(&blob_put) < last(&child_put),
-            "a blob after the last child manifest: {log:?}"
-        );
+        // Each child after every blob it references (its config and each layer).
+        for (at, child) in &children {
+            let m = raw(&format!("{}/library/alpine@{child}", s.env.registry)).unwrap();
+            let mut blobs = vec![m["config"]["digest"].as_str().unwrap().to_owned()];
+            blobs.extend(layers(&m));
+            for b in blobs {
+                let put = log
+                    .iter()
+                    .position(|l| uploaded(l).as_deref() == Some(b.as_str()));
+                assert!(
+                    put.is_some_and(|p| p < *at),
+                    "{child} was put before its blob {b}: {log:#?}"
+                );
+            }
+        }
+        // The tag once, after every child, and the last write of all.
+        let tags: Vec<usize> = (log.iter().enumerate())
+            .filter(|(_, l)| tag_put(l))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(tags.len(), 1, "{log:#?}");
+        assert!(children.iter().all(|(i, _)| *i < tags[0]), "{log:#?}");
         let writes: Vec<&String> = log
             .iter()
-            .filter(|l| l.starts_with("PUT ") || l.starts_with("POST "))
+            .filter(|l| l.starts_with("PUT ") || l.starts_with("POST ") || l.starts_with("PATCH "))
             .collect();
         assert!(
             tag_put(writes.last().unwrap()),
-            "the tag is not the last write: {log:?}"
+            "the tag is not the last write: {log:#?}"
         );
         s.dst.clear();
         s.src.clear();

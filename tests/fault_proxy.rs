@@ -44,6 +44,56 @@ struct State {
     scoped: Option<String>,
     /// Scoped tokens issued: token → (repository, actions) granted.
     grants: std::collections::HashMap<String, Vec<(String, String)>>,
+    /// Requests being answered now, and the most there ever were at once.
+    in_flight: usize,
+    max_in_flight: usize,
+    /// Per repository: writes (PUT, POST, PATCH) being answered now; the most at once of any.
+    writing: std::collections::HashMap<String, usize>,
+    max_writers: usize,
+}
+
+/// A request being answered: counted in flight until dropped.
+struct InFlight {
+    state: Arc<Mutex<State>>,
+    repository: Option<String>,
+}
+
+impl InFlight {
+    fn new(state: &Arc<Mutex<State>>, method: &str, path: &str) -> InFlight {
+        let write = !matches!(method, "GET" | "HEAD");
+        let repository = scopes_needed(method, path)
+            .into_iter()
+            .next()
+            .map(|(r, _)| r)
+            .filter(|_| write);
+        let mut s = state.lock().unwrap();
+        s.in_flight += 1;
+        s.max_in_flight = s.max_in_flight.max(s.in_flight);
+        if let Some(r) = &repository {
+            let n = {
+                let n = s.writing.entry(r.clone()).or_default();
+                *n += 1;
+                *n
+            };
+            s.max_writers = s.max_writers.max(n);
+        }
+        InFlight {
+            state: state.clone(),
+            repository,
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut s = self.state.lock().unwrap();
+        s.in_flight -= 1;
+        if let Some(r) = &self.repository
+            && let Some(n) = s.writing.get_mut(r)
+        {
+            *n -= 1;
+        }
+    }
 }
 
 pub struct Proxy {
@@ -66,10 +116,22 @@ impl Proxy {
         let mut s = self.state.lock().unwrap();
         s.rules.clear();
         s.log.clear();
+        s.max_in_flight = s.in_flight;
+        s.max_writers = 0;
     }
 
     pub fn log(&self) -> Vec<String> {
         self.state.lock().unwrap().log.clone()
+    }
+
+    /// The most requests answered at once (stalls included), since the start or `clear`.
+    pub fn max_in_flight(&self) -> usize {
+        self.state.lock().unwrap().max_in_flight
+    }
+
+    /// The most writes to one repository answered at once.
+    pub fn max_writers_per_repository(&self) -> usize {
+        self.state.lock().unwrap().max_writers
     }
 
     /// Put the registry behind bearer-token auth: every request needs `Bearer TOKEN`; the
@@ -434,6 +496,7 @@ async fn serve_http(
                 r.fault.clone()
             })
         };
+        let _in_flight = InFlight::new(&state, &method, &path);
         if let Some(Fault::Stall(d)) = &fault {
             tokio::time::sleep(*d).await;
         }

@@ -204,7 +204,27 @@ async fn sleep_node(node: &Node, ctx: &Context) -> Done {
         .unwrap_or(0);
     // A thread sleep lasts what it says; tokio's timer wheel rounds every sleep up to its
     // next millisecond tick, which would bill the backend's imprecision to the scheduler.
-    let work = tokio::task::spawn_blocking(move || std::thread::sleep(Duration::from_millis(ms)));
+    // `MAB_SLEEP_TRACE=FILE`: each build appends `start ID PID` and `end ID PID` to FILE as it
+    // happens, so a test can check the order of events of several runs, not their timing.
+    let trace = std::env::var_os("MAB_SLEEP_TRACE");
+    let id = node.id.to_string();
+    let work = tokio::task::spawn_blocking(move || {
+        let mark = |what: &str| {
+            if let Some(path) = &trace {
+                use std::io::Write;
+                if let Ok(mut f) = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                {
+                    let _ = writeln!(f, "{what} {id} {}", std::process::id());
+                }
+            }
+        };
+        mark("start");
+        std::thread::sleep(Duration::from_millis(ms));
+        mark("end");
+    });
     let mut cancel = ctx.cancel.clone();
     tokio::select! {
         _ = work => {

@@ -559,8 +559,40 @@ mod tests {
             Box::new(|_| {}),
         )
         .unwrap();
-        for n in 0..40 {
-            assert!(http.backoff(n) <= Policy::default().cap);
+        let policy = Policy::default();
+        for n in 0..40u32 {
+            // Full jitter: random in [0, min(cap, base · 2ⁿ)], spread over that range.
+            let ceiling = policy
+                .base
+                .saturating_mul(1u32.checked_shl(n).unwrap_or(u32::MAX))
+                .min(policy.cap);
+            let draws: Vec<Duration> = (0..200).map(|_| http.backoff(n)).collect();
+            assert!(
+                draws.iter().all(|d| *d <= ceiling),
+                "try {n}: over {ceiling:?}"
+            );
+            let (low, high) = (
+                draws.iter().filter(|d| **d < ceiling / 4).count(),
+                draws.iter().filter(|d| **d > ceiling * 3 / 4).count(),
+            );
+            // With 200 uniform draws, each quarter holds about 50; fewer than 10 in either
+            // outer quarter has a probability below 1e-12.
+            assert!(
+                low >= 10 && high >= 10,
+                "try {n}: not jittered ({low} low, {high} high)"
+            );
         }
+        // It grows: the ceiling doubles until the cap.
+        let mean = |n: u32| (0..400).map(|_| http.backoff(n).as_secs_f64()).sum::<f64>() / 400.0;
+        assert!(
+            mean(0) < 0.15 && mean(3) > 0.5 && mean(3) < 1.1,
+            "{} {}",
+            mean(0),
+            mean(3)
+        );
+        assert!(
+            mean(10) > 3.0 && mean(10) <= policy.cap.as_secs_f64(),
+            "capped at 8 s"
+        );
     }
 }

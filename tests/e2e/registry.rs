@@ -221,3 +221,71 @@ fn a_merge_stopped_between_two_tags_says_which_and_a_rerun_converges() {
         );
     }
 }
+
+/// The limits the README states, measured at the registry: at most 8 requests in flight per
+/// registry host whatever `--jobs` is, and one writer per repository at a time.
+#[test]
+#[ignore = "needs the test environment: scripts/test (registry, buildah, BuildKit, emulation)"]
+fn at_most_eight_operations_per_host_and_one_writer_per_repository() {
+    use crate::fault_proxy::Fault;
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(env) = Env::empty("limits") else {
+        return;
+    };
+    let src = crate::fault_proxy::http(&env.registry);
+    let dst = crate::fault_proxy::http(&env.registry);
+    // Twelve mirrors into twelve repositories, and one mirror of two tags into one.
+    let mut manifest = String::from(
+        "var \"upstream\" \"x\"\nvar \"local_registry\" \"x\"\n\
+         profile \"local-buildah\" { registry \"${local_registry}/platform\" insecure=#true; backend \"buildah\"; }\n\
+         defaults { platforms \"linux/amd64\"; }\n",
+    );
+    for i in 0..12 {
+        manifest.push_str(&format!(
+            "mirror \"m{i}\" from=\"${{upstream}}/library/alpine\" {{ tags \"3.15\"; }}\n"
+        ));
+    }
+    manifest.push_str(
+        "mirror \"two\" from=\"${upstream}/library/alpine\" { tags \"3.15\" \"3.16\"; }\n",
+    );
+    env.write("images.kdl", &manifest);
+    // Every request to the target is slow, so whatever may overlap does.
+    for method in ["HEAD", "GET", "PUT", "POST", "PATCH"] {
+        dst.rule(
+            method,
+            "/v2/",
+            10_000,
+            Fault::Stall(Duration::from_millis(150)),
+        );
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_mab"))
+        .current_dir(env.path())
+        .env("NO_COLOR", "1")
+        .env_remove("MAB_PROFILE")
+        .args(["--profile", "local-buildah", "--var"])
+        .arg(format!("upstream={}", src.addr))
+        .arg("--var")
+        .arg(format!("local_registry={}/{}", dst.addr, env.ns))
+        .args(["mirror", "--jobs", "16"])
+        .output()
+        .unwrap();
+    let out = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    let (most, writers) = (dst.max_in_flight(), dst.max_writers_per_repository());
+    // The limit binds (16 jobs, 13 mirrors), and holds.
+    assert!(
+        (6..=8).contains(&most),
+        "{most} requests at once at one host"
+    );
+    assert_eq!(writers, 1, "two writes to one repository at once");
+    let puts = dst
+        .log()
+        .iter()
+        .filter(|l| l.starts_with("PUT ") && l.contains("/thirdparty/two/manifests/3.1"))
+        .count();
+    assert_eq!(puts, 2, "both tags of `two` were written");
+}
