@@ -496,7 +496,9 @@ async fn serve_http(
                 r.fault.clone()
             })
         };
-        let _in_flight = InFlight::new(&state, &method, &path);
+        // In flight until the proxy starts to answer: the client cannot have the answer (and
+        // start its next request) before that.
+        let mut in_flight = Some(InFlight::new(&state, &method, &path));
         if let Some(Fault::Stall(d)) = &fault {
             tokio::time::sleep(*d).await;
         }
@@ -511,6 +513,7 @@ async fn serve_http(
                 }
                 resp.push_str("\r\n");
                 resp.push_str(body);
+                in_flight.take();
                 client.write_all(resp.as_bytes()).await?;
                 continue;
             }
@@ -548,6 +551,7 @@ async fn serve_http(
                 rbody[mid] ^= 0x01;
             }
             Some(Fault::Truncate) => {
+                in_flight.take();
                 client.write_all(&rhead).await?;
                 client.write_all(&rbody[..rbody.len() / 2]).await?;
                 let _ = client.set_zero_linger();
@@ -555,6 +559,7 @@ async fn serve_http(
             }
             _ => {}
         }
+        in_flight.take();
         client.write_all(&rhead).await?;
         client.write_all(&rbody).await?;
     }
