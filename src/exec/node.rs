@@ -212,12 +212,14 @@ async fn sleep_node(node: &Node, ctx: &Context) -> Done {
         let mark = |what: &str| {
             if let Some(path) = &trace {
                 use std::io::Write;
+                // One write of the whole line (O_APPEND): builds writing at once never mix.
+                let line = format!("{what} {id} {}\n", std::process::id());
                 if let Ok(mut f) = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(path)
                 {
-                    let _ = writeln!(f, "{what} {id} {}", std::process::id());
+                    let _ = f.write_all(line.as_bytes());
                 }
             }
         };
