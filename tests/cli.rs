@@ -1569,3 +1569,90 @@ fn a_nodes_file_runs_exactly_the_nodes_it_lists() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("cannot read missing.txt"), "{}", r.stderr);
 }
+
+/// What users hit (issue 22): counts read as English; a format error names the option's
+/// value, not an internal name; a pipeline for a profile that only receives promotions is
+/// refused, naming the promotion.
+#[test]
+fn small_things_users_hit() {
+    let dir = project(
+        "profile \"t\" { registry \"r.example/team\"; }\ndefaults { platforms \"linux/amd64\"; }\nimage \"one\" { version \"1\"; }\n",
+        &[("images/one/Dockerfile", "FROM scratch\n")],
+    );
+    let r = mab_in(dir.path(), &["plan", "--format", "text"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout
+            .contains("2 nodes (0 mirror, 1 build, 0 test, 1 merge) in 2 levels"),
+        "{}",
+        r.stdout
+    );
+    let r = mab_in(
+        dir.path(),
+        &[
+            "plan",
+            "one",
+            "--platform",
+            "linux/amd64",
+            "--format",
+            "markdown",
+        ],
+    );
+    assert!(r.stdout.contains("**2 nodes** in 2 levels"), "{}", r.stdout);
+    let one = project(
+        "profile \"t\" { registry \"r.example/team\"; push #false; }\ndefaults { platforms \"linux/amd64\"; }\nimage \"one\" { version \"1\"; }\n",
+        &[("images/one/Dockerfile", "FROM scratch\n")],
+    );
+    for format in ["text", "markdown", "shell"] {
+        let r = mab_in(one.path(), &["plan", "--format", format]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(
+            r.stdout.contains("1 node ") || r.stdout.contains("**1 node**"),
+            "{format}: {}",
+            r.stdout
+        );
+        assert!(
+            !r.stdout.contains("1 nodes") && !r.stdout.contains("1 levels"),
+            "{format}: {}",
+            r.stdout
+        );
+    }
+    let release = project(RELEASE, &[("images/app/Dockerfile", "FROM scratch\n")]);
+    let r = mab_in(
+        release.path(),
+        &["--profile", "prod", "plan", "--format", "github-matrix"],
+    );
+    assert_eq!(r.code, 2);
+    // (miette wraps long messages: `\n  │ ` joins the lines.)
+    let unwrapped = |t: &str| t.replace("\n  │ ", "");
+    assert!(
+        unwrapped(&r.stderr).contains("has no `--format github-matrix`"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("GithubMatrix"), "{}", r.stderr);
+    for ci in [
+        &[
+            "--profile",
+            "prod",
+            "ci",
+            "github",
+            "--action",
+            "example/mab@v1",
+        ][..],
+        &["--profile", "prod", "ci", "gitlab"],
+    ] {
+        let r = mab_in(release.path(), ci);
+        assert_eq!(r.code, 2, "{ci:?}: {}", r.stdout);
+        let err = unwrapped(&r.stderr)
+            .replace("\n  help: ", " ")
+            .replace("\n        ", " ");
+        assert!(
+            err.contains("profile `prod` is promoted from `dev`")
+                && err.contains("mab promote --from dev --to prod"),
+            "{ci:?}: {}",
+            r.stderr
+        );
+        assert!(r.stdout.is_empty(), "{ci:?}: a pipeline was written");
+    }
+}

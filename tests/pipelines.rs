@@ -525,3 +525,35 @@ fn a_stale_workflow_fails_the_check() {
     let r = check();
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
+
+/// Every build job sets up emulation, whatever the backend: a buildah or podman runner builds
+/// and tests foreign platforms through the host's binfmt as BuildKit does. Only buildx jobs
+/// set up buildx; the plan and merge jobs set up neither.
+#[test]
+fn build_jobs_set_up_emulation_on_every_backend() {
+    for (profile, buildx) in [("local-buildah", false), ("local", true), ("dev", true)] {
+        let text = generate(&root(), "images.kdl", &["--profile", profile]);
+        let workflow = yaml(&text);
+        let mut builds = 0;
+        for (id, job) in workflow["jobs"].as_object().unwrap() {
+            let uses: Vec<&str> = job["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|s| s["uses"].as_str())
+                .collect();
+            let has = |action: &str| uses.iter().any(|u| u.starts_with(action));
+            if id.starts_with("build-") {
+                builds += 1;
+                assert!(has("docker/setup-qemu-action@"), "{profile} {id}: {uses:?}");
+                assert_eq!(has("docker/setup-buildx-action@"), buildx, "{profile} {id}");
+            } else {
+                assert!(
+                    !has("docker/setup-qemu-action@") && !has("docker/setup-buildx-action@"),
+                    "{profile} {id}: {uses:?}"
+                );
+            }
+        }
+        assert!(builds > 0, "{profile}: {text}");
+    }
+}

@@ -160,6 +160,31 @@ fn selector_errors_are_usage_errors() {
     let r = mab(&["plan", "runtime", "--platform", "linux/s390x"]);
     assert_eq!(r.code, 2);
     assert!(
+        r.stderr.contains("platform `linux/s390x` matches nothing")
+            && r.stderr
+                .contains("the selection builds linux/amd64, linux/arm64"),
+        "{}",
+        r.stderr
+    );
+    // Without a selector too (it was `0 nodes`, exit 0), and in a list of platforms.
+    for args in [
+        &["plan", "--platform", "linux/riscv64"][..],
+        &["plan", "--platform", "linux/amd64,linux/riscv64"],
+        &["build", "--dry-run", "--platform", "linux/riscv64"],
+    ] {
+        let r = mab(args);
+        assert_eq!(r.code, 2, "{args:?}");
+        assert!(
+            r.stderr
+                .contains("platform `linux/riscv64` matches nothing"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    // A selection of mirrors only builds nothing on any platform: that is said too.
+    let r = mab(&["plan", "mirror:alpine", "--platform", "linux/s390x"]);
+    assert_eq!(r.code, 2);
+    assert!(
         r.stderr.contains("builds nothing for linux/s390x"),
         "{}",
         r.stderr

@@ -43,8 +43,10 @@ fn run(name: &str, script: &str, env: &[(&str, &str)]) -> Value {
 }
 
 /// The steps every job starts with: the checkout (whole history for `--changed-since`), mab,
-/// and the registry login.
-fn setup(g: &Generated, buildx: bool) -> Vec<Value> {
+/// and the registry login; a build job also sets up emulation — a runner builds and tests
+/// foreign platforms too, whatever the backend (buildah and podman run a foreign `RUN` through
+/// the host's binfmt as BuildKit does) — and, under buildx, the builder.
+fn setup(g: &Generated, builds: bool, buildx: bool) -> Vec<Value> {
     let mut steps = vec![
         map([
             ("uses", s("actions/checkout@v4")),
@@ -53,8 +55,10 @@ fn setup(g: &Generated, buildx: bool) -> Vec<Value> {
         map([("name", s("Install mab")), ("uses", s(&g.action))]),
         login(&g.registry_host),
     ];
-    if buildx {
+    if builds {
         steps.push(map([("uses", s("docker/setup-qemu-action@v3"))]));
+    }
+    if builds && buildx {
         steps.push(map([("uses", s("docker/setup-buildx-action@v3"))]));
     }
     steps
@@ -110,7 +114,7 @@ fn build(g: &Generated, level: usize, part: usize, buildx: bool) -> Value {
         condition.push_str(&format!(" && needs.{p}.result == 'success'"));
     }
     condition.push_str(" }}");
-    let mut steps = setup(g, buildx);
+    let mut steps = setup(g, true, buildx);
     steps.push(run(
         "Build, test and push by digest",
         &format!(
@@ -160,7 +164,7 @@ pub fn render(g: &Generated) -> String {
     let buildx = g.backend == crate::manifest::model::Backend::Buildx;
     let mab = &g.mab;
     let mut jobs = Mapping::new();
-    let mut plan_steps = setup(g, false);
+    let mut plan_steps = setup(g, false, false);
     plan_steps.push(run(
         "Check the manifest, and that this workflow is current",
         &format!("{mab} check --manifest-only"),
@@ -211,7 +215,7 @@ pub fn render(g: &Generated) -> String {
             jobs.insert(s(&name), build(g, level, part, buildx));
             builds.push(s(&name));
         }
-        let mut steps = setup(g, false);
+        let mut steps = setup(g, false, false);
         steps.push(map([
             ("uses", s("actions/download-artifact@v4")),
             (

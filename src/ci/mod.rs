@@ -186,6 +186,18 @@ pub fn github_workflow(project: &Project, args: &GithubArgs) -> Result<String, D
 /// A pipeline publishes: a profile that pushes nothing has no CI pipeline.
 fn publishing(project: &Project) -> Result<(), Diagnostics> {
     let profile = &project.model.profile;
+    // A profile only promoted into builds nothing: its pipeline's first job would exit 2.
+    if let Some(from) = &profile.promoted_from {
+        return Err(Diag::plain(format!(
+            "profile `{}` is promoted from `{from}`: it builds nothing, so it has no build pipeline",
+            profile.name
+        ))
+        .help(format!(
+            "generate the pipeline of `{from}` (--profile {from}), and promote with `mab promote --from {from} --to {}` (examples/github-actions/release.yml runs it as a workflow)",
+            profile.name
+        ))
+        .into());
+    }
     if profile.push {
         return Ok(());
     }

@@ -165,8 +165,12 @@ fn promotion_plan(
         PlanFormat::Markdown => promotion.markdown(),
         PlanFormat::Json => serde_json::to_string_pretty(&promotion).unwrap_or_default() + "\n",
         other => {
+            use clap::ValueEnum;
+            let name = other
+                .to_possible_value()
+                .map_or_else(String::new, |v| v.get_name().to_owned());
             return Err(Diag::plain(format!(
-                "profile `{}` is promoted from `{from}`: its plan is a promotion, which has no {other:?} form",
+                "profile `{}` is promoted from `{from}`: its plan is a promotion, which has no `--format {name}`",
                 project.model.profile.name
             ))
             .help("`--format text`, `markdown` or `json`; `mab promote --dry-run` reads the registries")

@@ -206,6 +206,27 @@ pub fn plan(model: &Model, selection: &Selection) -> Result<Plan, Diagnostics> {
         nodes: Vec::new(),
         index: HashMap::new(),
     };
+    // A `--platform` that no selected image version builds matches nothing, as a selector
+    // that names nothing does (a typo, or a platform the manifest lost, must not plan 0 builds
+    // and exit 0).
+    if !versions.is_empty() {
+        let offered: BTreeSet<&Platform> = versions
+            .iter()
+            .flat_map(|&v| model.versions[v].platforms.iter().map(|p| &p.platform))
+            .collect();
+        if let Some(missing) = selection.platforms.iter().find(|p| !offered.contains(p)) {
+            return Err(Diag::plain(format!("platform `{missing}` matches nothing"))
+                .help(format!(
+                    "the selection builds {}",
+                    offered
+                        .iter()
+                        .map(|p| p.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+                .into());
+        }
+    }
     for (mi, tag) in &mirrors {
         b.mirror(*mi, tag);
     }

@@ -63,9 +63,9 @@ pub fn render(plan: &Plan) -> String {
     let _ = writeln!(out, "### mab plan: profile {}\n", code(&plan.profile));
     let _ = writeln!(
         out,
-        "**{} nodes** in {} levels: {}. Registry {}, backend `{}`{}.\n",
-        plan.nodes.len(),
-        plan.levels(),
+        "**{}** in {}: {}. Registry {}, backend `{}`{}.\n",
+        super::count(plan.nodes.len(), "node"),
+        super::count(plan.levels(), "level"),
         super::counts(plan),
         code(&plan.registry),
         plan.backend,

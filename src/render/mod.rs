@@ -87,6 +87,15 @@ pub fn groups(plan: &Plan) -> Vec<(String, Vec<&Node>)> {
 }
 
 /// "3 mirror, 8 build, 2 test, 4 merge".
+/// `1 node`, `2 nodes`: a count and its noun, in the plural unless it is one.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("{n} {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 pub fn counts(plan: &Plan) -> String {
     [Kind::Mirror, Kind::Build, Kind::Test, Kind::Merge]
         .iter()

@@ -77,8 +77,8 @@ pub fn write(plan: &Plan, w: &mut dyn std::io::Write) -> std::io::Result<()> {
     );
     let _ = writeln!(
         out,
-        "# {} nodes ({}). Run from the directory that holds the manifest;",
-        plan.nodes.len(),
+        "# {} ({}). Run from the directory that holds the manifest;",
+        super::count(plan.nodes.len(), "node"),
         super::counts(plan)
     );
     let _ = writeln!(

@@ -19,10 +19,10 @@ pub fn render(plan: &Plan) -> String {
     }
     let _ = writeln!(
         out,
-        "{} nodes ({}) in {} levels",
-        plan.nodes.len(),
+        "{} ({}) in {}",
+        super::count(plan.nodes.len(), "node"),
         super::counts(plan),
-        plan.levels()
+        super::count(plan.levels(), "level")
     );
     for (key, why) in &plan.changes {
         let _ = writeln!(out, "changed: {key}: {why}");
