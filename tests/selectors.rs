@@ -571,3 +571,34 @@ fn changed_since_without_push_builds_on_local_bases() {
         r.stdout
     );
 }
+
+/// `linux/arm64/v8` is `linux/arm64`: the same plan from `--platform`, the same node ids and
+/// refs from a manifest that writes it either way.
+#[test]
+fn arm64_v8_is_one_platform_with_arm64() {
+    let plain = mab(&["plan", "--platform", "linux/arm64", "--format", "json"]);
+    let v8 = mab(&["plan", "--platform", "linux/arm64/v8", "--format", "json"]);
+    assert_eq!(plain.code, 0, "{}", plain.stderr);
+    assert_eq!(v8.stdout, plain.stdout);
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = |platform: &str| {
+        format!(
+            "profile \"dev\" {{ registry \"r.example/team\"; }}\ndefaults {{ platforms \"linux/amd64\" \"{platform}\"; }}\nimage \"app\" {{ version \"1\"; }}\n"
+        )
+    };
+    std::fs::create_dir_all(dir.path().join("images/app")).unwrap();
+    std::fs::write(dir.path().join("images/app/Dockerfile"), "FROM scratch\n").unwrap();
+    let plan = |platform: &str| {
+        std::fs::write(dir.path().join("images.kdl"), manifest(platform)).unwrap();
+        let r = crate::support::mab_in(dir.path(), &["plan", "--format", "shell"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r.stdout
+    };
+    let written_v8 = plan("linux/arm64/v8");
+    assert_eq!(written_v8, plan("linux/arm64"));
+    assert!(
+        written_v8.contains("# build:app:1@linux/arm64\n"),
+        "{written_v8}"
+    );
+    assert!(!written_v8.contains("arm64/v8"), "{written_v8}");
+}

@@ -30,7 +30,14 @@ pub struct Platform(&'static str);
 
 impl Platform {
     /// Parse a platform string; the error is the list of known platforms plus a suggestion.
+    /// `linux/arm64/v8` is `linux/arm64` (v8 is arm64's only variant; Docker Hub writes it, buildx
+    /// does not): one platform, one name, in the manifest, `--platform`, ids and refs.
     pub fn parse(s: &str) -> Result<Platform, PlatformError> {
+        let s = if s == "linux/arm64/v8" {
+            "linux/arm64"
+        } else {
+            s
+        };
         KNOWN
             .iter()
             .find(|k| **k == s)
@@ -99,6 +106,19 @@ impl PlatformError {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn arm64_v8_is_arm64() {
+        let v8 = Platform::parse("linux/arm64/v8").unwrap();
+        assert_eq!(v8, Platform::parse("linux/arm64").unwrap());
+        assert_eq!(v8.as_str(), "linux/arm64");
+        assert_eq!(v8.slug(), "arm64");
+        assert_eq!(
+            Platform::parse("linux/arm/v7").unwrap().as_str(),
+            "linux/arm/v7"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -176,8 +176,13 @@ pub(super) fn platform_list(list: &[Spanned<String>], diags: &mut Diagnostics) -
     for p in list {
         match Platform::parse(&p.value) {
             Ok(pl) if out.contains(&pl) => diags.push(
-                Diag::error(p.span, format!("platform `{}` is listed twice", p.value))
-                    .label("listed again"),
+                Diag::error(p.span, format!("platform `{}` is listed twice", p.value)).label(
+                    if pl.as_str() == p.value {
+                        "listed again".to_owned()
+                    } else {
+                        format!("listed again: it is `{pl}`")
+                    },
+                ),
             ),
             Ok(pl) => out.push(pl),
             Err(e) => diags.push(
