@@ -16,6 +16,7 @@ pub fn files(model: &Model, manifest: &Source, base: &Path) -> Diagnostics {
     let root = base.canonicalize().ok();
     let mut seen_contexts = BTreeSet::new();
     let mut seen_dockerfiles = BTreeSet::new();
+    let mut seen_ignores = BTreeSet::new();
     for v in &model.versions {
         let context = base.join(&v.context);
         if !context.is_dir() {
@@ -37,7 +38,7 @@ pub fn files(model: &Model, manifest: &Source, base: &Path) -> Diagnostics {
             continue;
         }
         let dockerfile = base.join(&v.dockerfile);
-        if seen_contexts.insert(format!("{}\0{}", v.context, v.dockerfile)) {
+        if seen_ignores.insert((&v.context, &v.dockerfile)) {
             diags.extend(ignore_file(model, &context, &dockerfile, base));
         }
         let Ok(text) = std::fs::read_to_string(&dockerfile) else {
@@ -67,23 +68,11 @@ pub fn files(model: &Model, manifest: &Source, base: &Path) -> Diagnostics {
 /// pattern it would refuse is an error at its line in that file.
 fn ignore_file(model: &Model, context: &Path, dockerfile: &Path, base: &Path) -> Diagnostics {
     use crate::hash::{DockerIgnore, Rules};
-    let rules = Rules::of(model.profile.backend);
-    let mut candidates = Vec::new();
-    if rules == Rules::BuildKit {
-        let mut own = dockerfile.as_os_str().to_owned();
-        own.push(".dockerignore");
-        candidates.push(std::path::PathBuf::from(own));
-    } else {
-        candidates.push(context.join(".containerignore"));
-    }
-    candidates.push(context.join(".dockerignore"));
-    let Some((path, bytes)) = candidates
-        .into_iter()
-        .find_map(|c| std::fs::read(&c).ok().map(|b| (c, b)))
+    let Ok(Some((path, text))) =
+        crate::hash::ignore_file(context, dockerfile, Rules::of(model.profile.backend))
     else {
         return Diagnostics::new();
     };
-    let text = String::from_utf8_lossy(&bytes).into_owned();
     let Err(e) = DockerIgnore::parse(&text) else {
         return Diagnostics::new();
     };

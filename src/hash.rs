@@ -33,34 +33,45 @@ impl Rules {
 
 pub use crate::dockerignore::DockerIgnore;
 
+/// The ignore file the builder itself reads for a build of `dockerfile` in `context`, and its
+/// text: BuildKit prefers `<Dockerfile>.dockerignore` beside the Dockerfile over the context's
+/// `.dockerignore`; buildah and podman prefer `.containerignore` over `.dockerignore`.
+pub fn ignore_file(
+    context: &Path,
+    dockerfile: &Path,
+    rules: Rules,
+) -> io::Result<Option<(PathBuf, String)>> {
+    let first = match rules {
+        Rules::BuildKit => {
+            let mut own = dockerfile.as_os_str().to_owned();
+            own.push(".dockerignore");
+            PathBuf::from(own)
+        }
+        Rules::Containers => context.join(".containerignore"),
+    };
+    for c in [first, context.join(".dockerignore")] {
+        match std::fs::read(&c) {
+            Ok(bytes) => return Ok(Some((c, String::from_utf8_lossy(&bytes).into_owned()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", c.display()))),
+        }
+    }
+    Ok(None)
+}
+
 impl DockerIgnore {
-    /// The ignore file the builder itself reads for a build of `dockerfile` in `context`:
-    /// BuildKit prefers `<Dockerfile>.dockerignore` beside the Dockerfile over the context's
-    /// `.dockerignore`; buildah and podman prefer `.containerignore` over `.dockerignore`. A
-    /// pattern the builder would refuse is an error naming the file and the line.
+    /// The rules of the ignore file the builder reads ([`ignore_file`]); a pattern the builder
+    /// would refuse is an error naming the file and the line.
     pub fn for_build(context: &Path, dockerfile: &Path, rules: Rules) -> io::Result<DockerIgnore> {
-        let mut candidates = Vec::new();
-        match rules {
-            Rules::BuildKit => {
-                let mut own = dockerfile.as_os_str().to_owned();
-                own.push(".dockerignore");
-                candidates.push(std::path::PathBuf::from(own));
-            }
-            Rules::Containers => candidates.push(context.join(".containerignore")),
+        match ignore_file(context, dockerfile, rules)? {
+            Some((path, text)) => DockerIgnore::parse(&text).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}: {e}", path.display()),
+                )
+            }),
+            None => Ok(DockerIgnore::default()),
         }
-        candidates.push(context.join(".dockerignore"));
-        for c in candidates {
-            match std::fs::read(&c) {
-                Ok(bytes) => {
-                    return DockerIgnore::parse(&String::from_utf8_lossy(&bytes)).map_err(|e| {
-                        io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", c.display()))
-                    });
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", c.display()))),
-            }
-        }
-        Ok(DockerIgnore::default())
     }
 }
 

@@ -19,6 +19,7 @@ pub mod info;
 pub mod inputs;
 pub mod lock;
 pub mod manifest;
+pub mod once_map;
 pub mod origin;
 pub mod plan;
 pub mod promote;

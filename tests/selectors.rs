@@ -602,3 +602,61 @@ fn arm64_v8_is_one_platform_with_arm64() {
     );
     assert!(!written_v8.contains("arm64/v8"), "{written_v8}");
 }
+
+/// `--platform` is judged on what the selectors pick, not on what `--changed-since` leaves:
+/// a change that touches no image of that platform is nothing to do, not a typo.
+#[test]
+fn a_platform_no_change_touches_is_nothing_to_do() {
+    let dir = crate::support::nopush_repo();
+    // Only golang-build (amd64 and arm64) changes; s390x is built by `builder` alone.
+    std::fs::write(
+        dir.path().join("images/golang-build/toolchain-info"),
+        "#!/bin/sh\necho changed\n",
+    )
+    .unwrap();
+    let r = crate::support::mab_in(
+        dir.path(),
+        &[
+            "--profile",
+            "nopush",
+            "plan",
+            "--changed-since",
+            "HEAD",
+            "--platform",
+            "linux/s390x",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert!(
+        plan["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["kind"] != "build"),
+        "{}",
+        r.stdout
+    );
+    // The same platform misspelt is still an error.
+    let r = crate::support::mab_in(
+        dir.path(),
+        &[
+            "--profile",
+            "nopush",
+            "plan",
+            "--changed-since",
+            "HEAD",
+            "--platform",
+            "linux/riscv64",
+        ],
+    );
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr
+            .contains("platform `linux/riscv64` matches nothing"),
+        "{}",
+        r.stderr
+    );
+}

@@ -235,12 +235,11 @@ pub(super) async fn publish_index(
             return Done::cancelled(&reason);
         }
         // A tag that already holds this very index needs no write.
-        let current = ctx
+        if let Ok(Some(current)) = ctx
             .registry
             .digest(&format!("{}:{tag}", node.reference()))
-            .await;
-        if let Ok(Some(current)) = &current
-            && *current == digest
+            .await
+            && current == digest
         {
             continue;
         }

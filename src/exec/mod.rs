@@ -10,7 +10,6 @@ mod merge;
 pub mod metadata;
 mod mirror;
 pub mod node;
-mod once_map;
 pub mod process;
 pub mod report;
 pub mod reuse;
@@ -89,7 +88,7 @@ pub struct Context {
     /// linking for a concurrent writer as unknown.
     pub repositories: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Context hashes by (context, Dockerfile): the platforms of one image share them.
-    pub context_hashes: once_map::OnceMap<(PathBuf, PathBuf), String>,
+    pub context_hashes: crate::once_map::OnceMap<(PathBuf, PathBuf), String>,
     /// Build nodes whose published image was reused: their tests need not run again.
     pub reused: Mutex<std::collections::HashSet<NodeId>>,
     /// Build nodes with a test in this run: their split-build metadata waits for it.
@@ -125,7 +124,7 @@ impl Context {
             events,
             cancel,
             repositories: Mutex::new(HashMap::new()),
-            context_hashes: once_map::OnceMap::default(),
+            context_hashes: crate::once_map::OnceMap::default(),
             reused: Mutex::new(std::collections::HashSet::new()),
             upstream: Mutex::new(HashMap::new()),
             pinned: Mutex::new(HashMap::new()),

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
 
 use super::Cancel;
@@ -37,39 +37,66 @@ fn signal_group(pid: Option<u32>, signal: i32) {
     }
 }
 
-/// Read one line (up to and including `\n`, or the last bytes before the end) into `line`.
-async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
-    reader: Option<&mut R>,
-    line: &mut Vec<u8>,
-) -> std::io::Result<usize> {
-    match reader {
-        Some(r) => r.read_until(b'\n', line).await,
-        None => Ok(0),
-    }
+/// The longest line handed on whole: a longer one (a progress bar redrawn with `\r` for a
+/// whole download, a binary dump) is handed on in pieces, so a line never grows without bound.
+const LINE_LIMIT: u64 = 64 * 1024;
+
+/// One open pipe of the child, and the line being read from it.
+struct Pipe<R> {
+    reader: Option<BufReader<R>>,
+    line: Vec<u8>,
 }
 
-/// Hand a line read by `read_line` to the log and `on_line`, decoded lossily. False when the
-/// pipe ended or failed.
-async fn emit(
-    read: std::io::Result<usize>,
-    line: &mut Vec<u8>,
-    log: &mut (impl tokio::io::AsyncWrite + Unpin),
-    on_line: &mut (dyn FnMut(&str) + Send),
-) -> bool {
-    let more = matches!(read, Ok(n) if n > 0);
-    if !line.is_empty() {
-        if line.last() == Some(&b'\n') {
-            line.pop();
+impl<R: tokio::io::AsyncRead + Unpin> Pipe<R> {
+    fn new(pipe: Option<R>) -> Pipe<R> {
+        Pipe {
+            reader: pipe.map(|p| BufReader::with_capacity(PIPE_BUFFER, p)),
+            line: Vec::new(),
         }
-        if line.last() == Some(&b'\r') {
-            line.pop();
-        }
-        let text = String::from_utf8_lossy(line);
-        let _ = log.write_all(format!("{text}\n").as_bytes()).await;
-        on_line(&text);
-        line.clear();
     }
-    more
+
+    fn open(&self) -> bool {
+        self.reader.is_some()
+    }
+
+    /// Read up to the end of a line, [`LINE_LIMIT`] bytes, or the end of the pipe, appending to
+    /// the line being read (cancel-safe: what was read stays for the next call).
+    async fn read(&mut self) -> std::io::Result<usize> {
+        match &mut self.reader {
+            Some(r) => {
+                (&mut *r)
+                    .take(LINE_LIMIT)
+                    .read_until(b'\n', &mut self.line)
+                    .await
+            }
+            None => Ok(0),
+        }
+    }
+
+    /// Hand what `read` returned to the log and `on_line`, decoded lossily; close the pipe
+    /// when it ended or failed; flush the log once the reader has caught up with the child.
+    async fn hand_on(
+        &mut self,
+        read: std::io::Result<usize>,
+        log: &mut (impl tokio::io::AsyncWrite + Unpin),
+        on_line: &mut (dyn FnMut(&str) + Send),
+    ) {
+        if !self.line.is_empty() {
+            let mut bytes = &self.line[..];
+            bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+            bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+            let text = String::from_utf8_lossy(bytes);
+            let _ = log.write_all(format!("{text}\n").as_bytes()).await;
+            on_line(&text);
+            self.line.clear();
+        }
+        if !matches!(read, Ok(n) if n > 0) {
+            self.reader = None;
+        }
+        if self.reader.as_ref().is_none_or(|r| r.buffer().is_empty()) {
+            let _ = log.flush().await;
+        }
+    }
 }
 
 /// Run `argv` in `dir` with `stdin` as its input, appending its output to `log` and calling
@@ -122,19 +149,12 @@ pub async fn run(
     // dropped, which closes it: the child gets EPIPE instead of a full pipe.
     //
     // The reading must keep up: buildah's chroot isolation drops a step's output, rather than
-    // wait, when the pipe it writes to is full (seen: 700 of 1,200 lines kept behind a slow
-    // reader). So lines go to the log through a buffer, flushed whenever the reader has
+    // wait, when the pipe it writes to is full (seen: 661 to 892 of 1,200 lines kept behind a
+    // slow reader). So lines go to the log through a buffer, flushed whenever the reader has
     // caught up with the child, not with a write per line.
-    let mut out = child
-        .stdout
-        .take()
-        .map(|p| BufReader::with_capacity(PIPE_BUFFER, p));
-    let mut err = child
-        .stderr
-        .take()
-        .map(|p| BufReader::with_capacity(PIPE_BUFFER, p));
+    let mut out = Pipe::new(child.stdout.take());
+    let mut err = Pipe::new(child.stderr.take());
     let mut log = tokio::io::BufWriter::with_capacity(PIPE_BUFFER, log);
-    let (mut out_line, mut err_line) = (Vec::new(), Vec::new());
     let mut deadline: Option<tokio::time::Instant> = None;
     let mut cancelled = false;
     let mut watching = true;
@@ -146,23 +166,9 @@ pub async fn run(
             }
         };
         tokio::select! {
-            read = read_line(out.as_mut(), &mut out_line), if out.is_some() => {
-                if !emit(read, &mut out_line, &mut log, on_line).await {
-                    out = None;
-                }
-                if out.as_ref().is_none_or(|r| r.buffer().is_empty()) {
-                    let _ = log.flush().await;
-                }
-            },
-            read = read_line(err.as_mut(), &mut err_line), if err.is_some() => {
-                if !emit(read, &mut err_line, &mut log, on_line).await {
-                    err = None;
-                }
-                if err.as_ref().is_none_or(|r| r.buffer().is_empty()) {
-                    let _ = log.flush().await;
-                }
-            },
-            status = child.wait(), if out.is_none() && err.is_none() => {
+            read = out.read(), if out.open() => out.hand_on(read, &mut log, on_line).await,
+            read = err.read(), if err.open() => err.hand_on(read, &mut log, on_line).await,
+            status = child.wait(), if !out.open() && !err.open() => {
                 let _ = log.flush().await;
                 return match status {
                     _ if cancelled => Exit::Cancelled,
@@ -249,6 +255,22 @@ mod tests {
         let (exit, lines, _) = sh(r"printf 'one\r\ntwo'").await;
         assert!(matches!(exit, Exit::Code(0)), "{exit:?}");
         assert_eq!(lines, ["one", "two"]);
+    }
+
+    /// A line without end (a progress bar redrawn with `\r` for a whole download) is handed on
+    /// in pieces of at most the limit, every byte of it, never held whole.
+    #[tokio::test]
+    async fn a_line_without_end_is_handed_on_in_pieces() {
+        let (exit, lines, _) = sh("head -c 300000 /dev/zero | tr '\\0' x; echo; echo after").await;
+        assert!(matches!(exit, Exit::Code(0)), "{exit:?}");
+        let (long, rest) = lines.split_at(lines.len() - 1);
+        assert_eq!(rest, ["after"]);
+        assert!(long.len() >= 5, "{} pieces", long.len());
+        assert!(
+            long.iter()
+                .all(|l| l.len() as u64 <= 2 * LINE_LIMIT && l.bytes().all(|b| b == b'x'))
+        );
+        assert_eq!(long.iter().map(String::len).sum::<usize>(), 300_000);
     }
 
     #[test]

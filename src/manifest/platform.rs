@@ -106,6 +106,7 @@ impl PlatformError {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn arm64_v8_is_arm64() {
@@ -118,8 +119,6 @@ mod tests {
             "linux/arm/v7"
         );
     }
-
-    use super::*;
 
     #[test]
     fn parses_and_splits() {

@@ -189,6 +189,7 @@ pub fn plan(model: &Model, selection: &Selection) -> Result<Plan, Diagnostics> {
         return Err(cycles);
     }
     let mut picked = select::pick(model, &selection.selectors)?;
+    platforms_offered(model, &picked, &selection.platforms)?;
     if let Some((only, _)) = &selection.only {
         picked.versions.retain(|v| only.contains(v));
         picked.mirrors.clear();
@@ -206,27 +207,6 @@ pub fn plan(model: &Model, selection: &Selection) -> Result<Plan, Diagnostics> {
         nodes: Vec::new(),
         index: HashMap::new(),
     };
-    // A `--platform` that no selected image version builds matches nothing, as a selector
-    // that names nothing does (a typo, or a platform the manifest lost, must not plan 0 builds
-    // and exit 0).
-    if !versions.is_empty() {
-        let offered: BTreeSet<&Platform> = versions
-            .iter()
-            .flat_map(|&v| model.versions[v].platforms.iter().map(|p| &p.platform))
-            .collect();
-        if let Some(missing) = selection.platforms.iter().find(|p| !offered.contains(p)) {
-            return Err(Diag::plain(format!("platform `{missing}` matches nothing"))
-                .help(format!(
-                    "the selection builds {}",
-                    offered
-                        .iter()
-                        .map(|p| p.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-                .into());
-        }
-    }
     for (mi, tag) in &mirrors {
         b.mirror(*mi, tag);
     }
@@ -246,6 +226,38 @@ pub fn plan(model: &Model, selection: &Selection) -> Result<Plan, Diagnostics> {
         .into());
     }
     Ok(b.finish(selection))
+}
+
+/// A `--platform` that no image version the selectors pick (with what they build on) builds
+/// matches nothing, as a selector that names nothing does: a typo, or a platform the manifest
+/// lost, must not plan 0 builds and exit 0. Judged on the selection, before `--changed-since`
+/// narrows it: a change that touches no image of that platform is nothing to do, not an error.
+fn platforms_offered(
+    model: &Model,
+    picked: &select::Picked,
+    wanted: &[Platform],
+) -> Result<(), Diagnostics> {
+    if wanted.is_empty() || picked.versions.is_empty() {
+        return Ok(());
+    }
+    let (versions, _) = closure(model, picked.clone());
+    let offered: BTreeSet<&Platform> = versions
+        .iter()
+        .flat_map(|&v| model.versions[v].platforms.iter().map(|p| &p.platform))
+        .collect();
+    match wanted.iter().find(|p| !offered.contains(p)) {
+        None => Ok(()),
+        Some(missing) => Err(Diag::plain(format!("platform `{missing}` matches nothing"))
+            .help(format!(
+                "the selection builds {}",
+                offered
+                    .iter()
+                    .map(|p| p.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            .into()),
+    }
 }
 
 /// Add everything the picked versions need upstream; returns versions in manifest order.

@@ -9,7 +9,7 @@ use crate::manifest::Model;
 use crate::suggest;
 
 /// What the selectors picked, before the upstream closure.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Picked {
     pub versions: BTreeSet<usize>,
     pub mirrors: BTreeSet<(usize, String)>,

@@ -131,7 +131,7 @@ pub struct Http {
     insecure: Vec<String>,
     policy: Policy,
     /// Per host: the credentials of the docker config, looked up once, off the runtime.
-    configured: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Configured>>>>,
+    configured: crate::once_map::OnceMap<String, Configured>,
     /// Per host: basic credentials the registry asked for.
     basic: Mutex<HashMap<String, (String, String)>>,
     /// Per (host, scope): the bearer token. Docker Hub, GHCR and quay.io scope a token to one
@@ -161,7 +161,7 @@ impl Http {
             client,
             insecure: insecure.to_vec(),
             policy,
-            configured: Mutex::new(HashMap::new()),
+            configured: crate::once_map::OnceMap::default(),
             basic: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
             not_before: Mutex::new(HashMap::new()),
@@ -249,22 +249,15 @@ impl Http {
     /// Username and password for `host` from the docker config, if any: looked up once per
     /// host, on a blocking thread (a credential helper is a process mab waits for).
     async fn configured(&self, host: &str) -> Configured {
-        let cell = self
-            .configured
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(host.to_owned())
-            .or_default()
-            .clone();
-        let host = host.to_owned();
-        cell.get_or_init(|| async move {
-            tokio::task::spawn_blocking(move || lookup(&host))
-                .await
-                .ok()
-                .flatten()
-        })
-        .await
-        .clone()
+        let owned = host.to_owned();
+        self.configured
+            .get_or_init(host.to_owned(), || async move {
+                tokio::task::spawn_blocking(move || lookup(&owned))
+                    .await
+                    .ok()
+                    .flatten()
+            })
+            .await
     }
 
     /// Answer a 401 to a request for `scope` that carried `sent` (its token, if any): basic

@@ -27,14 +27,25 @@ impl<K: Eq + Hash, V: Clone> OnceMap<K, V> {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<V, E>>,
     {
-        let cell = self
-            .cells
+        self.cell(key).get_or_try_init(init).await.cloned()
+    }
+
+    /// The value of `key`, computed by `init` if no one has computed it yet.
+    pub async fn get_or_init<F, Fut>(&self, key: K, init: F) -> V
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = V>,
+    {
+        self.cell(key).get_or_init(init).await.clone()
+    }
+
+    fn cell(&self, key: K) -> Arc<OnceCell<V>> {
+        self.cells
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .entry(key)
             .or_default()
-            .clone();
-        cell.get_or_try_init(init).await.cloned()
+            .clone()
     }
 }
 
