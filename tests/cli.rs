@@ -260,10 +260,8 @@ fn check_warns_when_the_dockerfile_lacks_the_from_arg() {
 /// digest fails the node; real builds are proven by the end-to-end suite.
 fn fake_docker(dir: &std::path::Path) -> std::path::PathBuf {
     let bin = dir.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let script = bin.join("docker");
-    std::fs::write(
-        &script,
+    crate::support::script(
+        &bin.join("docker"),
         r#"#!/bin/sh
 echo "$@" >> "$FAKE_LOG"
 meta=""
@@ -281,10 +279,7 @@ case "$FAKE_METADATA" in
 esac
 exit 0
 "#,
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     bin
 }
 
@@ -1384,15 +1379,10 @@ fn dockerignore_is_read_as_buildkit_reads_it() {
 /// each writing its pid to `$FAKE_PIDS` as it starts.
 fn stubborn_docker(dir: &std::path::Path) -> std::path::PathBuf {
     let bin = dir.join("stubborn");
-    std::fs::create_dir_all(&bin).unwrap();
-    let script = bin.join("docker");
-    std::fs::write(
-        &script,
+    crate::support::script(
+        &bin.join("docker"),
         "#!/bin/sh\ncase \"$*\" in\n  *'buildx build'*)\n    trap '' TERM\n    echo $$ >> \"$FAKE_PIDS\"\n    echo building\n    while :; do sleep 0.05; done ;;\n  *) exit 0 ;;\nesac\n",
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     bin
 }
 

@@ -57,17 +57,27 @@ fn test_storage() -> String {
     }
 }
 
-/// The test environment's own buildx builder (a BuildKit daemon scripts/test-env started),
-/// which a test may prune; never a developer's.
-fn test_builder() -> String {
+/// Forget the whole local cache of the test environment's own buildx builder (a BuildKit
+/// daemon scripts/test-env started), never a developer's: what a build then takes from a
+/// cache comes from the registry.
+fn prune_test_builder() {
     let config = std::env::var("DOCKER_CONFIG").unwrap_or_default();
-    match std::env::var("BUILDX_BUILDER") {
+    let builder = match std::env::var("BUILDX_BUILDER") {
         Ok(b) if config.contains("mab-test-env") => b,
         other => panic!(
             "the builder ({other:?}, DOCKER_CONFIG {config:?}) is not the test environment's \
              own: run the tests with scripts/test (a test prunes the builder's cache)"
         ),
-    }
+    };
+    let prune = Command::new("docker")
+        .args(["buildx", "prune", "--all", "--force", "--builder", &builder])
+        .output()
+        .unwrap();
+    assert!(
+        prune.status.success(),
+        "{}",
+        String::from_utf8_lossy(&prune.stderr)
+    );
 }
 
 /// `env` as it is, or on the buildx backend.
@@ -795,12 +805,7 @@ fn seed_fills_the_cache_and_publishes_nothing_on(buildx: bool) {
     }
     // The seeded cache is what a build of that platform takes: every step from it.
     if buildx {
-        let prune = Command::new("docker")
-            .args(["buildx", "prune", "--all", "--force", "--builder"])
-            .arg(test_builder())
-            .output()
-            .unwrap();
-        assert!(prune.status.success());
+        prune_test_builder();
         let (code, out, err) = env.mab(&[
             "build",
             "builder:2.2",
@@ -2204,16 +2209,7 @@ fn buildx_rebuild_after_a_pruned_builder_takes_every_step_from_the_registry_cach
     assert_eq!(code, 0, "{out}\n{err}");
     // Forget the whole local cache of the test's own builder (never a developer's): hits now
     // can only come from the registry.
-    let prune = Command::new("docker")
-        .args(["buildx", "prune", "--all", "--force", "--builder"])
-        .arg(test_builder())
-        .output()
-        .unwrap();
-    assert!(
-        prune.status.success(),
-        "{}",
-        String::from_utf8_lossy(&prune.stderr)
-    );
+    prune_test_builder();
     let (code, out, err) = env.mab(&["build", "builder:2.3", "--no-reuse", "--report", "r.json"]);
     assert_eq!(code, 0, "{out}\n{err}");
     let r = report(&env.path().join("r.json"));

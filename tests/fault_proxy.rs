@@ -376,6 +376,17 @@ async fn read_body(
     Ok(buf.drain(..take).collect())
 }
 
+/// The value of header `name` in a request's head, or empty.
+fn header(head: &str, name: &str) -> String {
+    head.lines()
+        .find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_default()
+}
+
 async fn serve_http(
     mut client: TcpStream,
     upstream: &str,
@@ -390,14 +401,7 @@ async fn serve_http(
             first.next().unwrap_or("").to_owned(),
         );
         let body = read_body(&mut client, &mut buf, content_length(&head_text)).await?;
-        let auth_header = head_text
-            .lines()
-            .find_map(|l| {
-                l.split_once(':')
-                    .filter(|(k, _)| k.trim().eq_ignore_ascii_case("authorization"))
-                    .map(|(_, v)| v.trim().to_owned())
-            })
-            .unwrap_or_default();
+        let auth_header = header(&head_text, "authorization");
         let scoped = state.lock().unwrap().scoped.clone();
         if let Some(credentials) = scoped {
             let answer = {
@@ -405,7 +409,7 @@ async fn serve_http(
                 if path.starts_with("/token") {
                     s.log.push(format!("{method} {path}"));
                     if auth_header == format!("Basic {credentials}") {
-                        let token = format!("scoped-{}", s.grants.len());
+                        let token = format!("scoped-token-secret-{}", s.grants.len());
                         s.grants.insert(token.clone(), scopes_asked(&path));
                         let body = format!("{{\"token\": \"{token}\"}}");
                         Some(format!(
@@ -425,14 +429,7 @@ async fn serve_http(
                     if needed.is_empty() || covers(&granted, &needed) {
                         None
                     } else {
-                        let host = head_text
-                            .lines()
-                            .find_map(|l| {
-                                l.split_once(':')
-                                    .filter(|(k, _)| k.trim().eq_ignore_ascii_case("host"))
-                                    .map(|(_, v)| v.trim().to_owned())
-                            })
-                            .unwrap_or_default();
+                        let host = header(&head_text, "host");
                         s.log.push(format!("401 {method} {path}"));
                         let scope = needed
                             .iter()
@@ -465,14 +462,7 @@ async fn serve_http(
                     Some("HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n".to_owned())
                 }
             } else if auth_header != format!("Bearer {token}") {
-                let host = head_text
-                    .lines()
-                    .find_map(|l| {
-                        l.split_once(':')
-                            .filter(|(k, _)| k.trim().eq_ignore_ascii_case("host"))
-                            .map(|(_, v)| v.trim().to_owned())
-                    })
-                    .unwrap_or_default();
+                let host = header(&head_text, "host");
                 Some(format!(
                     "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://{host}/token\",service=\"fault-proxy\"\r\nContent-Length: 0\r\n\r\n"
                 ))

@@ -122,3 +122,12 @@ pub fn nopush_repo() -> tempfile::TempDir {
     git_in(dir.path(), &["commit", "-q", "-m", "images"]);
     dir
 }
+
+/// Write an executable script at `path` (its directory made as needed): a stand-in for a
+/// program the test puts on the PATH or in place of a setup script.
+pub fn script(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}

@@ -17,17 +17,10 @@ fn a_builder_that_cannot_start_stops_the_test_environment_naming_it() {
     }
     let shared = dir.path().join("shared");
     copy_dir(&root().join("../shared/tools"), &shared.join("tools"));
-    std::fs::create_dir_all(shared.join("buildkit")).unwrap();
-    let up = shared.join("buildkit/up");
-    std::fs::write(
-        &up,
+    crate::support::script(
+        &shared.join("buildkit/up"),
         "#!/bin/sh\necho 'buildkit: buildkitd did not start: runc: permission denied' >&2\nexit 1\n",
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    for f in [&up, &shared.join("tools/up")] {
-        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    );
     let o = Command::new(scripts.join("test-env"))
         .current_dir(dir.path().join("repo"))
         .env_remove("DOCKER_CONFIG")

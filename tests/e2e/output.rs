@@ -107,16 +107,25 @@ image "base" {
     from "mirror:alpine:3.15" arg="BASE"
     version "1"
     tag "1" "latest"
+    variant "slim" { arg "FLAVOUR" "slim"; }
     annotation "org.opencontainers.image.description" "a \"quoted\", comma'd one — ünïcode"
     test "test -f /arch"
 }
 image "app" {
-    from "base:1" arg="BASE"
+    from "base:1-slim" arg="BASE"
     version "2"
-    tag "2" "2.0" "stable"
-    test "cat /arch /app"
+    tag "2" "2.0" "stable" "2-${date}"
+    test "cat /arch /app /flavour"
 }
 "#;
+
+/// Every tag the shell-plan manifest publishes (its `MAB_NOW`: 2026-11-25), by repository:
+/// a version, its variant (the suffix on inherited tags), alias tags and a dated tag.
+const SHELL_PLAN_TAGS: [(&str, &[&str]); 3] = [
+    ("base", &["1", "latest"]),
+    ("base", &["1-slim", "latest-slim"]),
+    ("app", &["2", "2.0", "stable", "2-20261125"]),
+];
 
 #[test]
 #[ignore = "needs the test environment: scripts/test (registry, buildah, BuildKit, emulation)"]
@@ -141,19 +150,32 @@ fn the_shell_plan_runs_and_publishes_what_mab_publishes_on(buildx: bool) {
     env.write("images.kdl", SHELL_PLAN);
     env.write(
         "images/base/Dockerfile",
-        &format!("{BASED}RUN uname -m > /arch && echo {}\n", env.ns),
+        &format!(
+            "{BASED}ARG FLAVOUR=full\nRUN uname -m > /arch && echo $FLAVOUR > /flavour && echo {}\n",
+            env.ns
+        ),
     );
     env.write(
         "images/app/Dockerfile",
         &format!("{BASED}RUN echo app > /app && echo {}\n", env.ns),
     );
-    let (code, script, err) = env.mab(&["plan", "--format", "shell"]);
-    assert_eq!(code, 0, "{err}");
+    // One day for the plan and for mab's merge, so the dated tag is the same.
+    let mab = |args: &[&str]| {
+        let o = env
+            .command(args)
+            .env("MAB_NOW", "2026-11-25T10:00:00Z")
+            .output()
+            .unwrap();
+        let (out, err) = (
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        );
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {out}\n{err}");
+        out
+    };
+    let script = mab(&["plan", "--format", "shell"]);
     // Each tag is written once, by one command, and nothing else moves a tag.
-    for (image, tags) in [
-        ("base", &["1", "latest"][..]),
-        ("app", &["2", "2.0", "stable"]),
-    ] {
+    for (image, tags) in SHELL_PLAN_TAGS {
         for t in tags {
             let target = format!("--tag {}:{t} ", env.repo(image));
             assert_eq!(script.matches(&target).count(), 1, "{target}\n{script}");
@@ -178,10 +200,7 @@ fn the_shell_plan_runs_and_publishes_what_mab_publishes_on(buildx: bool) {
     );
     // What the script published: every tag, each version's tags on one index whose digest is
     // its content, the platforms of the plan, the annotation as written.
-    for (image, tags) in [
-        ("base", &["1", "latest"][..]),
-        ("app", &["2", "2.0", "stable"]),
-    ] {
+    for (image, tags) in SHELL_PLAN_TAGS {
         let first = registry_digest(&format!("{}:{}", env.repo(image), tags[0]));
         for t in tags {
             assert_eq!(registry_digest(&format!("{}:{t}", env.repo(image))), first);
@@ -204,13 +223,11 @@ fn the_shell_plan_runs_and_publishes_what_mab_publishes_on(buildx: bool) {
         base["annotations"]["org.opencontainers.image.description"],
         "a \"quoted\", comma'd one — ünïcode"
     );
-    // The dependent was built on the base the script published.
-    let app_on = run_in(&env.repo("app:2"), "linux/arm64", "cat /arch /app");
-    assert_eq!(app_on, "aarch64\napp\n");
+    // The dependent was built on the variant the script published.
+    let app_on = run_in(&env.repo("app:2"), "linux/arm64", "cat /arch /app /flavour");
+    assert_eq!(app_on, "aarch64\napp\nslim\n");
     // mab, given the digests the script built, would publish exactly these indexes.
-    let (code, plan, err) = env.mab(&["plan", "--format", "json"]);
-    assert_eq!(code, 0, "{err}");
-    let plan: Value = serde_json::from_str(&plan).unwrap();
+    let plan: Value = serde_json::from_str(&mab(&["plan", "--format", "json"])).unwrap();
     let dist = env.path().join("dist");
     std::fs::create_dir_all(&dist).unwrap();
     for n in plan["nodes"].as_array().unwrap() {
@@ -230,10 +247,9 @@ fn the_shell_plan_runs_and_publishes_what_mab_publishes_on(buildx: bool) {
         });
         std::fs::write(dist.join(format!("{stem}.json")), metadata.to_string()).unwrap();
     }
-    let (code, out, err) = env.mab(&["merge", "--metadata-dir", "dist", "--report", "m.json"]);
-    assert_eq!(code, 0, "{out}\n{err}");
+    let out = mab(&["merge", "--metadata-dir", "dist", "--report", "m.json"]);
     let r = report(&env.path().join("m.json"));
-    for merge in ["merge:base:1", "merge:app:2"] {
+    for merge in ["merge:base:1", "merge:base:1-slim", "merge:app:2"] {
         assert_eq!(node(&r, merge)["status"], "current", "{merge}: {out}");
     }
 }
